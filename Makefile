@@ -1,0 +1,61 @@
+# Flick — one binary, two everyday commands: `make demo` and `make test`.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -tags osusergo,netgo -ldflags '$(LDFLAGS)'
+FUZZTIME  ?= 3s
+STATICCHECK_VERSION := 2025.1.1
+
+.DEFAULT_GOAL := help
+
+.PHONY: help build demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/flick (static, CGO off)
+	$(BUILD) -o bin/flick ./cmd/flick
+
+demo: build ## run Flick's main job on embedded defaults (daemon, local registry, pull, images)
+	./scripts/demo.sh
+
+test: build test-unit test-e2e fuzz ## run every test: unit, root, e2e (real registry, docker CLI), short fuzzing
+
+test-unit: ## package tests, race detector on
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/...
+
+test-e2e: build ## end-to-end tests driving bin/flick, the real registry and the docker CLI
+	FLICK_BIN=$(CURDIR)/bin/flick $(GO) test -count=1 -timeout 20m ./test/e2e/...
+
+fuzz: ## run each fuzzer briefly (FUZZTIME=3s); seed corpora live in testdata/fuzz
+	@set -e; for f in $$(grep -rlE '^func Fuzz' --include='*_test.go' internal); do \
+	  pkg=./$$(dirname $$f); \
+	  for fn in $$(grep -hoE '^func Fuzz[A-Za-z0-9_]+' $$f | sed 's/func //'); do \
+	    echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+	    $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+fuzz-long: ## fuzz campaign: FUZZTIME=10m make fuzz-long
+	$(MAKE) fuzz FUZZTIME=$${FUZZTIME:-5m}
+
+check: ## gofmt, vet, staticcheck, go mod tidy, cross-builds
+	@test -z "$$(gofmt -l cmd internal test bench)" || (gofmt -l cmd internal test bench; echo 'run gofmt -w'; exit 1)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) mod tidy && git diff --exit-code go.mod go.sum
+	$(MAKE) cross
+
+cross: ## cross-build for the gateways: linux/arm64, linux/arm (v7), linux/amd64
+	GOOS=linux GOARCH=arm64 $(BUILD) -o bin/flick-linux-arm64 ./cmd/flick
+	GOOS=linux GOARCH=arm GOARM=7 $(BUILD) -o bin/flick-linux-armv7 ./cmd/flick
+	GOOS=linux GOARCH=amd64 $(BUILD) -o bin/flick-linux-amd64 ./cmd/flick
+	@ls -l bin/flick-linux-*
+
+bench: build ## Go benchmarks, then bench/pull.sh (Flick vs dockerd)
+	$(GO) test -run='^$$' -bench=. -benchtime=3x ./internal/...
+	./bench/pull.sh
+
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"log/slog"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/flick-edge/flick/internal/config"
+	"github.com/flick-edge/flick/internal/daemon"
+	"github.com/flick-edge/flick/internal/durable"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) daemonCmd() *cobra.Command {
+	def := config.Defaults()
+	var (
+		cfg        = def
+		configFile string
+		syncMode   string
+	)
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the Flick engine (API on a unix socket)",
+		Long: `Run the Flick engine in the foreground. It needs no other service.
+
+Settings come from flags, else from the config file (YAML, keys named like
+the flags, e.g. "data-root: /data/flick"), else from the defaults shown.
+Several daemons can run side by side with their own --data-root and -H.
+SIGTERM or SIGINT stops it cleanly.`,
+		Example: `  flick daemon
+  flick daemon --data-root /tmp/flick -H unix:///tmp/flick.sock --log-level debug
+  flick daemon --insecure-registry registry.lan:5000`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			explicit := cmd.Flags().Changed("config-file")
+			file, err := config.Load(config.Defaults(), configFile, explicit)
+			if err != nil {
+				return err
+			}
+			// Flags given on the command line win over the file.
+			merged := file
+			fl := cmd.Flags()
+			if fl.Changed("data-root") {
+				merged.DataRoot = cfg.DataRoot
+			}
+			if a.host != "" {
+				merged.Hosts = []string{a.host}
+			}
+			if fl.Changed("insecure-registry") {
+				merged.InsecureRegistries = cfg.InsecureRegistries
+			}
+			if fl.Changed("log-level") {
+				merged.LogLevel = cfg.LogLevel
+			}
+			if fl.Changed("log-format") {
+				merged.LogFormat = cfg.LogFormat
+			}
+			if fl.Changed("max-concurrent-downloads") {
+				merged.MaxConcurrentDownloads = cfg.MaxConcurrentDownloads
+			}
+			if fl.Changed("max-download-attempts") {
+				merged.MaxDownloadAttempts = cfg.MaxDownloadAttempts
+			}
+			if fl.Changed("min-free-space") {
+				merged.MinFreeSpace = cfg.MinFreeSpace
+			}
+			if fl.Changed("allow-layer-devices") {
+				merged.AllowLayerDevices = cfg.AllowLayerDevices
+			}
+			if fl.Changed("sync-mode") {
+				merged.SyncMode = durable.Mode(syncMode)
+			}
+			if fl.Changed("group") {
+				merged.SocketGroup = cfg.SocketGroup
+			}
+			final, err := merged.Validate()
+			if err != nil {
+				return err
+			}
+			log := newLogger(a.stderr, final.LogLevel, final.LogFormat)
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return daemon.Run(ctx, final, daemon.Build{Version: a.build.Version, GitCommit: a.build.GitCommit}, log, nil)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config-file", config.DefaultConfigFile, "daemon configuration file (YAML)")
+	f.StringVar(&cfg.DataRoot, "data-root", def.DataRoot, "root directory of Flick's persistent state")
+	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "registry (host:port or CIDR) to reach over plain HTTP; loopback registries always are")
+	f.StringVarP(&cfg.LogLevel, "log-level", "l", def.LogLevel, "log level: debug, info, warn, error")
+	f.StringVar(&cfg.LogFormat, "log-format", def.LogFormat, "log format: text or json")
+	f.IntVar(&cfg.MaxConcurrentDownloads, "max-concurrent-downloads", def.MaxConcurrentDownloads, "layers downloaded in parallel per pull")
+	f.IntVar(&cfg.MaxDownloadAttempts, "max-download-attempts", def.MaxDownloadAttempts, "attempts per request or layer stream before a pull fails (progress resets the count)")
+	f.StringVar(&cfg.MinFreeSpace, "min-free-space", def.MinFreeSpace, "disk space a pull must leave free on the data root")
+	f.BoolVar(&cfg.AllowLayerDevices, "allow-layer-devices", false, "create device nodes found in image layers (skipped by default)")
+	f.StringVar(&syncMode, "sync-mode", string(def.SyncMode), "how layers are made durable: syncfs (one flush per layer) or fsync (every file)")
+	f.StringVar(&cfg.SocketGroup, "group", def.SocketGroup, "group given access to the API socket, if it exists")
+	return cmd
+}
+
+func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(strings.ToUpper(level)))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+

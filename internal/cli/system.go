@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/docker/cli/cli/config"
+	"github.com/docker/cli/cli/config/types"
+	"github.com/docker/go-units"
+	"github.com/flick-edge/flick/internal/dockerapi"
+	mimage "github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/api/types/system"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) systemCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "system", Short: "Manage the Flick engine"}
+	var jsonOut bool
+	df := &cobra.Command{
+		Use:   "df",
+		Short: "Show disk usage of images and layers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var du struct {
+				LayersSize int64
+				Images     []mimage.Summary
+			}
+			if err := c.JSON(cmd.Context(), http.MethodGet, "/system/df", nil, nil, &du); err != nil {
+				return err
+			}
+			if jsonOut {
+				return printJSON(a.stdout, du)
+			}
+			var reclaim int64
+			for _, img := range du.Images {
+				if len(img.RepoTags) == 0 {
+					reclaim += img.Size - img.SharedSize
+				}
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 0, 3, ' ', 0)
+			fmt.Fprintln(tw, "TYPE\tTOTAL\tACTIVE\tSIZE\tRECLAIMABLE")
+			fmt.Fprintf(tw, "Images\t%d\t%d\t%s\t%s\n", len(du.Images), 0, units.HumanSize(float64(du.LayersSize)), units.HumanSize(float64(reclaim)))
+			return tw.Flush()
+		},
+	}
+	df.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	cmd.AddCommand(df, a.infoCmd())
+	return cmd
+}
+
+func (a *app) versionCmd() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Show the client's and the daemon's versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := struct {
+				Client map[string]string
+				Server *system.VersionResponse `json:",omitempty"`
+			}{Client: map[string]string{"Version": a.build.Version, "GitCommit": a.build.GitCommit, "GoVersion": runtime.Version(),
+				"ApiVersion": dockerapi.APIVersion, "Os": runtime.GOOS, "Arch": runtime.GOARCH}}
+			var srvErr error
+			if c, err := a.client(); err == nil {
+				var v system.VersionResponse
+				if srvErr = c.JSON(cmd.Context(), http.MethodGet, "/version", nil, nil, &v); srvErr == nil {
+					out.Server = &v
+				}
+			}
+			if jsonOut {
+				if err := printJSON(a.stdout, out); err != nil {
+					return err
+				}
+				return srvErr
+			}
+			fmt.Fprintf(a.stdout, "Client:\n Version:\t%s\n API version:\t%s\n Go version:\t%s\n OS/Arch:\t%s/%s\n",
+				a.build.Version, dockerapi.APIVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			if out.Server != nil {
+				s := out.Server
+				fmt.Fprintf(a.stdout, "\nServer: %s\n Version:\t%s\n API version:\t%s (minimum %s)\n Go version:\t%s\n OS/Arch:\t%s/%s\n Kernel:\t%s\n",
+					s.Platform.Name, s.Version, s.APIVersion, s.MinAPIVersion, s.GoVersion, s.Os, s.Arch, s.KernelVersion)
+			}
+			return srvErr
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	return cmd
+}
+
+func (a *app) infoCmd() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "info",
+		Short: "Show engine-wide information",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var info system.Info
+			if err := c.JSON(cmd.Context(), http.MethodGet, "/info", nil, nil, &info); err != nil {
+				return err
+			}
+			if jsonOut {
+				return printJSON(a.stdout, info)
+			}
+			fmt.Fprintf(a.stdout, "Server Version: %s\nImages: %d\nStorage Driver: %s\nCgroup Version: %s\nKernel Version: %s\nOperating System: %s\nArchitecture: %s\nCPUs: %d\nTotal Memory: %s\nName: %s\nData Root: %s\n",
+				info.ServerVersion, info.Images, info.Driver, info.CgroupVersion, info.KernelVersion, info.OperatingSystem,
+				info.Architecture, info.NCPU, units.BytesSize(float64(info.MemTotal)), info.Name, info.DockerRootDir)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON (the Docker API's info object)")
+	return cmd
+}
+
+// serverKey is the key docker config.json uses for a registry.
+func serverKey(server string) string {
+	h := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(server, "https://"), "http://"), "/")
+	if h == "" || h == "docker.io" || h == "index.docker.io" || h == "registry-1.docker.io" || h == "index.docker.io/v1" {
+		return "https://index.docker.io/v1/"
+	}
+	return h
+}
+
+func (a *app) loginCmd() *cobra.Command {
+	var user, pass string
+	var passStdin bool
+	cmd := &cobra.Command{
+		Use:   "login [OPTIONS] [SERVER]",
+		Short: "Log in to a registry (stores credentials in ~/.docker/config.json)",
+		Long: `Check credentials with the registry through the daemon, then store them in
+the docker config.json (or its credential helper), exactly where 'docker login'
+keeps them: flick and docker share logins.`,
+		Example: "  flick login registry.lan:5000 -u ci --password-stdin < token.txt",
+		Args:    cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			server := "docker.io"
+			if len(args) == 1 {
+				server = args[0]
+			}
+			if passStdin {
+				b, err := io.ReadAll(bufio.NewReader(cmd.InOrStdin()))
+				if err != nil {
+					return err
+				}
+				pass = strings.TrimRight(string(b), "\r\n")
+			}
+			if user == "" || pass == "" {
+				return usageError{fmt.Errorf("give a username (-u) and a password (-p or --password-stdin)")}
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			key := serverKey(server)
+			var ok struct{ Status string }
+			body := map[string]string{"username": user, "password": pass, "serveraddress": key}
+			if err := c.JSON(cmd.Context(), http.MethodPost, "/auth", nil, body, &ok); err != nil {
+				return err
+			}
+			cf, err := config.Load(config.Dir())
+			if err != nil {
+				return fmt.Errorf("read docker config: %w", err)
+			}
+			if err := cf.GetCredentialsStore(key).Store(types.AuthConfig{Username: user, Password: pass, ServerAddress: key}); err != nil {
+				return fmt.Errorf("store credentials: %w", err)
+			}
+			fmt.Fprintln(a.stdout, ok.Status)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&user, "username", "u", "", "username")
+	cmd.Flags().StringVarP(&pass, "password", "p", "", "password (prefer --password-stdin: it stays out of shell history)")
+	cmd.Flags().BoolVar(&passStdin, "password-stdin", false, "read the password from standard input")
+	return cmd
+}
+
+func (a *app) logoutCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "logout [SERVER]",
+		Short: "Forget a registry's stored credentials",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			server := "docker.io"
+			if len(args) == 1 {
+				server = args[0]
+			}
+			cf, err := config.Load(config.Dir())
+			if err != nil {
+				return err
+			}
+			key := serverKey(server)
+			if err := cf.GetCredentialsStore(key).Erase(key); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "Removing login credentials for %s\n", key)
+			return nil
+		},
+	}
+}
+

@@ -1,0 +1,155 @@
+// Package client is the flick CLI's client for a Flick daemon's API (the
+// Docker Engine API over a unix socket). It is deliberately thin: JSON in and
+// out, errors carried back with their class so the CLI can pick exit codes and
+// hints.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flick-edge/flick/internal/config"
+	"github.com/flick-edge/flick/internal/dockerapi"
+	"github.com/flick-edge/flick/internal/errdefs"
+)
+
+// Client talks to one daemon.
+type Client struct {
+	socket string
+	http   *http.Client
+}
+
+// HostFromEnv picks the daemon address: the flag if set, then FLICK_HOST, then
+// the default socket.
+func HostFromEnv(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if h := os.Getenv("FLICK_HOST"); h != "" {
+		return h
+	}
+	return config.DefaultHost
+}
+
+// New returns a client for host ("unix:///run/flick/flick.sock").
+func New(host string) (*Client, error) {
+	p, err := config.SocketPath(host)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", p)
+		},
+		MaxIdleConns:    2,
+		IdleConnTimeout: 30 * time.Second,
+	}
+	return &Client{socket: p, http: &http.Client{Transport: tr}}, nil
+}
+
+// Do sends a request; body, if not nil, is JSON-encoded unless it is an
+// io.Reader. A non-2xx answer becomes an error with the daemon's message and
+// class. The caller closes the response body.
+func (c *Client) Do(ctx context.Context, method, path string, query url.Values, body any, header http.Header) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		if r, ok := body.(io.Reader); ok {
+			rd = r
+		} else {
+			b, err := json.Marshal(body)
+			if err != nil {
+				return nil, err
+			}
+			rd = strings.NewReader(string(b))
+		}
+	}
+	u := "http://flick/v" + dockerapi.APIVersion + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.connError(err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var e struct{ Message string }
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		msg := strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &e) == nil && e.Message != "" {
+			msg = e.Message
+		}
+		return nil, classed(dockerapi.ClassOfStatus(resp.StatusCode), errors.New(msg))
+	}
+	return resp, nil
+}
+
+// JSON sends a request and decodes a JSON answer into out (if not nil).
+func (c *Client) JSON(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	resp, err := c.Do(ctx, method, path, query, body, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("decode daemon answer to %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) connError(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ECONNREFUSED):
+		return errdefs.NewUnavailable(fmt.Errorf("cannot connect to the Flick daemon at unix://%s: is it running? Start it with 'flick daemon' (or set -H / FLICK_HOST)", c.socket))
+	case errors.Is(err, syscall.EACCES):
+		return errdefs.NewUnauthorized(fmt.Errorf("permission denied on unix://%s: run as root or add yourself to the 'flick' group", c.socket))
+	}
+	return errdefs.NewUnavailable(err)
+}
+
+func classed(c errdefs.Class, err error) error {
+	switch c {
+	case errdefs.NotFound:
+		return errdefs.NewNotFound(err)
+	case errdefs.Conflict:
+		return errdefs.NewConflict(err)
+	case errdefs.InvalidArgument:
+		return errdefs.NewInvalidArgument(err)
+	case errdefs.FailedPrecondition:
+		return errdefs.NewFailedPrecondition(err)
+	case errdefs.Unavailable:
+		return errdefs.NewUnavailable(err)
+	case errdefs.ResourceExhausted:
+		return errdefs.NewResourceExhausted(err)
+	case errdefs.NotImplemented:
+		return errdefs.NewNotImplemented(err)
+	case errdefs.Unauthorized:
+		return errdefs.NewUnauthorized(err)
+	}
+	return err
+}

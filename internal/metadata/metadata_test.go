@@ -1,0 +1,63 @@
+package metadata
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/flick-edge/flick/internal/errdefs"
+	"github.com/opencontainers/go-digest"
+)
+
+func TestImageNeedsCommittedLayersAndTagsSwitchAtomically(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "meta.db")
+	db, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1, l2 := digest.FromString("l1"), digest.FromString("l2")
+	img1 := Image{ID: digest.FromString("cfg1"), Layers: []LayerRef{{DiffID: l1}}}
+	img2 := Image{ID: digest.FromString("cfg2"), Layers: []LayerRef{{DiffID: l1}, {DiffID: l2}}}
+
+	if _, err := db.CommitImage(img1, []string{"x:1"}); !errdefs.Is(err, errdefs.FailedPrecondition) {
+		t.Fatalf("commit with missing layer: %v", err)
+	}
+	if _, err := db.Tag("x:1"); !errdefs.Is(err, errdefs.NotFound) {
+		t.Fatal("tag visible after refused commit")
+	}
+	db.PutLayer(Layer{DiffID: l1, Size: 1})
+	if _, err := db.CommitImage(img1, []string{"x:1"}); err != nil {
+		t.Fatal(err)
+	}
+	db.PutLayer(Layer{DiffID: l2, Size: 2})
+	prev, err := db.CommitImage(img2, []string{"x:1"})
+	if err != nil || len(prev) != 1 || prev[0] != img1.ID {
+		t.Fatalf("prev=%v err=%v", prev, err)
+	}
+	if id, _ := db.Tag("x:1"); id != img2.ID {
+		t.Fatalf("tag -> %s", id)
+	}
+	if err := db.DeleteLayer(l2); !errdefs.Is(err, errdefs.Conflict) {
+		t.Fatalf("deleting used layer: %v", err)
+	}
+	if err := db.DeleteImage(img2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Tag("x:1"); !errdefs.Is(err, errdefs.NotFound) {
+		t.Fatal("tag survived image deletion")
+	}
+	if err := db.DeleteLayer(l2); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	// Reopen: state persisted.
+	db, err = Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	imgs, _ := db.Images()
+	ls, _ := db.Layers()
+	if len(imgs) != 1 || len(ls) != 1 {
+		t.Fatalf("after reopen: %d images %d layers", len(imgs), len(ls))
+	}
+}

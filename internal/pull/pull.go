@@ -1,0 +1,390 @@
+// Package pull is Flick's image pull pipeline.
+//
+// For every layer the image lacks, the registry's HTTP body flows through one
+// chain with no temporary file: size- and digest-verifying reader (resuming by
+// Range on network errors) -> decompressor (gzip, zstd or none) -> diffID hasher
+// -> hostile-tar-safe extraction into a private staging snapshot. Only when both
+// digests match is the snapshot synced, committed by rename and recorded. The
+// image (manifest, config, tag) is recorded last, in one metadata transaction,
+// after every layer is durable: a power cut at any instant leaves each tag at its
+// old image or its new one. Layers already committed are never fetched again,
+// which is also how an interrupted pull resumes after a restart.
+package pull
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flick-edge/flick/internal/archive"
+	"github.com/flick-edge/flick/internal/content"
+	"github.com/flick-edge/flick/internal/durable"
+	"github.com/flick-edge/flick/internal/errdefs"
+	"github.com/flick-edge/flick/internal/metadata"
+	"github.com/flick-edge/flick/internal/oci"
+	"github.com/flick-edge/flick/internal/reference"
+	"github.com/flick-edge/flick/internal/registry"
+	"github.com/flick-edge/flick/internal/snapshot"
+	"github.com/opencontainers/go-digest"
+)
+
+// Config wires a Puller. Every field but the tunables is required.
+type Config struct {
+	Registry  *registry.Client
+	Content   content.Store
+	Snapshots *snapshot.Store
+	Meta      *metadata.DB
+	// Concurrency bounds parallel layer downloads (default 3, as dockerd's
+	// --max-concurrent-downloads).
+	Concurrency int
+	// Archive tunes extraction (device nodes, write-behind).
+	Archive archive.Options
+	// Reserve is free space that a pull must leave on the data root's disk
+	// (default 64 MiB).
+	Reserve int64
+	Logger  *slog.Logger
+}
+
+// Puller pulls images. It is safe for concurrent use; two pulls needing the same
+// layer share one download.
+type Puller struct {
+	cfg      Config
+	mu       sync.Mutex
+	inflight map[digest.Digest]*flight
+	leases   map[digest.Digest]int
+}
+
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// New returns a Puller.
+func New(cfg Config) *Puller {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 3
+	}
+	if cfg.Reserve <= 0 {
+		cfg.Reserve = 64 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Puller{cfg: cfg, inflight: map[digest.Digest]*flight{}, leases: map[digest.Digest]int{}}
+}
+
+// Request names what to pull.
+type Request struct {
+	Ref         reference.Ref
+	Platform    oci.Platform // zero: this machine's platform
+	Credentials registry.Credentials
+}
+
+// Event reports progress. ID is a layer's short digest or empty for image-level
+// messages; Current/Total are bytes when Total > 0. Status uses Docker's words
+// ("Pulling fs layer", "Downloading", "Pull complete", ...).
+type Event struct {
+	ID      string
+	Status  string
+	Current int64
+	Total   int64
+}
+
+// Result describes a finished pull.
+type Result struct {
+	ImageID        digest.Digest
+	ManifestDigest digest.Digest
+	Ref            reference.Ref
+	UpToDate       bool
+	Fetched        int64 // compressed bytes downloaded
+}
+
+// Leased reports whether a layer is in use by a running pull (and must not be
+// garbage-collected).
+func (p *Puller) Leased(diffID digest.Digest) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.leases[diffID] > 0 || p.inflight[diffID] != nil
+}
+
+func (p *Puller) lease(ids []digest.Digest) func() {
+	p.mu.Lock()
+	for _, id := range ids {
+		p.leases[id]++
+	}
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		for _, id := range ids {
+			if p.leases[id]--; p.leases[id] <= 0 {
+				delete(p.leases, id)
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+// ShortID is how Docker names a layer in progress output.
+func ShortID(d digest.Digest) string {
+	e := d.Encoded()
+	if len(e) > 12 {
+		return e[:12]
+	}
+	return e
+}
+
+// Pull fetches req.Ref and records it. events (may be nil) receives progress
+// from several goroutines, serialised by Pull.
+func (p *Puller) Pull(ctx context.Context, req Request, events func(Event)) (Result, error) {
+	var emu sync.Mutex
+	emit := func(e Event) {
+		if events != nil {
+			emu.Lock()
+			events(e)
+			emu.Unlock()
+		}
+	}
+	ref := req.Ref
+	plat := req.Platform
+	if plat.OS == "" {
+		plat = oci.Host()
+	}
+	repo, err := p.cfg.Registry.Open(ctx, ref, req.Credentials)
+	if err != nil {
+		return Result{}, err
+	}
+	res, err := p.resolve(ctx, repo, ref, plat)
+	if err != nil {
+		return Result{}, err
+	}
+	tagOrDigest := ref.Tag()
+	if ref.Digest() != "" {
+		tagOrDigest = ref.Digest().String()
+	}
+	emit(Event{ID: tagOrDigest, Status: "Pulling from " + ref.Path()})
+
+	imageID := res.config.Digest
+	diffIDs := res.config.Image.RootFS.DiffIDs
+	release := p.lease(diffIDs)
+	defer release()
+
+	// Up to date?
+	if existing, err := p.cfg.Meta.Image(imageID); err == nil {
+		if ref.Tag() != "" {
+			if cur, err := p.cfg.Meta.Tag(ref.String()); err == nil && cur == imageID {
+				return p.finish(ctx, res, ref, existing, emit, true, 0)
+			}
+		}
+	}
+
+	layers := res.manifest.Layers
+	missing := make([]int, 0, len(layers))
+	for i := range layers {
+		if _, ok, err := p.cfg.Meta.Layer(diffIDs[i]); err != nil {
+			return Result{}, err
+		} else if ok && p.cfg.Snapshots.Exists(diffIDs[i]) {
+			emit(Event{ID: ShortID(layers[i].Digest), Status: "Already exists"})
+			continue
+		}
+		missing = append(missing, i)
+		emit(Event{ID: ShortID(layers[i].Digest), Status: "Pulling fs layer"})
+	}
+	if err := p.checkSpace(ctx, repo, layers, missing); err != nil {
+		return Result{}, err
+	}
+
+	var fetched int64
+	var fmu sync.Mutex
+	sem := make(chan struct{}, p.cfg.Concurrency)
+	errs := make([]error, len(missing))
+	var wg sync.WaitGroup
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for k, i := range missing {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-lctx.Done():
+				errs[k] = lctx.Err()
+				return
+			}
+			defer func() { <-sem }()
+			n, err := p.layer(lctx, repo, layers[i], diffIDs[i], emit)
+			fmu.Lock()
+			fetched += n
+			fmu.Unlock()
+			if err != nil {
+				errs[k] = err
+				cancel() // one bad layer fails the pull; stop the others
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return Result{}, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return Result{}, err
+		}
+	}
+	img, err := p.record(res, ref, plat)
+	if err != nil {
+		return Result{}, err
+	}
+	return p.finish(ctx, res, ref, img, emit, false, fetched)
+}
+
+func (p *Puller) finish(_ context.Context, res *resolved, ref reference.Ref, img metadata.Image, emit func(Event), upToDate bool, fetched int64) (Result, error) {
+	emit(Event{Status: "Digest: " + res.manifestDigest.String()})
+	if upToDate {
+		emit(Event{Status: "Status: Image is up to date for " + ref.Familiar()})
+	} else {
+		emit(Event{Status: "Status: Downloaded newer image for " + ref.Familiar()})
+	}
+	return Result{ImageID: img.ID, ManifestDigest: res.manifestDigest, Ref: ref, UpToDate: upToDate, Fetched: fetched}, nil
+}
+
+// record stores manifest and config durably, then switches the tag in one
+// transaction.
+func (p *Puller) record(res *resolved, ref reference.Ref, plat oci.Platform) (metadata.Image, error) {
+	for _, b := range []struct {
+		d    digest.Digest
+		data []byte
+	}{{res.manifestDigest, res.manifestRaw}, {res.config.Digest, res.config.Raw}, {res.indexDigest, res.indexRaw}} {
+		if b.d == "" {
+			continue
+		}
+		if err := p.cfg.Content.WriteBlob(b.d, b.data); err != nil {
+			return metadata.Image{}, fmt.Errorf("store %s: %w", b.d, err)
+		}
+	}
+	img := metadata.Image{
+		ID:                res.config.Digest,
+		ManifestDigest:    res.manifestDigest,
+		ManifestMediaType: res.manifest.MediaType,
+		IndexDigest:       res.indexDigest,
+		Platform:          plat.String(),
+		Pulled:            time.Now().UTC(),
+		RepoDigests:       []string{ref.Name() + "@" + res.manifestDigest.String()},
+	}
+	if res.indexDigest != "" {
+		img.RepoDigests = append(img.RepoDigests, ref.Name()+"@"+res.indexDigest.String())
+	}
+	if c := res.config.Image.Created; c != nil {
+		img.Created = *c
+	}
+	for i, l := range res.manifest.Layers {
+		diffID := res.config.Image.RootFS.DiffIDs[i]
+		rec, _, err := p.cfg.Meta.Layer(diffID)
+		if err != nil {
+			return img, err
+		}
+		img.Size += rec.Size
+		img.Layers = append(img.Layers, metadata.LayerRef{DiffID: diffID, Digest: l.Digest, MediaType: l.MediaType, BlobSize: l.Size})
+	}
+	var tags []string
+	if ref.Tag() != "" && ref.Digest() == "" {
+		tags = append(tags, ref.String())
+	}
+	if _, err := p.cfg.Meta.CommitImage(img, tags); err != nil {
+		return img, err
+	}
+	return img, nil
+}
+
+// layer fetches one layer unless another pull already is; it returns the
+// compressed bytes it downloaded.
+func (p *Puller) layer(ctx context.Context, repo *registry.Repo, desc oci.Descriptor, diffID digest.Digest, emit func(Event)) (int64, error) {
+	p.mu.Lock()
+	if f := p.inflight[diffID]; f != nil {
+		p.mu.Unlock()
+		emit(Event{ID: ShortID(desc.Digest), Status: "Waiting"})
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if f.err != nil {
+			return 0, f.err
+		}
+		emit(Event{ID: ShortID(desc.Digest), Status: "Pull complete"})
+		return 0, nil
+	}
+	f := &flight{done: make(chan struct{})}
+	p.inflight[diffID] = f
+	p.mu.Unlock()
+	n, err := p.fetchLayer(ctx, repo, desc, diffID, emit)
+	p.mu.Lock()
+	f.err = err
+	delete(p.inflight, diffID)
+	close(f.done)
+	p.mu.Unlock()
+	return n, err
+}
+
+func (p *Puller) fetchLayer(ctx context.Context, repo *registry.Repo, desc oci.Descriptor, diffID digest.Digest, emit func(Event)) (int64, error) {
+	id := ShortID(desc.Digest)
+	st, err := p.cfg.Snapshots.NewStaging()
+	if err != nil {
+		return 0, err
+	}
+	defer st.Discard()
+
+	var last time.Time
+	var read int64
+	rc := repo.OpenBlob(ctx, desc.Digest, desc.Size, func(n int64) {
+		read = n
+		if now := time.Now(); now.Sub(last) > 100*time.Millisecond || n == desc.Size {
+			last = now
+			emit(Event{ID: id, Status: "Downloading", Current: n, Total: desc.Size})
+		}
+	})
+	defer rc.Close()
+	dr, err := decompressor(desc.MediaType, rc)
+	if err != nil {
+		return 0, err
+	}
+	defer dr.Close()
+	dh := digest.SHA256.Digester()
+	_, aerr := archive.Apply(ctx, st.Path, io.TeeReader(dr, dh.Hash()), p.cfg.Archive)
+	// Drain the blob so its size and digest are checked even if the
+	// decompressor stopped early; a transport or digest error is the root cause
+	// and wins over an extraction error it caused.
+	if _, err := io.Copy(io.Discard, rc); err != nil {
+		return read, fmt.Errorf("layer %s: %w", id, err)
+	}
+	if aerr != nil {
+		return read, fmt.Errorf("layer %s: %w", id, aerr)
+	}
+	emit(Event{ID: id, Status: "Verifying Checksum"})
+	if got := dh.Digest(); got != diffID {
+		return read, errdefs.NewInvalidArgument(fmt.Errorf("layer %s: uncompressed content hashes to %s, but the image config says %s", id, got, diffID))
+	}
+	emit(Event{ID: id, Status: "Download complete"})
+	if err := st.Commit(diffID); err != nil {
+		return read, err
+	}
+	usage, err := p.cfg.Snapshots.Usage(diffID)
+	if err != nil {
+		return read, err
+	}
+	if err := p.cfg.Meta.PutLayer(metadata.Layer{DiffID: diffID, Size: usage, Committed: time.Now().UTC()}); err != nil {
+		return read, err
+	}
+	emit(Event{ID: id, Status: "Pull complete"})
+	return read, nil
+}
+
+var _ = durable.FreeBytes
