@@ -314,13 +314,56 @@ func (a *applier) openParent(dir string, create bool) (fd int, release func(), e
 	return int(f.Fd()), func() { f.Close() }, nil
 }
 
-// mkdirAll creates dir and any missing parents inside the root.
+// mkdirAll creates dir and any missing parents inside the root, with mode
+// 0755, and returns a descriptor for it.
+//
+// With openat2 it walks dir one component at a time from the root, opening
+// each with O_NOFOLLOW and creating it if missing; dir is clean and has no
+// ".." components, so this cannot leave the root. A component that is a
+// symlink is resolved with openat2(RESOLVE_IN_ROOT) from the root (chroot
+// semantics) and the walk continues from its target; a dangling symlink is
+// an error, as with mkdir -p. The walk is linear in the depth of dir, where
+// pathrs-lite's MkdirAllHandle (used without openat2) is quadratic.
 func (a *applier) mkdirAll(dir string) (int, func(), error) {
-	f, err := pathrs.MkdirAllHandle(a.root, dir, 0o755)
-	if err != nil {
-		return -1, nil, fmt.Errorf("create missing parent directories: %w", err)
+	if a.noOpenat2 {
+		f, err := pathrs.MkdirAllHandle(a.root, dir, 0o755)
+		if err != nil {
+			return -1, nil, fmt.Errorf("create missing parent directories: %w", err)
+		}
+		return int(f.Fd()), func() { f.Close() }, nil
 	}
-	return int(f.Fd()), func() { f.Close() }, nil
+	const flags = unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	cur, err := unix.FcntlInt(uintptr(a.rootFd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, err
+	}
+	rest := dir
+	for rest != "" {
+		var c string
+		c, rest, _ = strings.Cut(rest, "/")
+		fd, err := unix.Openat(cur, c, flags, 0)
+		if errors.Is(err, unix.ENOENT) {
+			if err = unix.Mkdirat(cur, c, 0o755); err == nil || errors.Is(err, unix.EEXIST) {
+				fd, err = unix.Openat(cur, c, flags, 0)
+			}
+		}
+		if errors.Is(err, unix.ENOTDIR) {
+			// c is a symlink (or not a directory at all): resolve the
+			// path so far inside the root.
+			prefix := dir[:len(dir)-len(rest)]
+			prefix = strings.TrimSuffix(prefix, "/")
+			fd, err = openat2InRoot(a.rootFd, prefix, unix.O_PATH|unix.O_DIRECTORY)
+			if errors.Is(err, unix.ENOENT) {
+				err = fmt.Errorf("cannot create directories through dangling symlink %q: %w", prefix, err)
+			}
+		}
+		unix.Close(cur)
+		if err != nil {
+			return -1, nil, err
+		}
+		cur = fd
+	}
+	return cur, func() { unix.Close(cur) }, nil
 }
 
 // replace runs create; if it fails because base already exists, the

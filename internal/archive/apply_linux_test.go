@@ -389,7 +389,7 @@ func hostileCases() []hostileCase {
 		// points at root/<sentinel path>: dangling unless the layer made it.
 		{name: "absolute symlink to sentinel then write through (dangling)", tar: func(t *testing.T, l layout) []byte {
 			return mkTar(t, tsymlink("x", l.sentinel), tfile("x/canary", "pwned", 0o644))
-		}, wantErr: "not a directory"},
+		}, wantErr: "dangling symlink"},
 		{name: "absolute symlink to sentinel then write through", tar: func(t *testing.T, l layout) []byte {
 			return mkTar(t, tdir(l.sentinel+"/", 0o755), tsymlink("x", l.sentinel), tfile("x/canary", "pwned", 0o644), tfile("x/new", "x", 0o644))
 		}, check: func(t *testing.T, l layout) {
@@ -406,7 +406,11 @@ func hostileCases() []hostileCase {
 				t.Errorf("got %q", got)
 			}
 		}},
-		{name: "dangling symlink as parent", tar: static(tsymlink("x", "../sentinel"), tfile("x/canary", "pwned", 0o644)), wantErr: "symlink"},
+		{name: "dangling symlink as parent", tar: static(tsymlink("x", "../sentinel"), tfile("x/canary", "pwned", 0o644)), wantErr: "dangling symlink"},
+		{name: "dangling symlink as grandparent", tar: static(tdir("a/", 0o755), tsymlink("a/x", "/nonexistent"), tfile("a/x/y/z", "x", 0o644)), wantErr: "dangling symlink"},
+		{name: "symlink chain as parent", tar: static(tdir("real/", 0o755), tsymlink("l1", "/l2"), tsymlink("l2", "real/../real"), tfile("l1/sub/f", "x", 0o644)), check: func(t *testing.T, l layout) {
+			exists(t, filepath.Join(l.root, "real/sub/f"))
+		}},
 		{name: "nested symlinks out", tar: func(t *testing.T, l layout) []byte {
 			return mkTar(t, tdir(filepath.Base(l.base)+"/sentinel/", 0o755), tdir("a/", 0o755), tsymlink("a/up", "../.."), tsymlink("a/b", "up/../../../"+filepath.Base(l.base)), tfile("a/b/sentinel/canary", "pwned", 0o644))
 		}, check: func(t *testing.T, l layout) {
@@ -424,7 +428,7 @@ func hostileCases() []hostileCase {
 		}},
 		{name: "whiteout through symlink (dangling)", tar: func(t *testing.T, l layout) []byte {
 			return mkTar(t, tsymlink("x", l.sentinel), tfile("x/.wh.canary", "", 0o644))
-		}, wantErr: "not a directory"},
+		}, wantErr: "dangling symlink"},
 		{name: "whiteout through symlink", tar: func(t *testing.T, l layout) []byte {
 			return mkTar(t, tfile(l.sentinel+"/canary", "in root", 0o644), tsymlink("x", l.sentinel), tfile("x/.wh.canary", "", 0o644))
 		}, check: func(t *testing.T, l layout) {
@@ -434,7 +438,7 @@ func hostileCases() []hostileCase {
 		}},
 		{name: "opaque through symlink (dangling)", tar: func(t *testing.T, l layout) []byte {
 			return mkTar(t, tsymlink("x", l.sentinel), tfile("x/.wh..wh..opq", "", 0o644))
-		}, wantErr: "not a directory"},
+		}, wantErr: "dangling symlink"},
 		{name: "opaque through symlink", tar: func(t *testing.T, l layout) []byte {
 			return mkTar(t, tdir(l.sentinel+"/", 0o755), tsymlink("x", l.sentinel), tfile("x/.wh..wh..opq", "", 0o644))
 		}, check: func(t *testing.T, l layout) {

@@ -8,9 +8,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // FuzzApply feeds arbitrary bytes to Apply as a layer tar and checks that it
@@ -73,11 +76,12 @@ func fixChecksums(data []byte) []byte {
 	return out
 }
 
-// checkNoEscape walks the root without following symlinks. For every
-// symlink it resolves the target the way the host would (not chrooted);
-// a target outside the root must not be a file that was created or
-// modified while Apply ran. (The sentinel, created just before, is checked
-// exactly by checkUntouched instead.)
+// checkNoEscape walks the root without following symlinks, by file
+// descriptor so that arbitrarily deep trees can be walked. Every symlink is
+// opened the way the host would follow it (not chrooted); if it leads
+// outside the root, the file it leads to must not have been created or
+// changed (ctime) while Apply ran. The sentinel, created just before Apply,
+// is checked exactly by checkUntouched instead.
 func checkNoEscape(t *testing.T, l layout, start time.Time) {
 	t.Helper()
 	root, err := filepath.EvalSymlinks(l.root)
@@ -88,33 +92,60 @@ func checkNoEscape(t *testing.T, l layout, start time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = filepath.WalkDir(l.root, func(p string, d fs.DirEntry, err error) error {
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	walkAt(t, fd, ".", func(dirfd int, rel, name string) {
+		lfd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_CLOEXEC, 0) // follows, host semantics
 		if err != nil {
-			t.Errorf("walk %s: %v", p, err)
-			return nil
+			return // dangling, loop, too long: nothing was reached
 		}
-		if d.Type()&fs.ModeSymlink == 0 {
-			return nil
+		defer unix.Close(lfd)
+		resolved, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(lfd))
+		if err != nil {
+			t.Errorf("readlink: %v", err)
+			return
 		}
-		resolved, err := filepath.EvalSymlinks(p)
-		if err != nil || resolved == root || strings.HasPrefix(resolved, root+"/") || strings.HasPrefix(resolved+"/", sentinel+"/") {
-			return nil
+		if resolved == root || strings.HasPrefix(resolved, root+"/") || strings.HasPrefix(resolved+"/", sentinel+"/") {
+			return
 		}
 		for _, pseudo := range []string{"/proc/", "/sys/", "/dev/"} {
 			if strings.HasPrefix(resolved+"/", pseudo) {
-				return nil
+				return
 			}
 		}
-		fi, err := os.Lstat(resolved)
-		if err != nil || fi.IsDir() {
-			return nil
+		var st unix.Stat_t
+		if err := unix.Fstat(lfd, &st); err != nil || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return
 		}
-		if fi.ModTime().After(start) {
-			t.Errorf("symlink %s resolves outside the root to %s, modified during Apply", p, resolved)
+		if ctime := time.Unix(st.Ctim.Sec, st.Ctim.Nsec); ctime.After(start) {
+			t.Errorf("symlink %s resolves outside the root to %s, changed during Apply", rel, resolved)
 		}
-		return nil
 	})
+}
+
+// walkAt calls symlink for every symlink below the directory fd (which it
+// closes), without following any.
+func walkAt(t *testing.T, fd int, rel string, symlink func(dirfd int, rel, name string)) {
+	d := os.NewFile(uintptr(fd), rel)
+	defer d.Close()
+	ents, err := d.ReadDir(-1)
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("readdir %s: %v", rel, err)
+		return
+	}
+	for _, e := range ents {
+		switch {
+		case e.Type()&fs.ModeSymlink != 0:
+			symlink(fd, rel+"/"+e.Name(), e.Name())
+		case e.IsDir():
+			sub, err := unix.Openat(fd, e.Name(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				t.Errorf("open %s/%s: %v", rel, e.Name(), err)
+				continue
+			}
+			walkAt(t, sub, rel+"/"+e.Name(), symlink)
+		}
 	}
 }

@@ -30,7 +30,7 @@ func Select(idx Index, p Platform) (Descriptor, error) {
 	var avail []string
 	seen := map[string]bool{}
 	for i, d := range idx.Manifests {
-		if isAttestation(d) || d.ArtifactType != "" || !(IsManifest(d.MediaType) || IsIndex(d.MediaType)) {
+		if isAttestation(d) || isArtifact(d.ArtifactType) || !(IsManifest(d.MediaType) || IsIndex(d.MediaType)) {
 			continue
 		}
 		var r int
@@ -114,4 +114,15 @@ func amd64Level(v string) int {
 		return int(v[1] - '0')
 	}
 	return 0
+}
+
+// isArtifact reports whether an index entry's artifactType marks a non-image
+// artifact. Tools built on go-containerregistry set artifactType to the image
+// config's media type on ordinary images, so those count as images.
+func isArtifact(artifactType string) bool {
+	switch artifactType {
+	case "", MediaTypeDockerConfig, "application/vnd.oci.image.config.v1+json":
+		return false
+	}
+	return true
 }

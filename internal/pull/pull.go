@@ -13,7 +13,6 @@ package pull
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -197,47 +196,47 @@ func (p *Puller) Pull(ctx context.Context, req Request, events func(Event)) (Res
 		return Result{}, err
 	}
 
-	var fetched int64
-	var fmu sync.Mutex
+	// A failed layer stops new downloads from starting, but lets the ones in
+	// flight finish and commit: on a metered link, bytes already paid for are
+	// kept, and the next pull resumes after them.
+	var (
+		fetched int64
+		mu      sync.Mutex
+		failed  error
+		wg      sync.WaitGroup
+	)
 	sem := make(chan struct{}, p.cfg.Concurrency)
-	errs := make([]error, len(missing))
-	var wg sync.WaitGroup
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for k, i := range missing {
+	for _, i := range missing {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			select {
 			case sem <- struct{}{}:
-			case <-lctx.Done():
-				errs[k] = lctx.Err()
+			case <-ctx.Done():
 				return
 			}
 			defer func() { <-sem }()
-			n, err := p.layer(lctx, repo, layers[i], diffIDs[i], emit)
-			fmu.Lock()
-			fetched += n
-			fmu.Unlock()
-			if err != nil {
-				errs[k] = err
-				cancel() // one bad layer fails the pull; stop the others
+			mu.Lock()
+			stop := failed != nil
+			mu.Unlock()
+			if stop {
+				return
 			}
+			n, err := p.layer(ctx, repo, layers[i], diffIDs[i], emit)
+			mu.Lock()
+			fetched += n
+			if err != nil && failed == nil {
+				failed = err
+			}
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return Result{}, err
-		}
-	}
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	for _, err := range errs {
-		if err != nil {
-			return Result{}, err
-		}
+	if failed != nil {
+		return Result{}, failed
 	}
 	img, err := p.record(res, ref, plat)
 	if err != nil {
