@@ -56,99 +56,10 @@ LARGE_FILES=${BENCH_LARGE_FILES:-3000}
 LARGE_LAYERS=${BENCH_LARGE_LAYERS:-5}
 COMPRESSION=${BENCH_COMPRESSION:-gzip}
 
-log() { printf '[pull.sh] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
+. "$ROOT/bench/lib.sh"
 [ -x "$REGISTRY_BIN" ] || die "docker-registry not found at $REGISTRY_BIN: apt-get install docker-registry"
 command -v go >/dev/null || die "go not found"
-
-TMP=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/flick-pull-bench.XXXXXX")
-PIDS=()   # daemons we started, stopped in reverse order on exit
-
-stop_pid() { # stop_pid PID NAME: SIGTERM, wait up to 20 s, then SIGKILL
-	local pid=$1 name=$2 i
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 200; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "$name ($pid) did not stop: killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-	local rc=$? i
-	trap - EXIT INT TERM
-	[ -n "${SAMPLER_PID:-}" ] && { kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; }
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-		stop_pid "${PIDS[i]%%:*}" "${PIDS[i]#*:}"
-	done
-	# Whatever a daemon left mounted under our directory (overlay layers, netns).
-	if [ -d "$TMP" ]; then
-		awk -v t="$TMP" 'index($2, t) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
-			umount -l "$m" 2>/dev/null || true
-		done
-		rm -rf "$TMP" 2>/dev/null || log "could not remove all of $TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# ---------------------------------------------------------------- registry
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-start_registry() {
-	local port try
-	mkdir -p "$TMP/registry/storage"
-	for ((try = 0; try < 10; try++)); do
-		port=$((20000 + RANDOM % 40000))
-		port_free "$port" || continue
-		cat >"$TMP/registry/config.yml" <<-EOF
-			version: 0.1
-			log:
-			  level: warn
-			  accesslog:
-			    disabled: true
-			storage:
-			  filesystem:
-			    rootdirectory: $TMP/registry/storage
-			  delete:
-			    enabled: true
-			  maintenance:
-			    uploadpurging:
-			      enabled: false
-			http:
-			  addr: 127.0.0.1:$port
-			  secret: flick-bench-secret
-			health:
-			  storagedriver:
-			    enabled: false
-		EOF
-		"$REGISTRY_BIN" serve "$TMP/registry/config.yml" >"$TMP/registry/log" 2>&1 &
-		local pid=$!
-		local i
-		for ((i = 0; i < 100; i++)); do
-			if ! kill -0 "$pid" 2>/dev/null; then break; fi
-			if curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
-				PIDS+=("$pid:docker-registry")
-				REGISTRY=127.0.0.1:$port
-				log "docker-registry ($pid) on $REGISTRY, storage $TMP/registry/storage"
-				return 0
-			fi
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
-	cat "$TMP/registry/log" >&2 || true
-	die "docker-registry did not start"
-}
+lib_init pull-bench
 
 command -v curl >/dev/null || die "curl not found"
 start_registry

@@ -108,4 +108,3 @@ func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) 
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
 }
-

@@ -209,4 +209,3 @@ func (a *app) logoutCmd() *cobra.Command {
 		},
 	}
 }
-

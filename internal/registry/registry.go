@@ -43,7 +43,7 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Keychain supplies credentials when a request carries none
 	// (default: the docker config.json of the daemon's user).
-	Keychain authn.Keychain
+	Keychain  authn.Keychain
 	UserAgent string
 	Logger    *slog.Logger
 }

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"golang.org/x/crypto/bcrypt"
 	"io"
 	"net"
 	"net/http"
@@ -104,7 +105,11 @@ func Start(t testing.TB, opts ...Option) *Registry {
 	htpasswd := ""
 	if cfg.user != "" {
 		htpasswd = filepath.Join(dir, "htpasswd")
-		entry := cfg.user + ":" + bcryptHash([]byte(cfg.password), 4, nil) + "\n"
+		hash, err := bcrypt.GenerateFromPassword([]byte(cfg.password), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entry := cfg.user + ":" + string(hash) + "\n"
 		if err := os.WriteFile(htpasswd, []byte(entry), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -221,4 +221,3 @@ func dirEntries(t testing.TB, p string) []string {
 	}
 	return out
 }
-

@@ -31,17 +31,18 @@ func main() {
 	files := flag.Int("files", 10, "number of files, spread over the layers")
 	layers := flag.Int("layers", 1, "number of layers")
 	seed := flag.Int64("seed", 1, "seed of the pseudo-random content")
+	topSeed := flag.Int64("top-seed", 0, "seed of the top layer only (0: same as -seed); a new top seed makes an app update")
 	comp := flag.String("compression", "gzip", "layer compression: gzip, zstd or none")
 	oci := flag.Bool("oci", false, "use OCI media types (always on for zstd)")
 	flag.Parse()
 
-	if err := run(*registry, *ref, *sizeFlag, *files, *layers, *seed, *comp, *oci); err != nil {
+	if err := run(*registry, *ref, *sizeFlag, *files, *layers, *seed, *topSeed, *comp, *oci); err != nil {
 		fmt.Fprintln(os.Stderr, "benchimage:", err)
 		os.Exit(1)
 	}
 }
 
-func run(registry, ref, sizeFlag string, files, layers int, seed int64, comp string, oci bool) error {
+func run(registry, ref, sizeFlag string, files, layers int, seed, topSeed int64, comp string, oci bool) error {
 	if registry == "" || ref == "" {
 		return fmt.Errorf("-registry and -ref are required")
 	}
@@ -80,7 +81,11 @@ func run(registry, ref, sizeFlag string, files, layers int, seed int64, comp str
 		if int64(i) < size%int64(layers) {
 			sz++
 		}
-		l, err := imagegen.RandomLayer(seed*1000+int64(i), n, sz, c)
+		ls1 := seed*1000 + int64(i)
+		if i == layers-1 && topSeed != 0 {
+			ls1 = topSeed*1000 + int64(i)
+		}
+		l, err := imagegen.RandomLayer(ls1, n, sz, c)
 		if err != nil {
 			return err
 		}
