@@ -54,6 +54,9 @@ func (p *Puller) resolve(ctx context.Context, repo *registry.Repo, ref reference
 		mt = oci.Sniff(mt, body)
 	}
 	if !oci.IsManifest(mt) {
+		if _, err := oci.ParseManifest(mt, body); err != nil {
+			return nil, fmt.Errorf("%s: %w", ref.Familiar(), err) // says why, e.g. schema1
+		}
 		return nil, errdefs.NewInvalidArgument(fmt.Errorf("%s: registry answered with media type %q, which is not an image manifest", ref.Familiar(), mt))
 	}
 	m, err := oci.ParseManifest(mt, body)
