@@ -18,9 +18,15 @@ import (
 
 // FuzzApply feeds arbitrary bytes to Apply as a layer tar and checks that it
 // neither panics nor creates, modifies or removes anything outside the root.
-// Each input is applied twice: as is, and with every block that looks like a
-// tar header given a correct checksum, so that mutations get past
-// archive/tar's checksum test and reach Apply's own logic.
+// Before the input is applied, every 512-byte block that carries a ustar or
+// GNU magic gets a correct header checksum, so that mutations get past
+// archive/tar's checksum test and reach Apply's own logic; all other bytes
+// are used as they are.
+//
+// Run it with a short minimisation time, since every execution extracts
+// into a fresh directory (and preferably on tmpfs):
+//
+//	TMPDIR=/dev/shm go test -run '^$' -fuzz=FuzzApply -fuzztime=30s -fuzzminimizetime=2s ./internal/archive/
 //
 // The seed corpus in testdata/fuzz/FuzzApply holds hostile layers (path
 // traversal, symlink escapes, bad hardlinks, loops, whiteouts, devices,
@@ -29,10 +35,7 @@ func FuzzApply(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(mkTar(f, tfile("a/b", "x", 0o644), tsymlink("s", "../.."), tfile("s/c", "y", 0o644)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzApplyOnce(t, data)
-		if fixed := fixChecksums(data); !bytes.Equal(fixed, data) {
-			fuzzApplyOnce(t, fixed)
-		}
+		fuzzApplyOnce(t, fixChecksums(data))
 	})
 }
 
