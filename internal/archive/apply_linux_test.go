@@ -237,7 +237,7 @@ func TestApplyReplaceExisting(t *testing.T) {
 		tfile("f", "first", 0o644),
 		tfile("f", "second", 0o600), // file over file
 		tdir("d/", 0o700), tfile("d/child", "c", 0o644),
-		tdir("d/", 0o750),          // dir over dir: metadata only
+		tdir("d/", 0o750), // dir over dir: metadata only
 		tdir("g/", 0o755), tfile("g/child", "c", 0o644),
 		tfile("g", "file over dir", 0o644), // file over dir: dir removed
 		tfile("h", "x", 0o644),
@@ -284,10 +284,10 @@ func TestApplyWhiteouts(t *testing.T) {
 	l := newLayout(t)
 	data := mkTar(t,
 		tfile("a/gone", "x", 0o644),
-		tfile("a/.wh.gone", "", 0o644),          // removes a/gone, whiteout in its place
-		tfile("b/.wh.lower-only", "", 0o644),    // implicit parent b
+		tfile("a/.wh.gone", "", 0o644),       // removes a/gone, whiteout in its place
+		tfile("b/.wh.lower-only", "", 0o644), // implicit parent b
 		tdir("c/", 0o755), tfile("c/sub/f", "f", 0o644),
-		tfile(".wh.c", "", 0o644),               // whiteout of a directory tree
+		tfile(".wh.c", "", 0o644), // whiteout of a directory tree
 		tdir("o/", 0o755),
 		tfile("o/.wh..wh..opq", "", 0o644),
 		tfile("o/new", "n", 0o644),

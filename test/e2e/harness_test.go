@@ -52,7 +52,6 @@ type Daemon struct {
 type daemonOpt func(*Daemon)
 
 func withArgs(a ...string) daemonOpt    { return func(d *Daemon) { d.extra = append(d.extra, a...) } }
-func withDataRoot(p string) daemonOpt   { return func(d *Daemon) { d.DataRoot = p } }
 func withWrapper(w ...string) daemonOpt { return func(d *Daemon) { d.wrap = w } }
 
 // startDaemon starts `flick daemon` on a private data root and socket and waits
