@@ -657,16 +657,7 @@ func (a *applier) metadata(hdr *tar.Header, pfd int, base string, isSymlink bool
 		}
 	}
 	if hasXattrs(hdr) {
-		fd, err := unix.Openat(pfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fsErr(name, "open for xattrs", err)
-		}
-		// setxattr on the /proc/self/fd magic link acts on the O_PATH
-		// file itself, even if it is a symlink or a FIFO.
-		p := "/proc/self/fd/" + strconv.Itoa(fd)
-		err = a.xattrs(hdr, func(k string, v []byte) error { return unix.Setxattr(p, k, v, 0) })
-		unix.Close(fd)
-		if err != nil {
+		if err := a.xattrsAt(hdr, pfd, base); err != nil {
 			return err
 		}
 	}
@@ -676,6 +667,29 @@ func (a *applier) metadata(hdr *tar.Header, pfd int, base string, isSymlink bool
 		}
 	}
 	return nil
+}
+
+// xattrsAt applies the entry's xattrs to base in pfd without following a
+// symlink there. Directories are opened and use fsetxattr; symlinks, FIFOs
+// and devices (which cannot be opened for I/O safely) are opened O_PATH and
+// use setxattr on their /proc/self/fd magic link, which acts on the O_PATH
+// file itself.
+func (a *applier) xattrsAt(hdr *tar.Header, pfd int, base string) error {
+	if hdr.Typeflag == tar.TypeDir {
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fsErr(hdr.Name, "open for xattrs", err)
+		}
+		defer unix.Close(fd)
+		return a.xattrs(hdr, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) })
+	}
+	fd, err := unix.Openat(pfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fsErr(hdr.Name, "open for xattrs", err)
+	}
+	defer unix.Close(fd)
+	p := "/proc/self/fd/" + strconv.Itoa(fd)
+	return a.xattrs(hdr, func(k string, v []byte) error { return unix.Setxattr(p, k, v, 0) })
 }
 
 func hasXattrs(hdr *tar.Header) bool {
