@@ -100,7 +100,7 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		if json.Unmarshal(b, &e) == nil && e.Message != "" {
 			msg = e.Message
 		}
-		return nil, classed(dockerapi.ClassOfStatus(resp.StatusCode), errors.New(msg))
+		return nil, errdefs.New(dockerapi.ClassOfStatus(resp.StatusCode), errors.New(msg))
 	}
 	return resp, nil
 }
@@ -130,26 +130,4 @@ func (c *Client) connError(err error) error {
 		return errdefs.NewUnauthorized(fmt.Errorf("permission denied on unix://%s: run as root or add yourself to the 'flick' group", c.socket))
 	}
 	return errdefs.NewUnavailable(err)
-}
-
-func classed(c errdefs.Class, err error) error {
-	switch c {
-	case errdefs.NotFound:
-		return errdefs.NewNotFound(err)
-	case errdefs.Conflict:
-		return errdefs.NewConflict(err)
-	case errdefs.InvalidArgument:
-		return errdefs.NewInvalidArgument(err)
-	case errdefs.FailedPrecondition:
-		return errdefs.NewFailedPrecondition(err)
-	case errdefs.Unavailable:
-		return errdefs.NewUnavailable(err)
-	case errdefs.ResourceExhausted:
-		return errdefs.NewResourceExhausted(err)
-	case errdefs.NotImplemented:
-		return errdefs.NewNotImplemented(err)
-	case errdefs.Unauthorized:
-		return errdefs.NewUnauthorized(err)
-	}
-	return err
 }

@@ -70,3 +70,11 @@ func NewResourceExhausted(err error) error  { return wrap(ResourceExhausted, err
 func NewConflict(err error) error           { return wrap(Conflict, err) }
 func NewNotImplemented(err error) error     { return wrap(NotImplemented, err) }
 func NewUnauthorized(err error) error       { return wrap(Unauthorized, err) }
+
+// New wraps err in class c (Unknown leaves it unclassified).
+func New(c Class, err error) error {
+	if c == Unknown {
+		return err
+	}
+	return wrap(c, err)
+}
