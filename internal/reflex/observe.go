@@ -16,13 +16,13 @@ import (
 var buckets = []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 10}
 
 type fnMetrics struct {
-	set                               *metrics.Set
-	name                              string
+	set                                *metrics.Set
+	name                               string
 	queueWait, instantiate, run, total *metrics.PrometheusHistogram
-	queued                            *metrics.Counter // used as a gauge (Inc/Dec)
-	dropped, rejected, retries        *metrics.Counter
-	errors, timeouts, traps, outputs  *metrics.Counter
-	deadLetters                       *metrics.Counter
+	queued                             *metrics.Counter // used as a gauge (Inc/Dec)
+	dropped, rejected, retries         *metrics.Counter
+	errors, timeouts, traps, outputs   *metrics.Counter
+	deadLetters                        *metrics.Counter
 }
 
 func (m *fnMetrics) outcome(s string) *metrics.Counter {
