@@ -3,7 +3,9 @@
 // process on a loopback port with its storage in the test's temporary
 // directory. It also has helpers to push images, indexes, raw manifests and
 // raw blobs to it, and a fault-injecting HTTP proxy (FaultProxy) to put
-// between a client under test and the registry.
+// between a client under test and the registry. Options make the registry
+// serve HTTPS (WithTLS, with a CA generated for the test) or require basic
+// (WithBasicAuth) or bearer-token (WithTokenAuth, with a TokenServer) auth.
 //
 // The registry binary is required: Start fails the test, it does not skip it,
 // when docker-registry is not installed (apt-get install docker-registry).
@@ -12,8 +14,8 @@ package testregistry
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
-	"golang.org/x/crypto/bcrypt"
 	"io"
 	"net"
 	"net/http"
@@ -31,6 +33,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // DefaultBinary is the registry binary Start runs unless the environment
@@ -48,6 +51,8 @@ type Option func(*config)
 
 type config struct {
 	user, password string
+	token          bool
+	tls            *TLSOptions
 }
 
 // WithBasicAuth makes the registry require HTTP basic authentication with
@@ -55,17 +60,48 @@ type config struct {
 // own helpers (Push, PushRaw, ...) authenticate by themselves; Auth gives the
 // credentials to other clients.
 func WithBasicAuth(user, password string) Option {
-	return func(c *config) { c.user, c.password = user, password }
+	return func(c *config) { c.user, c.password, c.token = user, password, false }
+}
+
+// WithTokenAuth makes the registry require bearer tokens (its auth.token
+// mode, the flow Docker Hub uses) from a TokenServer started for the test:
+// anonymous clients get pull access only, and user with password get every
+// action. The Registry's own helpers authenticate by themselves; Auth gives
+// the credentials to other clients, and TokenServer shows the requests.
+// The token server's realm is plain HTTP, so do not combine with WithTLS.
+func WithTokenAuth(user, password string) Option {
+	return func(c *config) { c.user, c.password, c.token = user, password, true }
+}
+
+// TLSOptions configure WithTLS.
+type TLSOptions struct {
+	// DNSNames are names the server certificate is valid for besides
+	// 127.0.0.1, ::1 and localhost.
+	DNSNames []string
+	// ClientAuth makes the registry require a client certificate issued by
+	// its CA (mutual TLS); ClientCert returns one.
+	ClientAuth bool
+}
+
+// WithTLS makes the registry serve HTTPS only, with a certificate issued by a
+// CA generated for this registry (CA returns it). The Registry's own helpers
+// trust that CA (and present ClientCert); other clients must be told to.
+func WithTLS(o TLSOptions) Option {
+	return func(c *config) { c.tls = &o }
 }
 
 // Registry is a running docker-registry. Its methods may be called from
 // several goroutines at once.
 type Registry struct {
-	host    string
-	dataDir string
-	logPath string
-	cfg     config
-	client  *http.Client
+	host      string
+	dataDir   string
+	logPath   string
+	cfg       config
+	client    *http.Client
+	transport *http.Transport
+	ca        *CA
+	clientPEM [2][]byte // client certificate and key, with TLSOptions.ClientAuth
+	tokens    *TokenServer
 }
 
 // Start launches the registry binary (DefaultBinary, or the one BinaryEnv
@@ -94,17 +130,50 @@ func Start(t testing.TB, opts ...Option) *Registry {
 
 	dir := t.TempDir()
 	r := &Registry{
-		dataDir: filepath.Join(dir, "storage"),
-		logPath: filepath.Join(dir, "registry.log"),
-		cfg:     cfg,
-		client:  &http.Client{Transport: &http.Transport{DisableCompression: true}},
+		dataDir:   filepath.Join(dir, "storage"),
+		logPath:   filepath.Join(dir, "registry.log"),
+		cfg:       cfg,
+		transport: &http.Transport{DisableCompression: true},
 	}
+	r.client = &http.Client{Transport: r.transport}
 	if err := os.MkdirAll(r.dataDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	htpasswd := ""
-	if cfg.user != "" {
-		htpasswd = filepath.Join(dir, "htpasswd")
+	var extra strings.Builder // more configuration: http.tls, auth
+	if cfg.tls != nil {
+		r.ca = NewCA(t, "flick-testregistry CA")
+		cert, key := r.ca.Issue(t, append([]string{"127.0.0.1", "::1", "localhost"}, cfg.tls.DNSNames...)...)
+		files := map[string][]byte{"ca.crt": r.ca.CertPEM, "server.crt": cert, "server.key": key}
+		for n, b := range files {
+			if err := os.WriteFile(filepath.Join(dir, n), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tc := &tls.Config{RootCAs: r.ca.Pool()}
+		fmt.Fprintf(&extra, "  tls:\n    certificate: %q\n    key: %q\n", filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
+		if cfg.tls.ClientAuth {
+			fmt.Fprintf(&extra, "    clientcas:\n      - %q\n", filepath.Join(dir, "ca.crt"))
+			c, k := r.ca.Issue(t, "client.flick.test")
+			r.clientPEM = [2][]byte{c, k}
+			pair, err := tls.X509KeyPair(c, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.Certificates = []tls.Certificate{pair}
+		}
+		r.transport.TLSClientConfig = tc
+	}
+	switch {
+	case cfg.token:
+		r.tokens = StartTokenServer(t, cfg.user, cfg.password)
+		bundle := filepath.Join(dir, "token-signer.crt")
+		if err := os.WriteFile(bundle, r.tokens.CertPEM(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&extra, "auth:\n  token:\n    realm: %q\n    service: %q\n    issuer: %q\n    rootcertbundle: %q\n",
+			r.tokens.Realm(), r.tokens.Service, r.tokens.Issuer, bundle)
+	case cfg.user != "":
+		htpasswd := filepath.Join(dir, "htpasswd")
 		hash, err := bcrypt.GenerateFromPassword([]byte(cfg.password), bcrypt.MinCost)
 		if err != nil {
 			t.Fatal(err)
@@ -113,6 +182,7 @@ func Start(t testing.TB, opts ...Option) *Registry {
 		if err := os.WriteFile(htpasswd, []byte(entry), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		fmt.Fprintf(&extra, "auth:\n  htpasswd:\n    realm: flick-testregistry\n    path: %q\n", htpasswd)
 	}
 
 	// The free port is found by binding and releasing it, so another process
@@ -125,7 +195,7 @@ func Start(t testing.TB, opts ...Option) *Registry {
 		}
 		r.host = fmt.Sprintf("127.0.0.1:%d", port)
 		cfgPath := filepath.Join(dir, "config.yml")
-		if err := os.WriteFile(cfgPath, []byte(configYAML(r.dataDir, r.host, htpasswd)), 0o644); err != nil {
+		if err := os.WriteFile(cfgPath, []byte(configYAML(r.dataDir, r.host, extra.String())), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		proc, err := r.launch(binPath, cfgPath)
@@ -155,7 +225,9 @@ func Start(t testing.TB, opts ...Option) *Registry {
 	return nil
 }
 
-func configYAML(dataDir, addr, htpasswd string) string {
+// configYAML is the registry's configuration; extra goes right after the
+// http section's keys (so it may add http.tls, then top-level sections).
+func configYAML(dataDir, addr, extra string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `version: 0.1
 log:
@@ -170,20 +242,14 @@ storage:
   maintenance:
     uploadpurging:
       enabled: false
-http:
-  addr: %q
-  secret: flick-testregistry-secret
 health:
   storagedriver:
     enabled: false
+http:
+  addr: %q
+  secret: flick-testregistry-secret
 `, dataDir, addr)
-	if htpasswd != "" {
-		fmt.Fprintf(&b, `auth:
-  htpasswd:
-    realm: flick-testregistry
-    path: %q
-`, htpasswd)
-	}
+	b.WriteString(extra)
 	return b.String()
 }
 
@@ -266,7 +332,7 @@ func (r *Registry) waitReady(p *process) error {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			cancel()
-			if resp.StatusCode == http.StatusOK || (r.cfg.user != "" && resp.StatusCode == http.StatusUnauthorized) {
+			if resp.StatusCode == http.StatusOK || ((r.cfg.user != "" || r.cfg.token) && resp.StatusCode == http.StatusUnauthorized) {
 				return nil
 			}
 			lastErr = fmt.Errorf("GET /v2/: %s", resp.Status)
@@ -289,8 +355,30 @@ func tail(b []byte, n int) []byte {
 // Host returns the registry's address, "127.0.0.1:PORT".
 func (r *Registry) Host() string { return r.host }
 
-// URL returns the registry's base URL, "http://127.0.0.1:PORT".
-func (r *Registry) URL() string { return "http://" + r.host }
+// URL returns the registry's base URL, "http://127.0.0.1:PORT" (https with
+// WithTLS).
+func (r *Registry) URL() string {
+	if r.ca != nil {
+		return "https://" + r.host
+	}
+	return "http://" + r.host
+}
+
+// CA returns the CA that issued the registry's certificate (nil without
+// WithTLS).
+func (r *Registry) CA() *CA { return r.ca }
+
+// ClientCert returns a client certificate the registry accepts and its key,
+// PEM-encoded (nil without TLSOptions.ClientAuth).
+func (r *Registry) ClientCert() (certPEM, keyPEM []byte) { return r.clientPEM[0], r.clientPEM[1] }
+
+// Transport returns an HTTP transport that trusts the registry's CA and
+// presents ClientCert, for clients under test that need one.
+func (r *Registry) Transport() *http.Transport { return r.transport.Clone() }
+
+// TokenServer returns the token server of a registry started WithTokenAuth
+// (nil otherwise).
+func (r *Registry) TokenServer() *TokenServer { return r.tokens }
 
 // Ref returns a reference to repoAndTag ("repo:tag" or "repo@sha256:...") in
 // this registry: Host() + "/" + repoAndTag.
@@ -308,7 +396,7 @@ func (r *Registry) BlobPath(d v1.Hash) string {
 }
 
 // Auth returns the authenticator for this registry: basic auth with the
-// WithBasicAuth credentials, or anonymous.
+// WithBasicAuth or WithTokenAuth credentials, or anonymous.
 func (r *Registry) Auth() authn.Authenticator {
 	if r.cfg.user == "" {
 		return authn.Anonymous
@@ -316,15 +404,21 @@ func (r *Registry) Auth() authn.Authenticator {
 	return &authn.Basic{Username: r.cfg.user, Password: r.cfg.password}
 }
 
-// Credentials returns the WithBasicAuth user and password (empty without).
+// Credentials returns the WithBasicAuth or WithTokenAuth user and password
+// (empty without).
 func (r *Registry) Credentials() (user, password string) {
 	return r.cfg.user, r.cfg.password
 }
 
 // RemoteOptions returns go-containerregistry remote options to talk to this
-// registry (its credentials), followed by extra.
+// registry (its credentials, and with WithTLS a transport trusting its CA),
+// followed by extra.
 func (r *Registry) RemoteOptions(extra ...remote.Option) []remote.Option {
-	return append([]remote.Option{remote.WithAuth(r.Auth())}, extra...)
+	opts := []remote.Option{remote.WithAuth(r.Auth())}
+	if r.ca != nil {
+		opts = append(opts, remote.WithTransport(r.Transport()))
+	}
+	return append(opts, extra...)
 }
 
 func (r *Registry) parseRef(t testing.TB, ref string) name.Reference {
@@ -464,8 +558,31 @@ func (r *Registry) pushBlob(repo string, data []byte) (v1.Hash, error) {
 }
 
 func (r *Registry) do(req *http.Request) (*http.Response, error) {
-	if r.cfg.user != "" {
+	switch {
+	case r.tokens != nil:
+		repo := repoOfPath(req.URL.Path)
+		tok, err := r.tokens.Mint(r.cfg.user, []Access{{Type: "repository", Name: repo, Actions: []string{"pull", "push", "delete"}}})
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	case r.cfg.user != "":
 		req.SetBasicAuth(r.cfg.user, r.cfg.password)
 	}
 	return r.client.Do(req)
+}
+
+// repoOfPath extracts the repository from a /v2/<repo>/{manifests,blobs}/...
+// path ("" for other paths).
+func repoOfPath(p string) string {
+	p, ok := strings.CutPrefix(p, "/v2/")
+	if !ok {
+		return ""
+	}
+	for _, sep := range []string{"/manifests/", "/blobs/"} {
+		if i := strings.LastIndex(p, sep); i >= 0 {
+			return p[:i]
+		}
+	}
+	return ""
 }
