@@ -31,8 +31,18 @@ import (
 // Options configure a Client. The zero value works: Docker's defaults.
 type Options struct {
 	// Insecure lists registries ("host" or "host:port", or CIDRs like
-	// "10.0.0.0/8") reached over plain HTTP. Loopback registries always are.
+	// "10.0.0.0/8") that are insecure, as dockerd's --insecure-registry:
+	// HTTPS is tried first, without verifying the registry's certificate, then
+	// plain HTTP. Loopback registries always are insecure. Every other registry
+	// is reached over verified HTTPS only.
 	Insecure []string
+	// CertsDir is dockerd's per-registry trust directory (default
+	// DefaultCertsDir, /etc/docker/certs.d), read at each Open: for registry
+	// "host:port", CertsDir/host:port/*.crt are CA certificates trusted besides
+	// the system roots, and each *.cert with its *.key (client.cert,
+	// client.key) is a client certificate offered for mutual TLS. It applies
+	// when Transport is an *http.Transport.
+	CertsDir string
 	// Transport is the base HTTP transport (default: a clone of http.DefaultTransport).
 	Transport http.RoundTripper
 	// MaxAttempts bounds how often one request or blob stream is (re)tried
@@ -50,15 +60,19 @@ type Options struct {
 
 // Client opens repositories.
 type Client struct {
-	opts     Options
-	insecure []*net.IPNet
-	hosts    map[string]bool
+	opts       Options
+	insecure   []*net.IPNet
+	hosts      map[string]bool
+	transports hostTransports
 }
 
 // New returns a Client.
 func New(opts Options) (*Client, error) {
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	if opts.CertsDir == "" {
+		opts.CertsDir = DefaultCertsDir
 	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 5
@@ -78,7 +92,7 @@ func New(opts Options) (*Client, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{opts: opts, hosts: map[string]bool{}}
+	c := &Client{opts: opts, hosts: map[string]bool{}, transports: hostTransports{m: map[string]*hostTransport{}}}
 	for _, s := range opts.Insecure {
 		if _, n, err := net.ParseCIDR(s); err == nil {
 			c.insecure = append(c.insecure, n)
@@ -89,7 +103,9 @@ func New(opts Options) (*Client, error) {
 	return c, nil
 }
 
-// IsInsecure reports whether host is reached over plain HTTP.
+// IsInsecure reports whether host is an insecure registry: loopback, or listed
+// in Options.Insecure. Flick tries HTTPS first without verifying its
+// certificate, then plain HTTP.
 func (c *Client) IsInsecure(host string) bool {
 	if reference.IsLoopback(host) || c.hosts[host] {
 		return true
@@ -135,7 +151,10 @@ func (cr Credentials) empty() bool {
 // Credentials, if not empty, take precedence over the keychain.
 func (c *Client) Open(ctx context.Context, ref reference.Ref, cred Credentials) (*Repo, error) {
 	var nopts []name.Option
-	if c.IsInsecure(ref.Domain()) {
+	insecure := c.IsInsecure(ref.Domain())
+	if insecure {
+		// go-containerregistry then pings https first and falls back to
+		// http (only) if that fails, and keeps the scheme that answered.
 		nopts = append(nopts, name.Insecure)
 	}
 	repo, err := name.NewRepository(ref.Name(), nopts...)
@@ -149,18 +168,34 @@ func (c *Client) Open(ctx context.Context, ref reference.Ref, cred Credentials) 
 	} else if auth, err = authn.Resolve(ctx, c.opts.Keychain, repo); err != nil {
 		auth = authn.Anonymous
 	}
+	// The scheme here is a placeholder for the registry's own requests: the
+	// transport rewrites it to the one its ping found working.
 	scheme := "https"
-	if c.IsInsecure(ref.Domain()) {
+	if insecure {
 		scheme = "http"
 	}
-	base := transport.NewUserAgent(c.opts.Transport, c.opts.UserAgent)
+	hostRT, askedCert, err := c.transport(repo.RegistryStr(), insecure)
+	if err != nil {
+		return nil, err
+	}
+	base := transport.NewUserAgent(hostRT, c.opts.UserAgent)
 	var rt http.RoundTripper
 	err = c.retry(ctx, "contact registry "+repo.RegistryStr(), func() error {
 		var err error
 		rt, err = transport.NewWithContext(ctx, repo.Registry, auth, base, []string{repo.Scope(transport.PullScope)})
+		if err != nil {
+			// A missing CA or client certificate, or plain HTTP: permanent,
+			// and the error says how to fix it.
+			if h := c.tlsHint(fmt.Errorf("registry %s: %w", ref.Domain(), err), repo.RegistryStr(), insecure, askedCert()); h != nil {
+				return h
+			}
+		}
 		return err
 	})
 	if err != nil {
+		if errdefs.ClassOf(err) != errdefs.Unknown {
+			return nil, err
+		}
 		return nil, classify(fmt.Errorf("registry %s: %w", ref.Domain(), err))
 	}
 	return &Repo{
@@ -197,6 +232,8 @@ func retryable(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
+	// An HTTP status decides first: for an insecure registry, err may also
+	// hold the failed HTTPS attempt that preceded plain HTTP.
 	var te *transport.Error
 	if errors.As(err, &te) {
 		return te.StatusCode == http.StatusTooManyRequests || te.StatusCode >= 500
@@ -204,6 +241,9 @@ func retryable(err error) bool {
 	var se *statusError
 	if errors.As(err, &se) {
 		return se.code == http.StatusTooManyRequests || se.code >= 500
+	}
+	if tlsError(err) {
+		return false
 	}
 	if errdefs.ClassOf(err) != errdefs.Unknown {
 		return false
