@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,9 +14,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/flick-edge/flick/internal/errdefs"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // DefaultCertsDir is dockerd's per-registry trust directory, which Flick shares.
@@ -241,17 +240,14 @@ func tlsError(err error) bool {
 
 // wantsClientCert reports whether err is the TLS alert of a server that
 // requires a client certificate (crypto/tls reports remote alerts with an
-// unexported type, so only the text identifies them) or, when the server
-// asked for a certificate Flick does not have, the connection it then broke
-// (with TLS 1.3 the client may write its request before the alert arrives).
+// unexported type, so only the text identifies them) or the failure of a
+// connection to a server that asked for a client certificate Flick does not
+// have: with TLS 1.3 the server's alert may never reach the client, which
+// sees a broken pipe or an unusable HTTP/2 connection instead.
 func wantsClientCert(err error, asked bool) bool {
 	msg := err.Error()
-	if strings.Contains(msg, "remote error: tls: certificate required") ||
-		strings.Contains(msg, "remote error: tls: bad certificate") {
-		return true
-	}
-	return asked && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF))
+	return asked || strings.Contains(msg, "remote error: tls: certificate required") ||
+		strings.Contains(msg, "remote error: tls: bad certificate")
 }
 
 // tlsHint turns a TLS failure talking to host into an error that says how to
@@ -272,8 +268,9 @@ func (c *Client) tlsHint(err error, host string, insecure, askedCert bool) error
 		return errdefs.NewFailedPrecondition(fmt.Errorf("%w: the registry's TLS certificate is not valid for %s", err, host))
 	case errors.As(err, &ci) || errors.As(err, &cve):
 		return errdefs.NewFailedPrecondition(fmt.Errorf("%w: the registry's TLS certificate is not valid (CAs for it go in %s/ca.crt)", err, dir))
-	case wantsClientCert(err, askedCert):
-		return errdefs.NewFailedPrecondition(fmt.Errorf("%w: the registry wants a client certificate: put it in %s/client.cert and its key in %s/client.key", err, dir, dir))
+	case wantsClientCert(err, askedCert && (insecure || !errors.As(err, new(*transport.Error)))):
+		// (Over HTTPS only, an HTTP status means the handshake went well.)
+		return errdefs.NewFailedPrecondition(fmt.Errorf("%w: the registry asked for a client certificate and none is configured: put it in %s/client.cert and its key in %s/client.key", err, dir, dir))
 	case !insecure && (errors.Is(err, errPlainHTTP) || strings.Contains(err.Error(), "server gave HTTP response to HTTPS client")):
 		return errdefs.NewFailedPrecondition(fmt.Errorf("%w: registry %s speaks plain HTTP; if that is intended, add it to --insecure-registry", err, host))
 	}
