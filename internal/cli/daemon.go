@@ -50,6 +50,9 @@ SIGTERM or SIGINT stops it cleanly.`,
 			if fl.Changed("insecure-registry") {
 				merged.InsecureRegistries = cfg.InsecureRegistries
 			}
+			if fl.Changed("certs-dir") {
+				merged.CertsDir = cfg.CertsDir
+			}
 			if fl.Changed("log-level") {
 				merged.LogLevel = cfg.LogLevel
 			}
@@ -87,7 +90,8 @@ SIGTERM or SIGINT stops it cleanly.`,
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config-file", config.DefaultConfigFile, "daemon configuration file (YAML)")
 	f.StringVar(&cfg.DataRoot, "data-root", def.DataRoot, "root directory of Flick's persistent state")
-	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "registry (host:port or CIDR) to reach over plain HTTP; loopback registries always are")
+	f.StringSliceVar(&cfg.InsecureRegistries, "insecure-registry", nil, "insecure registry (host:port or CIDR), as dockerd's: HTTPS without certificate checks, else plain HTTP; loopback registries always are")
+	f.StringVar(&cfg.CertsDir, "certs-dir", def.CertsDir, "per-registry TLS trust, as dockerd's: <dir>/<host:port>/*.crt are CAs, client.cert and client.key a client certificate")
 	f.StringVarP(&cfg.LogLevel, "log-level", "l", def.LogLevel, "log level: debug, info, warn, error")
 	f.StringVar(&cfg.LogFormat, "log-format", def.LogFormat, "log format: text or json")
 	f.IntVar(&cfg.MaxConcurrentDownloads, "max-concurrent-downloads", def.MaxConcurrentDownloads, "layers downloaded in parallel per pull")

@@ -33,6 +33,7 @@ type Daemon struct {
 	DataRoot               string       `yaml:"data-root"`
 	Hosts                  []string     `yaml:"hosts"`
 	InsecureRegistries     []string     `yaml:"insecure-registries"`
+	CertsDir               string       `yaml:"certs-dir"`
 	LogLevel               string       `yaml:"log-level"`
 	LogFormat              string       `yaml:"log-format"`
 	MaxConcurrentDownloads int          `yaml:"max-concurrent-downloads"`
@@ -48,6 +49,7 @@ func Defaults() Daemon {
 	return Daemon{
 		DataRoot:               DefaultDataRoot,
 		Hosts:                  []string{DefaultHost},
+		CertsDir:               "/etc/docker/certs.d",
 		LogLevel:               "info",
 		LogFormat:              "text",
 		MaxConcurrentDownloads: 3,

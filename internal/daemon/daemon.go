@@ -68,6 +68,7 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	}
 	reg, err := registry.New(registry.Options{
 		Insecure:    cfg.InsecureRegistries,
+		CertsDir:    cfg.CertsDir,
 		MaxAttempts: cfg.MaxDownloadAttempts,
 		UserAgent:   "flick/" + build.Version,
 		Logger:      log.With("component", "registry"),
