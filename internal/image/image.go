@@ -7,7 +7,6 @@ package image
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -403,6 +402,3 @@ func uniqueLayers(ls []metadata.LayerRef) []digest.Digest {
 	}
 	return out
 }
-
-// ErrCheck marks problems found by Check.
-var ErrCheck = errors.New("store check found problems")

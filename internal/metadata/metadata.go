@@ -8,7 +8,6 @@ package metadata
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -299,6 +298,3 @@ func (db *DB) DeleteImage(id digest.Digest) error {
 		return ib.Delete([]byte(id.String()))
 	})
 }
-
-// ErrClosed is returned after Close.
-var ErrClosed = errors.New("metadata database is closed")

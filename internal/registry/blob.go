@@ -38,7 +38,6 @@ type blobReader struct {
 	delay    time.Duration
 	err      error
 	progress func(int64)
-	resumed  int
 }
 
 func (b *blobReader) open() error {
@@ -132,7 +131,6 @@ func (b *blobReader) Read(p []byte) (int, error) {
 		if berr := b.backoff(err); berr != nil {
 			return b.fail(errdefs.NewUnavailable(fmt.Errorf("blob %s truncated at %d of %d bytes: %w", b.d, b.off, b.size, berr)))
 		}
-		b.resumed++
 		if n > 0 {
 			return n, nil
 		}
@@ -154,9 +152,6 @@ func (b *blobReader) backoff(err error) error {
 	b.delay = min(b.delay*2, b.r.c.opts.MaxBackoff)
 	return nil
 }
-
-// Resumes reports how many times the stream was resumed (for tests and logs).
-func (b *blobReader) Resumes() int { return b.resumed }
 
 func (b *blobReader) Close() error {
 	if b.body != nil {
