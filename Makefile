@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.7.0
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
+.PHONY: help build functions demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,13 +17,25 @@ help: ## list targets
 build: ## build bin/flick (static, CGO off)
 	$(BUILD) -o bin/flick ./cmd/flick
 
-demo: build ## run Flick's main job on embedded defaults (daemon, local registry, pull, images)
+WASM_CC   ?= clang
+
+functions: bin/functions/chime.wasm bin/functions/celsius.wasm ## build the example functions (C via clang+wasi-libc, Go via wasip1)
+
+bin/functions/chime.wasm: examples/functions/chime/chime.c
+	@mkdir -p bin/functions
+	$(WASM_CC) --target=wasm32-wasi -O2 -Wl,--strip-all -o $@ $<
+
+bin/functions/celsius.wasm: examples/functions/celsius/main.go
+	@mkdir -p bin/functions
+	GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./examples/functions/celsius
+
+demo: build functions ## run Flick's main job on embedded defaults (daemon, local registry, pull, images)
 	./scripts/demo.sh
 
 test: build test-unit test-e2e fuzz ## run every test: unit, root, e2e (real registry, docker CLI), short fuzzing
 
 test-unit: ## package tests, race detector on
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/...
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/... ./examples/...
 
 test-e2e: build ## end-to-end tests driving bin/flick, the real registry and the docker CLI
 	FLICK_BIN=$(CURDIR)/bin/flick $(GO) test -count=1 -timeout 20m ./test/e2e/...

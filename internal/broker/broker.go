@@ -105,7 +105,7 @@ func Start(cfg Config) (*Broker, error) {
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		InlineClient: true,
-		Logger:       cfg.Logger.With("component", "mqtt"),
+		Logger:       cfg.Logger,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{srv: srv, log: cfg.Logger, ctx: ctx, cancel: cancel}
@@ -156,7 +156,13 @@ func Start(cfg Config) (*Broker, error) {
 func (b *Broker) Addrs() []string { return b.addrs }
 
 // SetHandler installs the inbound handler.
-func (b *Broker) SetHandler(h Handler) { b.handler.Store(&h) }
+func (b *Broker) SetHandler(h Handler) {
+	if h == nil {
+		b.handler.Store(nil)
+		return
+	}
+	b.handler.Store(&h)
+}
 
 // Message is what Flick publishes.
 type Message struct {

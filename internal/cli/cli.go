@@ -44,6 +44,7 @@ so the docker CLI works too: DOCKER_HOST=unix:///run/flick/flick.sock).`,
 		Example: `  flick daemon &                       # start the engine on its defaults
   flick pull alpine                    # pull an image with progress bars
   flick images --json                  # list images for scripts
+  flick fn deploy chime --wasm chime.wasm --on 'mqtt:home/+/button' --reply 'home/{1}/chime'
   DOCKER_HOST=unix:///run/flick/flick.sock docker images`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -57,6 +58,7 @@ so the docker CLI works too: DOCKER_HOST=unix:///run/flick/flick.sock).`,
 		a.daemonCmd(),
 		a.pullCmd(), a.imagesCmd(), a.rmiCmd(), a.tagCmd(), a.imageCmd(),
 		a.systemCmd(), a.versionCmd(), a.infoCmd(), a.loginCmd(), a.logoutCmd(),
+		a.fnCmd(), a.applyCmd(), a.eventsCmd(),
 	)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

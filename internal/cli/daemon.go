@@ -77,6 +77,7 @@ SIGTERM or SIGINT stops it cleanly.`,
 			if fl.Changed("group") {
 				merged.SocketGroup = cfg.SocketGroup
 			}
+			mergeReflex(fl, &merged.Reflex, cfg.Reflex)
 			final, err := merged.Validate()
 			if err != nil {
 				return err
@@ -100,6 +101,7 @@ SIGTERM or SIGINT stops it cleanly.`,
 	f.BoolVar(&cfg.AllowLayerDevices, "allow-layer-devices", false, "create device nodes found in image layers (skipped by default)")
 	f.StringVar(&syncMode, "sync-mode", string(def.SyncMode), "how layers are made durable: syncfs (one flush per layer) or fsync (every file)")
 	f.StringVar(&cfg.SocketGroup, "group", def.SocketGroup, "group given access to the API socket, if it exists")
+	reflexFlags(f, &cfg.Reflex, def.Reflex)
 	return cmd
 }
 

@@ -42,6 +42,7 @@ type Daemon struct {
 	AllowLayerDevices      bool         `yaml:"allow-layer-devices"`
 	SyncMode               durable.Mode `yaml:"sync-mode"`
 	SocketGroup            string       `yaml:"group"`
+	Reflex                 `yaml:",inline"`
 }
 
 // Defaults returns the built-in configuration.
@@ -57,6 +58,7 @@ func Defaults() Daemon {
 		MinFreeSpace:           "64MiB",
 		SyncMode:               durable.ModeSyncFS,
 		SocketGroup:            "flick",
+		Reflex:                 ReflexDefaults(),
 	}
 }
 
@@ -112,6 +114,9 @@ func (d Daemon) Validate() (Daemon, error) {
 	}
 	if _, err := durable.NewSyncer(d.SyncMode); err != nil {
 		return d, errdefs.NewInvalidArgument(err)
+	}
+	if err := d.Reflex.Validate(); err != nil {
+		return d, err
 	}
 	return d, nil
 }

@@ -101,7 +101,16 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 		System: dockerapi.SystemInfo{Version: build.Version, GitCommit: build.GitCommit, DataRoot: cfg.DataRoot,
 			InsecureRegs: cfg.InsecureRegistries, CgroupVersion: cgroupVersion(), Started: time.Now()},
 	})
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	rx, err := startReflex(cfg, reg, cs, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		rx.close(cctx)
+	}()
+	srv := &http.Server{Handler: rx.mount(api), ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	var listeners []net.Listener
 	for _, h := range cfg.Hosts {
 		l, err := listenUnix(h, cfg.SocketGroup, log)
