@@ -47,7 +47,7 @@ func (p publisher) Publish(m reflex.Message) error {
 		CorrelationData: m.CorrelationData, UserProperties: m.UserProperties})
 }
 
-func startReflex(cfg config.Daemon, reg *registry.Client, cs *content.Local, log *slog.Logger) (_ *reflexSide, err error) {
+func startReflex(cfg config.Daemon, reg *registry.Client, log *slog.Logger) (_ *reflexSide, err error) {
 	r := &reflexSide{log: log, metrics: metrics.NewSet()}
 	defer func() {
 		if err != nil {
@@ -58,6 +58,11 @@ func startReflex(cfg config.Daemon, reg *registry.Client, cs *content.Local, log
 		return r, err
 	}
 	if r.store, err = function.OpenStore(filepath.Join(cfg.DataRoot, "functions.db")); err != nil {
+		return r, err
+	}
+	// Modules live in their own content store, out of the image GC's sight.
+	cs, err := content.Open(filepath.Join(cfg.DataRoot, "modules"))
+	if err != nil {
 		return r, err
 	}
 	maxPacket, err := cfg.MaxPacketBytes()

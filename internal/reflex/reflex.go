@@ -124,7 +124,36 @@ func (e *Engine) Start() error {
 	}
 	e.rebuildRoutes()
 	e.log.Info("functions loaded", "count", len(specs))
+	e.collectModules(specs)
 	return nil
+}
+
+// collectModules deletes stored modules no function refers to (left by
+// replaced or removed functions, or by a deploy cut short).
+func (e *Engine) collectModules(specs []function.Spec) {
+	gc, ok := e.cfg.Blobs.(interface {
+		Walk(func(digest.Digest, int64) error) error
+		Delete(digest.Digest) error
+	})
+	if !ok {
+		return
+	}
+	used := map[digest.Digest]bool{}
+	for _, sp := range specs {
+		used[sp.Module] = true
+	}
+	var stale []digest.Digest
+	gc.Walk(func(d digest.Digest, _ int64) error {
+		if !used[d] {
+			stale = append(stale, d)
+		}
+		return nil
+	})
+	for _, d := range stale {
+		if err := gc.Delete(d); err != nil {
+			e.log.Warn("remove unused module", "module", d, "err", err)
+		}
+	}
 }
 
 // Deployment is a spec plus its module bytes.

@@ -70,6 +70,17 @@ func startDaemon(t testing.TB, opts ...daemonOpt) *Daemon {
 
 func (d *Daemon) args() []string {
 	a := []string{"daemon", "--data-root", d.DataRoot, "-H", "unix://" + d.Socket, "--config-file", "/dev/null", "--log-level", "debug"}
+	// Private ports: the broker and the HTTP trigger listener on free
+	// loopback ports (read back from /flick/v1/info), metrics on the socket.
+	defaults := map[string]string{"--mqtt-listen": "127.0.0.1:0", "--http-listen": "127.0.0.1:0", "--metrics-addr": ""}
+	for _, x := range d.extra {
+		delete(defaults, strings.SplitN(x, "=", 2)[0])
+	}
+	for _, k := range []string{"--mqtt-listen", "--http-listen", "--metrics-addr"} {
+		if v, ok := defaults[k]; ok {
+			a = append(a, k+"="+v)
+		}
+	}
 	return append(a, d.extra...)
 }
 
