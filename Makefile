@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.7.0
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build functions demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
+.PHONY: help build functions bench-reflex demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,17 +19,17 @@ build: ## build bin/flick (static, CGO off)
 
 WASM_CC   ?= clang
 
-functions: bin/functions/chime.wasm bin/functions/celsius.wasm ## build the example functions (C via clang+wasi-libc, Go via wasip1)
+functions: bin/functions/chime.wasm bin/functions/echo.wasm bin/functions/celsius.wasm bin/functions/goecho.wasm ## build the example functions (C via clang+wasi-libc, Go via wasip1)
 
-bin/functions/chime.wasm: examples/functions/chime/chime.c
+bin/functions/%.wasm: examples/functions/%/*.c
 	@mkdir -p bin/functions
 	$(WASM_CC) --target=wasm32-wasi -O2 -Wl,--strip-all -o $@ $<
 
-bin/functions/celsius.wasm: examples/functions/celsius/main.go
+bin/functions/celsius.wasm bin/functions/goecho.wasm: bin/functions/%.wasm: examples/functions/%/main.go
 	@mkdir -p bin/functions
-	GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./examples/functions/celsius
+	GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./examples/functions/$*
 
-demo: build functions ## run Flick's main job on embedded defaults (daemon, local registry, pull, images)
+demo: build functions ## run Flick's main job on embedded defaults (daemon, MQTT-triggered function, latencies, pulls)
 	./scripts/demo.sh
 
 test: build test-unit test-e2e fuzz ## run every test: unit, root, e2e (real registry, docker CLI), short fuzzing
@@ -65,9 +65,13 @@ cross: ## cross-build for the gateways: linux/arm64, linux/arm (v7), linux/amd64
 	GOOS=linux GOARCH=amd64 $(BUILD) -o bin/flick-linux-amd64 ./cmd/flick
 	@ls -l bin/flick-linux-*
 
-bench: build ## Go benchmarks, then bench/pull.sh (Flick vs dockerd)
+bench: build functions ## Go benchmarks, then bench/reflex.sh (Wasm vs native) and bench/pull.sh (Flick vs dockerd)
 	$(GO) test -run='^$$' -bench=. -benchtime=3x ./internal/...
+	./bench/reflex.sh
 	./bench/pull.sh
+
+bench-reflex: build functions ## event-to-result latency and throughput, Wasm vs a native handler
+	./bench/reflex.sh
 
 clean: ## remove build output
 	rm -rf bin

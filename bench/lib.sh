@@ -5,7 +5,6 @@
 log() { printf '[%s] %s\n' "${LIB_NAME:-flick}" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-[ -x "$REGISTRY_BIN" ] || die "docker-registry not found at $REGISTRY_BIN: apt-get install docker-registry"
 command -v go >/dev/null || die "go not found"
 
 
@@ -54,6 +53,7 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start_registry() {
 	local port try
+	[ -x "${REGISTRY_BIN:-}" ] || die "docker-registry not found at ${REGISTRY_BIN:-}: apt-get install docker-registry"
 	mkdir -p "$TMP/registry/storage"
 	for ((try = 0; try < 10; try++)); do
 		port=$((20000 + RANDOM % 40000))
@@ -99,3 +99,30 @@ start_registry() {
 	die "docker-registry did not start"
 }
 
+
+# ---------------------------------------------------------------- flick daemon
+
+# start_flick DIR [ARGS...]: a flick daemon on DIR/root and DIR/flick.sock with
+# the broker and HTTP triggers on free loopback ports; sets FLICK_HOST,
+# FLICK_PID, MQTT_ADDR and HTTP_ADDR.
+start_flick() {
+	local dir=$1 i
+	shift
+	mkdir -p "$dir"
+	"$FLICK" daemon --data-root "$dir/root" -H "unix://$dir/flick.sock" --config-file /dev/null \
+		--mqtt-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --metrics-addr "" "$@" >"$dir/daemon.log" 2>&1 &
+	FLICK_PID=$!
+	PIDS+=("$FLICK_PID:flick daemon")
+	export FLICK_HOST="unix://$dir/flick.sock"
+	for ((i = 0; i < 200; i++)); do
+		curl -fsS --unix-socket "$dir/flick.sock" -o "$dir/info.json" http://flick/flick/v1/info 2>/dev/null && break
+		kill -0 "$FLICK_PID" 2>/dev/null || { cat "$dir/daemon.log" >&2; die "flick daemon exited"; }
+		sleep 0.05
+	done
+	MQTT_ADDR=$(sed -n 's/.*"mqtt":\["\([^"]*\)".*/\1/p' "$dir/info.json")
+	HTTP_ADDR=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' "$dir/info.json")
+	[ -n "$MQTT_ADDR" ] || die "no broker address in $(cat "$dir/info.json")"
+}
+
+# rss_kb PID FIELD: VmRSS or VmHWM of a process, in KiB.
+rss_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }

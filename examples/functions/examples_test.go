@@ -82,3 +82,14 @@ func TestCelsiusGo(t *testing.T) {
 		t.Fatal("bad reading accepted")
 	}
 }
+
+func TestEchoC(t *testing.T) {
+	src, err := os.ReadFile("echo/echo.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := run(t, wasmtest.BuildC(t, string(src)), `{"id":7}`)
+	if err != nil || string(res.Stdout) != `{"id":7}` {
+		t.Fatalf("%q %v", res.Stdout, err)
+	}
+}

@@ -205,6 +205,7 @@ type Stats struct {
 	Clients, Subscriptions, Retained int64
 	BytesReceived, BytesSent         int64
 	MessagesReceived, MessagesSent   int64
+	MessagesDropped, InflightDropped int64 // to slow subscribers (write queue full, in-flight window full)
 }
 
 // Stats reads the library's own counters.
@@ -214,7 +215,8 @@ func (b *Broker) Stats() Stats {
 		Clients: atomic.LoadInt64(&i.ClientsConnected), Subscriptions: atomic.LoadInt64(&i.Subscriptions),
 		Retained: atomic.LoadInt64(&i.Retained), BytesReceived: atomic.LoadInt64(&i.BytesReceived),
 		BytesSent: atomic.LoadInt64(&i.BytesSent), MessagesReceived: atomic.LoadInt64(&i.MessagesReceived),
-		MessagesSent: atomic.LoadInt64(&i.MessagesSent),
+		MessagesSent: atomic.LoadInt64(&i.MessagesSent), MessagesDropped: atomic.LoadInt64(&i.MessagesDropped),
+		InflightDropped: atomic.LoadInt64(&i.InflightDropped),
 	}
 }
 

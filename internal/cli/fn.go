@@ -46,6 +46,7 @@ filesystem, no network and a memory cap.`,
 // specFlags are the deploy options, shared with apply's file keys.
 type specFlags struct {
 	image, wasm, reply, deadLetter, overflow string
+	builtin                                  string
 	timeout                                  time.Duration
 	memory, maxOutput                        string
 	on, env                                  []string
@@ -53,7 +54,7 @@ type specFlags struct {
 }
 
 func (f *specFlags) spec(name string) (function.Spec, []byte, error) {
-	sp := function.Spec{Name: name, Image: f.image, Reply: f.reply, DeadLetter: f.deadLetter, Overflow: f.overflow,
+	sp := function.Spec{Name: name, Image: f.image, Builtin: f.builtin, Reply: f.reply, DeadLetter: f.deadLetter, Overflow: f.overflow,
 		Timeout: f.timeout, Concurrency: f.concurrency, Queue: f.queue, Retries: f.retries, On: f.on}
 	var err error
 	if sp.Memory, err = parseBytes(f.memory, "--memory"); err != nil {
@@ -73,6 +74,9 @@ func (f *specFlags) spec(name string) (function.Spec, []byte, error) {
 			}
 			sp.Env[k] = v
 		}
+	}
+	if f.builtin != "" {
+		return sp, nil, nil
 	}
 	if (f.image == "") == (f.wasm == "") {
 		return sp, nil, usageError{fmt.Errorf("give the module with exactly one of --wasm FILE or --image REF")}
@@ -167,6 +171,8 @@ and FLICK_ATTEMPT in its environment.`,
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable KEY=VALUE (repeatable)")
 	fl.StringVar(&f.maxOutput, "max-output", "1MiB", "stdout cap per event; a function writing more is stopped")
 	fl.BoolVar(&jsonOut, "json", false, "print the deployed spec as JSON")
+	fl.StringVar(&f.builtin, "builtin", "", "run a native builtin instead of a module (echo: the benchmark's floor)")
+	fl.MarkHidden("builtin")
 	return cmd
 }
 

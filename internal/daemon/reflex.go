@@ -147,6 +147,8 @@ func (r *reflexSide) brokerMetrics() {
 	stat("flick_mqtt_bytes_sent_total", func(st broker.Stats) int64 { return st.BytesSent })
 	stat("flick_mqtt_messages_received_total", func(st broker.Stats) int64 { return st.MessagesReceived })
 	stat("flick_mqtt_messages_sent_total", func(st broker.Stats) int64 { return st.MessagesSent })
+	stat("flick_mqtt_messages_dropped_total", func(st broker.Stats) int64 { return st.MessagesDropped })
+	stat("flick_mqtt_inflight_dropped_total", func(st broker.Stats) int64 { return st.InflightDropped })
 }
 
 func (r *reflexSide) serveMetrics(w http.ResponseWriter, _ *http.Request) {

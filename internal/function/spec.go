@@ -122,6 +122,7 @@ func ValidateTopic(t string) error {
 type Spec struct {
 	Name        string            `json:"name" yaml:"name"`
 	Image       string            `json:"image,omitempty" yaml:"image,omitempty"`   // OCI reference it came from
+	Builtin     string            `json:"builtin,omitempty" yaml:"-"`               // "echo": native, no instance (the benchmark's floor)
 	Module      digest.Digest     `json:"module" yaml:"-"`                          // sha256 of the .wasm
 	ModuleSize  int64             `json:"moduleSize" yaml:"-"`                      //
 	Triggers    []Trigger         `json:"triggers" yaml:"-"`                        //
@@ -146,6 +147,9 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
 func (s *Spec) Normalize() error {
 	if !nameRE.MatchString(s.Name) {
 		return fmt.Errorf("function name %q: use 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", s.Name)
+	}
+	if s.Builtin != "" && s.Builtin != "echo" {
+		return fmt.Errorf("function %s: unknown builtin %q (only echo, the benchmark's native baseline)", s.Name, s.Builtin)
 	}
 	if s.Timeout == 0 {
 		s.Timeout = DefaultTimeout

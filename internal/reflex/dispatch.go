@@ -63,7 +63,7 @@ type job struct {
 type fnState struct {
 	e    *Engine
 	spec function.Spec
-	mod  *wasm.Module
+	mod  runner
 	q    *queue
 	m    *fnMetrics
 	logs *ring
@@ -79,7 +79,23 @@ type fnState struct {
 	once       sync.Once
 }
 
-func newFnState(e *Engine, sp function.Spec, mod *wasm.Module) *fnState {
+// runner runs one event on a fresh instance: a Wasm module, or for
+// benchmarks a builtin native handler on the same path.
+type runner interface {
+	Run(context.Context, wasm.Invocation) (wasm.Result, error)
+	Close()
+}
+
+// builtinEcho is the native floor the benchmark compares Wasm against: it
+// returns the payload as the result, with no instance at all.
+type builtinEcho struct{}
+
+func (builtinEcho) Run(_ context.Context, inv wasm.Invocation) (wasm.Result, error) {
+	return wasm.Result{Stdout: append([]byte(nil), inv.Stdin...)}, nil
+}
+func (builtinEcho) Close() {}
+
+func newFnState(e *Engine, sp function.Spec, mod runner) *fnState {
 	return &fnState{e: e, spec: sp, mod: mod, q: newQueue(sp.Queue), m: e.obs.forFunction(sp.Name),
 		logs: e.obs.logsFor(sp.Name), stopTimers: make(chan struct{})}
 }

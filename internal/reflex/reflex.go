@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"sync"
@@ -110,6 +111,10 @@ func (e *Engine) Start() error {
 	e.deployMu.Lock()
 	defer e.deployMu.Unlock()
 	for _, sp := range specs {
+		if sp.Builtin != "" {
+			e.swap(newFnState(e, sp, builtinEcho{}))
+			continue
+		}
 		bin, err := e.cfg.Blobs.ReadBlob(sp.Module)
 		if err != nil {
 			e.log.Error("function module missing from the store; redeploy it", "function", sp.Name, "module", sp.Module, "err", err)
@@ -125,6 +130,7 @@ func (e *Engine) Start() error {
 	e.rebuildRoutes()
 	e.log.Info("functions loaded", "count", len(specs))
 	e.collectModules(specs)
+	go debug.FreeOSMemory()
 	return nil
 }
 
@@ -170,7 +176,7 @@ func (e *Engine) Deploy(ctx context.Context, deps []Deployment, remove []string)
 	defer e.deployMu.Unlock()
 	seen := map[string]bool{}
 	specs := make([]function.Spec, len(deps))
-	mods := make([]*wasm.Module, len(deps))
+	mods := make([]runner, len(deps))
 	fail := func(err error) ([]function.Spec, error) {
 		for _, m := range mods {
 			if m != nil {
@@ -188,6 +194,14 @@ func (e *Engine) Deploy(ctx context.Context, deps []Deployment, remove []string)
 			return fail(errdefs.NewInvalidArgument(fmt.Errorf("function %s is given twice", sp.Name)))
 		}
 		seen[sp.Name] = true
+		if sp.Builtin != "" {
+			if len(d.Wasm) > 0 || sp.Image != "" {
+				return fail(errdefs.NewInvalidArgument(fmt.Errorf("function %s: a builtin takes no module", sp.Name)))
+			}
+			sp.Deployed = time.Now().UTC()
+			mods[i], specs[i] = builtinEcho{}, sp
+			continue
+		}
 		if len(d.Wasm) == 0 {
 			return fail(errdefs.NewInvalidArgument(fmt.Errorf("function %s: no module (give --wasm FILE or --image REF)", sp.Name)))
 		}
@@ -209,6 +223,9 @@ func (e *Engine) Deploy(ctx context.Context, deps []Deployment, remove []string)
 		return fail(err)
 	}
 	for i, d := range deps {
+		if specs[i].Builtin != "" {
+			continue
+		}
 		if err := e.cfg.Blobs.WriteBlob(specs[i].Module, d.Wasm); err != nil {
 			return fail(fmt.Errorf("store module of %s: %w", specs[i].Name, err))
 		}
@@ -224,6 +241,9 @@ func (e *Engine) Deploy(ctx context.Context, deps []Deployment, remove []string)
 		e.obs.emit(Event{Type: "deploy", Function: specs[i].Name, Detail: specs[i].Module.String()})
 	}
 	e.rebuildRoutes()
+	// Compiling holds transient memory (tens of MiB for a Go module); give
+	// it back now rather than whenever the runtime gets round to it.
+	go debug.FreeOSMemory()
 	return specs, nil
 }
 

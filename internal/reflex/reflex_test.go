@@ -267,3 +267,17 @@ func TestTimerTrigger(t *testing.T) {
 		t.Fatalf("%+v %s", m, m.Payload)
 	}
 }
+
+func TestBuiltinEchoBaseline(t *testing.T) {
+	v := newEnv(t, t.TempDir())
+	if _, err := v.eng.Deploy(context.Background(), []reflex.Deployment{{Spec: function.Spec{Name: "floor", Builtin: "echo", On: []string{"mqtt:f"}}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	out, err := v.eng.Invoke(context.Background(), "floor", reflex.Inbound{Payload: []byte("same")})
+	if err != nil || string(out.Result) != "same" {
+		t.Fatal(out, err)
+	}
+	if _, err := v.eng.Deploy(context.Background(), []reflex.Deployment{{Spec: function.Spec{Name: "x", Builtin: "shell"}}}, nil); err == nil {
+		t.Fatal("unknown builtin accepted")
+	}
+}
