@@ -90,7 +90,7 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	images := image.New(meta, cs, ss, puller.Leased, log.With("component", "image"))
 	// Start-up cleanup: staging was emptied by snapshot.Open; now drop layer
 	// directories and blobs that no record accounts for (leftovers of a cut).
-	if n, err := images.GC(ctx); err != nil {
+	if n, err := images.CleanOrphans(ctx); err != nil {
 		log.Warn("start-up cleanup failed", "err", err)
 	} else if n > 0 {
 		log.Info("start-up cleanup reclaimed space", "bytes", n)

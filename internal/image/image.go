@@ -280,7 +280,16 @@ func (s *Store) Prune(ctx context.Context, all bool) (PruneReport, error) {
 // GC deletes layers no image uses and no pull holds, blobs no image names,
 // and snapshot directories the metadata does not know (orphans of a crash).
 // It returns the bytes reclaimed.
-func (s *Store) GC(ctx context.Context) (int64, error) {
+func (s *Store) GC(ctx context.Context) (int64, error) { return s.gc(ctx, false) }
+
+// CleanOrphans is the start-up cleanup: it removes what no record accounts
+// for (layer directories, blobs) but keeps committed layers even when no
+// image uses them yet, because they are what an interrupted pull finished:
+// the next pull resumes from the first missing layer. 'image prune'
+// reclaims them if that pull never comes.
+func (s *Store) CleanOrphans(ctx context.Context) (int64, error) { return s.gc(ctx, true) }
+
+func (s *Store) gc(ctx context.Context, keepRecorded bool) (int64, error) {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
 	imgs, err := s.meta.Images()
@@ -307,7 +316,7 @@ func (s *Store) GC(ctx context.Context) (int64, error) {
 	known := map[digest.Digest]bool{}
 	for _, l := range layers {
 		known[l.DiffID] = true
-		if usedLayers[l.DiffID] || s.leased(l.DiffID) {
+		if keepRecorded || usedLayers[l.DiffID] || s.leased(l.DiffID) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +22,13 @@ func TestKillMidPullThenResume(t *testing.T) {
 	proxy := testregistry.NewFaultProxy(t, reg.URL())
 	shared := randomLayer(t, 41, 4, 2<<20, imagegen.Gzip)
 	v1img := mustImage(t, []v1.Layer{shared})
+	fresh := randomLayer(t, 43, 4, 1<<20, imagegen.Gzip) // new in the update, committed before the kill
 	slow := randomLayer(t, 42, 4, 8<<20, imagegen.Gzip)
-	v2img := mustImage(t, []v1.Layer{shared, slow})
+	v2img := mustImage(t, []v1.Layer{shared, fresh, slow})
 	reg.Push(t, reg.Ref("crash/app:1"), v1img)
-	d := startDaemon(t, withArgs("--max-concurrent-downloads", "1"))
+	// Two downloads at once, so the small new layer completes while the
+	// slow one hangs.
+	d := startDaemon(t, withArgs("--max-concurrent-downloads", "2"))
 	d.mustFlick(t, "pull", "-q", proxy.Ref("crash/app:1"))
 	reg.Push(t, reg.Ref("crash/app:1"), v2img) // the tag moves to the update
 
@@ -51,7 +56,19 @@ func TestKillMidPullThenResume(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("layer stream never started")
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Wait until the small new layer is committed (its directory appears;
+	// its record follows in the same step), then cut.
+	freshDiff, _ := fresh.DiffID()
+	freshDir := filepath.Join(d.DataRoot, "snapshots", "layers", freshDiff.Hex)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(freshDir); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the small new layer was never committed")
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
 	d.Kill()
 	<-done
 	if len(d.staging(t)) == 0 {
@@ -71,9 +88,10 @@ func TestKillMidPullThenResume(t *testing.T) {
 	proxy.ClearRequests()
 	d.mustFlick(t, "pull", "-q", proxy.Ref("crash/app:1"))
 	sharedDigest, _ := shared.Digest()
+	freshDigest, _ := fresh.Digest()
 	for _, r := range proxy.Requests() {
-		if r.Method == http.MethodGet && r.Range == "" && strings.HasSuffix(r.Path, sharedDigest.String()) {
-			t.Fatalf("a layer already present was fetched again: %+v", r)
+		if r.Method == http.MethodGet && r.Range == "" && (strings.HasSuffix(r.Path, sharedDigest.String()) || strings.HasSuffix(r.Path, freshDigest.String())) {
+			t.Fatalf("a layer committed before the kill was fetched again (start-up must keep committed layers): %+v", r)
 		}
 	}
 	newID, _ := v2img.ConfigName()
