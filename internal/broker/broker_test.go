@@ -3,6 +3,17 @@ package broker_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -212,5 +223,44 @@ func TestListenConflictIsClear(t *testing.T) {
 	_, err := broker.Start(broker.Config{Listen: b.Addrs()})
 	if err == nil || !strings.Contains(err.Error(), "--mqtt-listen") {
 		t.Fatalf("want a clear error, got %v", err)
+	}
+}
+
+func TestTLSListener(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "flick-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	b := start(t, broker.Config{Listen: []string{}, TLSListen: []string{"127.0.0.1:0"}, TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	addr := b.Addrs()[0]
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	// mosquitto's clients speak TLS with the CA; a plain client cannot talk to it.
+	sub := exec.Command("mosquitto_sub", "--cafile", ca, "-h", "127.0.0.1", "-p", port(addr), "-t", "secure/#", "-C", "1", "-W", "10")
+	var out bytes.Buffer
+	sub.Stdout = &out
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); b.Stats().Subscriptions == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if o, err := exec.Command("mosquitto_pub", "--cafile", ca, "-h", "127.0.0.1", "-p", port(addr), "-t", "secure/x", "-m", "over-tls").CombinedOutput(); err != nil {
+		t.Fatal(err, string(o))
+	}
+	if err := sub.Wait(); err != nil || strings.TrimSpace(out.String()) != "over-tls" {
+		t.Fatalf("%q %v", out.String(), err)
+	}
+	if o, err := exec.Command("mosquitto_pub", "-h", "127.0.0.1", "-p", port(addr), "-t", "secure/x", "-m", "plain").CombinedOutput(); err == nil {
+		t.Fatalf("plain client accepted on the TLS listener: %s", o)
 	}
 }

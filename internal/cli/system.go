@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"fmt"
+	"github.com/flick-edge/flick/internal/flickapi"
 	"io"
 	"net/http"
 	"runtime"
@@ -111,17 +112,34 @@ func (a *app) infoCmd() *cobra.Command {
 			if err := c.JSON(cmd.Context(), http.MethodGet, "/info", nil, nil, &info); err != nil {
 				return err
 			}
+			var rx flickapi.Info
+			if err := c.JSON(cmd.Context(), http.MethodGet, flickapi.Prefix+"/info", nil, nil, &rx); err != nil {
+				return err
+			}
 			if jsonOut {
-				return printJSON(a.stdout, info)
+				return printJSON(a.stdout, struct {
+					system.Info
+					Reflex flickapi.Info `json:"Reflex"`
+				}{info, rx})
 			}
 			fmt.Fprintf(a.stdout, "Server Version: %s\nImages: %d\nStorage Driver: %s\nCgroup Version: %s\nKernel Version: %s\nOperating System: %s\nArchitecture: %s\nCPUs: %d\nTotal Memory: %s\nName: %s\nData Root: %s\n",
 				info.ServerVersion, info.Images, info.Driver, info.CgroupVersion, info.KernelVersion, info.OperatingSystem,
 				info.Architecture, info.NCPU, units.BytesSize(float64(info.MemTotal)), info.Name, info.DockerRootDir)
+			fmt.Fprintf(a.stdout, "Functions: %d\nMQTT Broker: %s\nHTTP Triggers: %s\nMetrics: %s\n",
+				rx.Functions, orNone(strings.Join(rx.MQTT, ", "), "(no listeners: --mqtt-listen)"),
+				orNone(rx.HTTP, "(API socket only: /flick/v1/hooks/)"), orNone(rx.Metrics, "(API socket only: /metrics)"))
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON (the Docker API's info object)")
 	return cmd
+}
+
+func orNone(s, none string) string {
+	if s == "" {
+		return none
+	}
+	return s
 }
 
 // serverKey is the key docker config.json uses for a registry.

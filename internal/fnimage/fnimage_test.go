@@ -3,6 +3,7 @@ package fnimage_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +71,23 @@ func TestFetchRefusals(t *testing.T) {
 	px.Corrupt(100)
 	if _, err := fnimage.Fetch(ctx, client(t), px.Ref("fn/echo:v1"), registry.Credentials{}); err == nil || !strings.Contains(err.Error(), "digest") {
 		t.Fatalf("corrupted module: %v", err)
+	}
+}
+
+// TestFetchSpinLayerType: Spin publishes modules as
+// application/vnd.wasm.content.layer.v1+wasm; Flick accepts that layer type.
+func TestFetchSpinLayerType(t *testing.T) {
+	reg := testregistry.Start(t)
+	mod := wasmtest.BuildFile(t, "echo")
+	cfg := fnimage.ArtifactConfig(mod, time.Unix(0, 0))
+	ld := reg.PushBlob(t, "fn/spin", mod)
+	cd := reg.PushBlob(t, "fn/spin", cfg)
+	manifest := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+"config":{"mediaType":"application/vnd.wasm.config.v0+json","digest":%q,"size":%d},
+"layers":[{"mediaType":"application/vnd.wasm.content.layer.v1+wasm","digest":%q,"size":%d}]}`, cd.String(), len(cfg), ld.String(), len(mod))
+	reg.PushRaw(t, "fn/spin", "v1", "application/vnd.oci.image.manifest.v1+json", []byte(manifest))
+	got, err := fnimage.Fetch(context.Background(), client(t), reg.Ref("fn/spin:v1"), registry.Credentials{})
+	if err != nil || !bytes.Equal(got.Module, mod) {
+		t.Fatalf("%d bytes, %v", len(got.Module), err)
 	}
 }

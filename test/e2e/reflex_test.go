@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -342,5 +343,71 @@ func TestReflexFunctionFromRegistry(t *testing.T) {
 	json.Unmarshal([]byte(d.mustFlick(t, "fn", "inspect", "chime").Stdout), &st)
 	if len(st) != 1 || !strings.Contains(st[0]["image"].(string), "@sha256:") {
 		t.Fatalf("image not pinned by digest: %v", st)
+	}
+}
+
+func TestReflexObservability(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t, withArgs("--metrics-addr=127.0.0.1:0"))
+	d.mustFlick(t, "fn", "deploy", "echo", "--wasm", module(t, "echo"), "--on", "mqtt:obs")
+	d.mustFlick(t, "fn", "deploy", "broken", "--wasm", module(t, "fail"), "--on", "mqtt:obs/broken")
+	info := d.mustFlick(t, "info").Stdout
+	if !strings.Contains(info, "Functions: 2") || !strings.Contains(info, "MQTT Broker: 127.0.0.1:") {
+		t.Fatalf("flick info: %s", info)
+	}
+	// flick events streams what happens from now on.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ev := exec.CommandContext(ctx, flickBin(t), "-H", d.Host(), "events", "--json")
+	out, err := ev.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); ev.Wait() }()
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	time.Sleep(300 * time.Millisecond) // let the stream subscribe
+	d.mustFlick(t, "fn", "invoke", "echo", "hi")
+	d.flick(t, "fn", "invoke", "broken", "x")
+	seen := map[string]bool{}
+	for !(seen["done echo"] && seen["error broken"]) {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("events stream ended; seen %v", seen)
+			}
+			var e struct{ Type, Function string }
+			json.Unmarshal([]byte(l), &e)
+			seen[e.Type+" "+e.Function] = true
+		case <-ctx.Done():
+			t.Fatalf("events seen: %v", seen)
+		}
+	}
+	// /metrics on its own TCP address, Prometheus text format.
+	resp, err := http.Get("http://" + d.info(t).Metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`flick_function_invocations_total{function="echo",outcome="ok"} 1`,
+		`flick_function_invocations_total{function="broken",outcome="error"} 1`,
+		`flick_function_run_seconds_bucket{function="echo",le="+Inf"} 1`,
+		`flick_function_queue_wait_seconds_count{function="echo"} 1`,
+		"flick_mqtt_clients ", "process_resident_memory_bytes ",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
