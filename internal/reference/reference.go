@@ -58,6 +58,12 @@ func Parse(s string) (Ref, error) {
 	}
 	named = dref.TagNameOnly(named)
 	r := Ref{domain: dref.Domain(named), path: dref.Path(named)}
+	if r.domain == "" {
+		// The parser took the first component for a registry host (it has a
+		// '.' or ':') but it is not a valid host name, e.g. "0_0.0/app".
+		host, _, _ := strings.Cut(s, "/")
+		return Ref{}, errdefs.NewInvalidArgument(fmt.Errorf("parsing reference %q: invalid reference format: %q is read as a registry host but is not a valid host name (hint: host names have letters, digits, '-' and '.'; a repository without a registry has no '.' or ':' in its first component)", s, host))
+	}
 	if t, ok := named.(dref.Tagged); ok {
 		r.tag = t.Tag()
 	}
