@@ -76,7 +76,6 @@ type Engine struct {
 	obs    *observer
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 }
 
 type route struct {
