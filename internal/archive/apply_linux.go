@@ -850,5 +850,12 @@ func toTimespec(t time.Time) unix.Timespec {
 	if t.IsZero() {
 		return unix.Timespec{}
 	}
-	return unix.Timespec{Sec: t.Unix(), Nsec: int64(t.Nanosecond())}
+	// TimeToTimespec sizes the fields for the platform (32-bit on armv7)
+	// and refuses times that do not fit; such an mtime from a hostile or odd
+	// tar becomes the epoch rather than a wrapped value.
+	ts, err := unix.TimeToTimespec(t)
+	if err != nil {
+		return unix.Timespec{}
+	}
+	return ts
 }
