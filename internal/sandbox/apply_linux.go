@@ -1,0 +1,182 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// Options are the security options of a container.
+type Options struct {
+	// Privileged: no seccomp filter, and the caller passes every capability.
+	Privileged bool
+	// NoNewPrivileges sets no_new_privs (--security-opt no-new-privileges).
+	// Docker leaves it unset by default, so setuid binaries keep working.
+	NoNewPrivileges bool
+	// Seccomp is "" for Docker's default profile or "unconfined" for none.
+	Seccomp string
+}
+
+// Apply is the last step before exec. In order, it:
+//
+//  1. locks the calling goroutine to its OS thread, for good: capabilities
+//     and the bounding set are per thread, so the exec must come from this
+//     goroutine (execve then makes this thread the whole process);
+//  2. sets no_new_privs if asked;
+//  3. loads the seccomp filter for caps on every thread (unless privileged
+//     or "unconfined"). It goes in while the process is still full root,
+//     because without no_new_privs the kernel accepts a filter only from a
+//     holder of CAP_SYS_ADMIN; the filter denies none of the syscalls the
+//     later steps make (prctl, setgroups, setresgid, setresuid, capset);
+//  4. reduces the bounding set to caps and clears the ambient set;
+//  5. sets the supplementary groups, then the gid, then the uid (real,
+//     effective and saved). Leaving uid 0 makes the kernel clear the
+//     permitted and effective sets (keepcaps is off), as execve would;
+//  6. sets the capability sets: for uid 0 effective = permitted = caps, for
+//     any other uid all empty (as Docker does: only the bounding set is
+//     given). Inheritable is empty in both cases, as in Docker since
+//     20.10.14 (CVE-2022-24769).
+//
+// Capability names unknown to the running kernel are ignored. With
+// Privileged, caps the runtime itself lacks are left out; otherwise asking
+// for one is an error. After an error the process is partly confined and
+// must exit.
+func Apply(id Identity, caps []string, opts Options) error {
+	runtime.LockOSThread() // never unlocked: this thread is the sandboxed one
+
+	want, err := parseCaps(caps)
+	if err != nil {
+		return err
+	}
+	if id.UID > maxID || id.GID > maxID {
+		return ErrRange
+	}
+	groups := make([]int, len(id.AdditionalGIDs))
+	for i, g := range id.AdditionalGIDs {
+		if g > maxID {
+			return ErrRange
+		}
+		groups[i] = int(g)
+	}
+	last := lastCap()
+	want &= capSet(1)<<uint(last+1) - 1
+	held, err := capGet()
+	if err != nil {
+		return err
+	}
+	if missing := want &^ held.permitted; id.UID == 0 && missing != 0 {
+		if !opts.Privileged {
+			return fmt.Errorf("the runtime itself lacks %s", strings.Join(missing.names(), ", "))
+		}
+		want &^= missing
+	}
+
+	var filter []bpf.Instruction
+	switch opts.Seccomp {
+	case "", "unconfined":
+	default:
+		return fmt.Errorf("seccomp profile %q: only Docker's default and \"unconfined\" are supported", opts.Seccomp)
+	}
+	if !opts.Privileged && opts.Seccomp == "" {
+		if filter, err = defaultFilter(want); err != nil {
+			return err
+		}
+	}
+
+	if opts.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("set no_new_privs: %w", err)
+		}
+	}
+	if filter != nil {
+		if err := loadFilter(filter); err != nil {
+			return err
+		}
+	}
+
+	for c := 0; c <= last; c++ {
+		if !want.has(c) {
+			if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+				return fmt.Errorf("drop %s from the bounding set: %w", capName(c), err)
+			}
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+
+	// The syscall package's set*id functions apply to every thread of the
+	// process (glibc's setxid broadcast with cgo, AllThreadsSyscall without).
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setresgid(int(id.GID), int(id.GID), int(id.GID)); err != nil {
+		return fmt.Errorf("setgid %d: %w", id.GID, err)
+	}
+	if err := syscall.Setresuid(int(id.UID), int(id.UID), int(id.UID)); err != nil {
+		return fmt.Errorf("setuid %d: %w", id.UID, err)
+	}
+
+	var set capState
+	if id.UID == 0 {
+		set.effective, set.permitted = want, want
+	}
+	if err := capSetThread(set); err != nil {
+		return err
+	}
+	return nil
+}
+
+func capName(c int) string {
+	if c < len(capNames) {
+		return capNames[c]
+	}
+	return fmt.Sprintf("capability %d", c)
+}
+
+// lastCap is the highest capability the running kernel knows.
+func lastCap() int {
+	last := 0
+	for c := 0; c < 64; c++ {
+		if _, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); err != nil {
+			break
+		}
+		last = c
+	}
+	return last
+}
+
+type capState struct{ effective, permitted, inheritable capSet }
+
+func capGet() (capState, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var d [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &d[0]); err != nil {
+		return capState{}, fmt.Errorf("capget: %w", err)
+	}
+	join := func(lo, hi uint32) capSet { return capSet(hi)<<32 | capSet(lo) }
+	return capState{
+		effective:   join(d[0].Effective, d[1].Effective),
+		permitted:   join(d[0].Permitted, d[1].Permitted),
+		inheritable: join(d[0].Inheritable, d[1].Inheritable),
+	}, nil
+}
+
+// capSetThread sets the calling thread's effective, permitted and
+// inheritable sets.
+func capSetThread(s capState) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	d := [2]unix.CapUserData{
+		{Effective: uint32(s.effective), Permitted: uint32(s.permitted), Inheritable: uint32(s.inheritable)},
+		{Effective: uint32(s.effective >> 32), Permitted: uint32(s.permitted >> 32), Inheritable: uint32(s.inheritable >> 32)},
+	}
+	if err := unix.Capset(&hdr, &d[0]); err != nil {
+		return fmt.Errorf("capset: %w", err)
+	}
+	return nil
+}
