@@ -1,5 +1,7 @@
 // Command flick is the whole of Flick in one binary: the daemon ('flick
-// daemon') and the client commands that talk to it.
+// daemon'), the client commands that talk to it, and two hidden roles the
+// daemon re-executes it in: a container's monitor (__shim) and its init
+// (__init).
 package main
 
 import (
@@ -7,6 +9,7 @@ import (
 	"os"
 
 	"github.com/flick-edge/flick/internal/cli"
+	"github.com/flick-edge/flick/internal/runtime"
 )
 
 // Set by the linker: -X main.version=... -X main.commit=...
@@ -16,5 +19,13 @@ var (
 )
 
 func main() {
+	if len(os.Args) == 3 {
+		switch os.Args[1] {
+		case "__shim":
+			runtime.ShimMain(os.Args[2])
+		case "__init":
+			runtime.InitMain(os.Args[2])
+		}
+	}
 	os.Exit(cli.Run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr, cli.Build{Version: version, GitCommit: commit}))
 }

@@ -59,12 +59,17 @@ so the docker CLI works too: DOCKER_HOST=unix:///run/flick/flick.sock).`,
 		a.pullCmd(), a.imagesCmd(), a.rmiCmd(), a.tagCmd(), a.imageCmd(),
 		a.systemCmd(), a.versionCmd(), a.infoCmd(), a.loginCmd(), a.logoutCmd(),
 		a.fnCmd(), a.applyCmd(), a.eventsCmd(),
+		a.runCmd(), a.psCmd(), a.logsCmd(),
 	)
+	root.AddCommand(a.containerCmds()...)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintln(stderr, "Error:", err)
+	var es exitStatus
+	if !errors.As(err, &es) {
+		fmt.Fprintln(stderr, "Error:", err)
+	}
 	return ExitCode(err)
 }
 
@@ -84,6 +89,10 @@ func ExitCode(err error) int {
 	var ue usageError
 	if errors.As(err, &ue) {
 		return ExitUsage
+	}
+	var es exitStatus
+	if errors.As(err, &es) {
+		return int(es)
 	}
 	switch errdefs.ClassOf(err) {
 	case errdefs.InvalidArgument:

@@ -19,6 +19,7 @@ import (
 
 	"github.com/flick-edge/flick/internal/archive"
 	"github.com/flick-edge/flick/internal/config"
+	"github.com/flick-edge/flick/internal/container"
 	"github.com/flick-edge/flick/internal/content"
 	"github.com/flick-edge/flick/internal/dockerapi"
 	"github.com/flick-edge/flick/internal/durable"
@@ -28,6 +29,7 @@ import (
 	"github.com/flick-edge/flick/internal/pull"
 	"github.com/flick-edge/flick/internal/registry"
 	"github.com/flick-edge/flick/internal/snapshot"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
 
@@ -87,7 +89,15 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 		Reserve:     reserve,
 		Logger:      log.With("component", "pull"),
 	})
-	images := image.New(meta, cs, ss, puller.Leased, log.With("component", "image"))
+	// Layers are held by pulls in flight and by containers built on them.
+	var ctrs *container.Manager
+	leased := func(d digest.Digest) bool { return puller.Leased(d) || (ctrs != nil && ctrs.UsesLayer(d)) }
+	images := image.New(meta, cs, ss, leased, log.With("component", "image"))
+	ctrs, err = container.New(container.Config{Root: filepath.Join(cfg.DataRoot, "containers"), Volumes: filepath.Join(cfg.DataRoot, "volumes"),
+		Images: images, Snapshots: ss, Logger: log.With("component", "container")})
+	if err != nil {
+		return err
+	}
 	// Start-up cleanup: staging was emptied by snapshot.Open; now drop layer
 	// directories and blobs that no record accounts for (leftovers of a cut).
 	if n, err := images.CleanOrphans(ctx); err != nil {
@@ -95,9 +105,15 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	} else if n > 0 {
 		log.Info("start-up cleanup reclaimed space", "bytes", n)
 	}
+	// Adopt containers whose monitors kept running; start by restart policy
+	// those the host stopped; remove --rm containers as they exit.
+	ctrs.Recover(ctx)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	go ctrs.Watch(watchCtx)
 
 	api := dockerapi.New(dockerapi.Config{
-		Images: images, Puller: puller, Registry: reg, Logger: log.With("component", "api"),
+		Images: images, Puller: puller, Registry: reg, Containers: ctrs, Logger: log.With("component", "api"),
 		System: dockerapi.SystemInfo{Version: build.Version, GitCommit: build.GitCommit, DataRoot: cfg.DataRoot,
 			InsecureRegs: cfg.InsecureRegistries, CgroupVersion: cgroupVersion(), Started: time.Now()},
 	})

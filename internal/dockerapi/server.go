@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flick-edge/flick/internal/container"
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/image"
 	"github.com/flick-edge/flick/internal/pull"
@@ -36,8 +37,10 @@ type Config struct {
 	Images   *image.Store
 	Puller   *pull.Puller
 	Registry *registry.Client
-	System   SystemInfo
-	Logger   *slog.Logger
+	// Containers is nil when the daemon runs without the container engine.
+	Containers *container.Manager
+	System     SystemInfo
+	Logger     *slog.Logger
 }
 
 // SystemInfo is what /info and /version report about the daemon.
@@ -78,6 +81,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /images/json", s.imageList)
 	m.HandleFunc("POST /images/prune", s.imagePrune)
 	m.HandleFunc("GET /system/df", s.systemDF)
+	s.containerRoutes()
 	// Image names contain slashes, so /images/{name}/json and friends are
 	// dispatched by suffix.
 	m.HandleFunc("/images/", s.imageByName)

@@ -1,0 +1,436 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/docker/go-units"
+	"github.com/flick-edge/flick/internal/client"
+	"github.com/flick-edge/flick/internal/errdefs"
+	mcontainer "github.com/moby/moby/api/types/container"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+type runFlags struct {
+	detach, rm, readOnly, privileged, interactive, tty bool
+	name, restart, network, memory, user, workdir      string
+	entrypoint, hostname                               string
+	cpus                                               float64
+	pids                                               int64
+	env, envFiles, volumes, ports, devices             []string
+	capAdd, capDrop, addHosts, dns, secOpts, labels    []string
+}
+
+func (f *runFlags) add(fl *pflag.FlagSet) {
+	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background and print the container ID")
+	fl.BoolVar(&f.rm, "rm", false, "remove the container when it exits")
+	fl.StringVar(&f.name, "name", "", "container name (default: a generated one)")
+	fl.StringArrayVarP(&f.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable; KEY alone takes it from this shell)")
+	fl.StringArrayVar(&f.envFiles, "env-file", nil, "file of KEY=VALUE lines")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST-PATH:CTR-PATH[:ro] or named volume NAME:CTR-PATH[:ro]")
+	fl.StringArrayVarP(&f.ports, "publish", "p", nil, "publish a port HOST:CTR[/udp] (needs the bridge network)")
+	fl.StringVar(&f.restart, "restart", "no", "restart policy: no, always, unless-stopped, on-failure[:N]")
+	fl.StringVar(&f.network, "network", "", "network: none, host (bridge: coming)")
+	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit, e.g. 64m")
+	fl.Float64Var(&f.cpus, "cpus", 0, "CPU limit, e.g. 0.5")
+	fl.Int64Var(&f.pids, "pids-limit", 0, "process limit (fork bombs stop here)")
+	fl.BoolVar(&f.readOnly, "read-only", false, "mount the root filesystem read-only")
+	fl.StringVarP(&f.user, "user", "u", "", "user[:group] or uid[:gid] to run as")
+	fl.StringVarP(&f.workdir, "workdir", "w", "", "working directory inside the container")
+	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
+	fl.StringArrayVar(&f.devices, "device", nil, "expose a host device, e.g. /dev/ttyUSB0[:/dev/ttyUSB0]")
+	fl.BoolVar(&f.privileged, "privileged", false, "give the container every capability and device access (explicit; off by default)")
+	fl.StringArrayVar(&f.capAdd, "cap-add", nil, "add a Linux capability (e.g. NET_ADMIN, or ALL)")
+	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability (e.g. NET_RAW, or ALL)")
+	fl.StringVarP(&f.hostname, "hostname", "h", "", "container host name")
+	fl.StringArrayVar(&f.addHosts, "add-host", nil, "add a line to /etc/hosts (host:ip)")
+	fl.StringArrayVar(&f.dns, "dns", nil, "DNS server for /etc/resolv.conf")
+	fl.StringArrayVar(&f.secOpts, "security-opt", nil, "security option (seccomp=unconfined)")
+	fl.StringArrayVarP(&f.labels, "label", "l", nil, "label KEY=VALUE")
+	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open (not supported yet)")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a pseudo-TTY (not supported yet)")
+}
+
+func (f *runFlags) request(image string, cmd []string) (mcontainer.CreateRequest, error) {
+	cfg := &mcontainer.Config{Image: image, Cmd: cmd, User: f.user, WorkingDir: f.workdir, Hostname: f.hostname,
+		Tty: f.tty, OpenStdin: f.interactive, AttachStdin: f.interactive, AttachStdout: !f.detach, AttachStderr: !f.detach}
+	if f.entrypoint != "" {
+		cfg.Entrypoint = []string{f.entrypoint}
+	}
+	for _, p := range f.envFiles {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return mcontainer.CreateRequest{}, errdefs.NewInvalidArgument(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			l = strings.TrimSpace(l)
+			if l != "" && !strings.HasPrefix(l, "#") {
+				cfg.Env = append(cfg.Env, expandEnv(l))
+			}
+		}
+	}
+	for _, e := range f.env {
+		cfg.Env = append(cfg.Env, expandEnv(e))
+	}
+	if len(f.labels) > 0 {
+		cfg.Labels = map[string]string{}
+		for _, l := range f.labels {
+			k, v, _ := strings.Cut(l, "=")
+			cfg.Labels[k] = v
+		}
+	}
+	hc := &mcontainer.HostConfig{AutoRemove: f.rm, Binds: f.volumes, NetworkMode: mcontainer.NetworkMode(f.network),
+		ReadonlyRootfs: f.readOnly, Privileged: f.privileged, CapAdd: f.capAdd, CapDrop: f.capDrop, ExtraHosts: f.addHosts, SecurityOpt: f.secOpts}
+	if f.memory != "" {
+		n, err := units.RAMInBytes(f.memory)
+		if err != nil {
+			return mcontainer.CreateRequest{}, usageError{fmt.Errorf("invalid --memory %q: %v", f.memory, err)}
+		}
+		hc.Memory = n
+	}
+	hc.NanoCPUs = int64(f.cpus * 1e9)
+	if f.pids != 0 {
+		hc.PidsLimit = &f.pids
+	}
+	name, max, _ := strings.Cut(f.restart, ":")
+	hc.RestartPolicy.Name = mcontainer.RestartPolicyMode(name)
+	if max != "" {
+		n, err := strconv.Atoi(max)
+		if err != nil || name != "on-failure" {
+			return mcontainer.CreateRequest{}, usageError{fmt.Errorf("invalid restart policy %q: a count is only for on-failure:N", f.restart)}
+		}
+		hc.RestartPolicy.MaximumRetryCount = n
+	}
+	for _, d := range f.devices {
+		host, ctr, _ := strings.Cut(d, ":")
+		ctr, _, _ = strings.Cut(ctr, ":")
+		hc.Devices = append(hc.Devices, mcontainer.DeviceMapping{PathOnHost: host, PathInContainer: ctr, CgroupPermissions: "rwm"})
+	}
+	for _, d := range f.dns {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return mcontainer.CreateRequest{}, usageError{fmt.Errorf("invalid --dns %q", d)}
+		}
+		hc.DNS = append(hc.DNS, a)
+	}
+	if len(f.ports) > 0 {
+		return mcontainer.CreateRequest{}, errdefs.NewNotImplemented(fmt.Errorf("-p needs the bridge network, which Flick does not have yet: use --network host (the app's ports are then the host's)"))
+	}
+	return mcontainer.CreateRequest{Config: cfg, HostConfig: hc}, nil
+}
+
+func expandEnv(kv string) string {
+	if strings.Contains(kv, "=") {
+		return kv
+	}
+	if v, ok := os.LookupEnv(kv); ok {
+		return kv + "=" + v
+	}
+	return kv
+}
+
+func (a *app) runCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create and start a container",
+		Long: `Run a container from a pulled image, with Docker's flags and defaults: private
+pid, mount, uts, ipc and network namespaces; Docker's capability set, seccomp
+profile and masked /proc paths; an overlay root on the image's layers with a
+writable layer of its own. Output goes to a size-capped, rotated log.
+Without -d, 'flick run' streams the output and exits with the container's
+status. The monitor process holds the container, so the daemon can restart
+without stopping it.`,
+		Example: `  flick run --rm alpine echo hello
+  flick run -d --name sensor --restart unless-stopped --memory 64m --pids-limit 64 \
+      --device /dev/ttyUSB0 -v /srv/sensor:/data registry.lan:5000/sensor:2.1
+  flick run --network host --read-only -e MODE=prod app:1.0`,
+		Args: minArgs(1, "an image, e.g. 'flick run alpine echo hi'"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.tty || f.interactive {
+				return errdefs.NewNotImplemented(fmt.Errorf("-i and -t are not supported by 'flick run' yet: run without them, or with -d and use 'flick logs -f'"))
+			}
+			req, err := f.request(args[0], args[1:])
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			var created mcontainer.CreateResponse
+			q := url.Values{}
+			if f.name != "" {
+				q.Set("name", f.name)
+			}
+			if err := c.JSON(ctx, http.MethodPost, "/containers/create", q, req, &created); err != nil {
+				return err
+			}
+			for _, w := range created.Warnings {
+				fmt.Fprintln(a.stderr, "WARNING:", w)
+			}
+			if err := c.JSON(ctx, http.MethodPost, "/containers/"+created.ID+"/start", nil, nil, nil); err != nil {
+				return err
+			}
+			if f.detach {
+				fmt.Fprintln(a.stdout, created.ID)
+				return nil
+			}
+			if err := a.streamLogs(c, cmd, created.ID, url.Values{"follow": {"1"}, "stdout": {"1"}, "stderr": {"1"}}); err != nil {
+				return err
+			}
+			var wr mcontainer.WaitResponse
+			cond := url.Values{"condition": {"not-running"}}
+			if f.rm {
+				cond.Set("condition", "removed")
+			}
+			if err := c.JSON(ctx, http.MethodPost, "/containers/"+created.ID+"/wait", cond, nil, &wr); err != nil {
+				return err
+			}
+			if wr.StatusCode != 0 {
+				return exitStatus(int(wr.StatusCode))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	// -h is --hostname, as in docker run; help is --help only.
+	cmd.Flags().Bool("help", false, "help for run")
+	f.add(cmd.Flags())
+	return cmd
+}
+
+// exitStatus makes flick exit with the container's status, silently.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("container exited with status %d", int(e)) }
+
+func (a *app) streamLogs(c *client.Client, cmd *cobra.Command, id string, q url.Values) error {
+	resp, err := c.Do(cmd.Context(), http.MethodGet, "/containers/"+id+"/logs", q, nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Type") == "application/vnd.docker.raw-stream" {
+		_, err := io.Copy(a.stdout, resp.Body)
+		return err
+	}
+	return demux(resp.Body, a.stdout, a.stderr)
+}
+
+func demux(r io.Reader, stdout, stderr io.Writer) error {
+	br := bufio.NewReader(r)
+	var h [8]byte
+	for {
+		if _, err := io.ReadFull(br, h[:]); err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return nil
+			}
+			return err
+		}
+		n := binary.BigEndian.Uint32(h[4:])
+		w := stdout
+		if h[0] == 2 {
+			w = stderr
+		}
+		if _, err := io.CopyN(w, br, int64(n)); err != nil {
+			return err
+		}
+	}
+}
+
+func (a *app) psCmd() *cobra.Command {
+	var all, quiet, jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "ps [OPTIONS]",
+		Short: "List containers",
+		Example: `  flick ps
+  flick ps -a --json | jq '.[] | {Names, State}'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var list []mcontainer.Summary
+			q := url.Values{}
+			if all {
+				q.Set("all", "1")
+			}
+			if err := c.JSON(cmd.Context(), http.MethodGet, "/containers/json", q, nil, &list); err != nil {
+				return err
+			}
+			if jsonOut {
+				return printJSON(a.stdout, list)
+			}
+			if quiet {
+				for _, s := range list {
+					fmt.Fprintln(a.stdout, s.ID[:12])
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES")
+			for _, s := range list {
+				command := s.Command
+				if len(command) > 20 {
+					command = command[:19] + "…"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%q\t%s ago\t%s\t%s\n", s.ID[:12], s.Image, command,
+					units.HumanDuration(time.Since(time.Unix(s.Created, 0))), s.Status, strings.TrimPrefix(strings.Join(s.Names, ","), "/"))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "show stopped containers too")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print IDs only")
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON (the Docker API's list)")
+	return cmd
+}
+
+func (a *app) logsCmd() *cobra.Command {
+	var follow, stamps bool
+	var tail string
+	cmd := &cobra.Command{
+		Use:   "logs [OPTIONS] CONTAINER",
+		Short: "Print a container's output (stdout and stderr)",
+		Example: `  flick logs sensor
+  flick logs -f --tail 20 -t sensor`,
+		Args: exactArgs(1, "a container name or ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			q := url.Values{"stdout": {"1"}, "stderr": {"1"}, "tail": {tail}}
+			if follow {
+				q.Set("follow", "1")
+			}
+			if stamps {
+				q.Set("timestamps", "1")
+			}
+			return a.streamLogs(c, cmd, url.PathEscape(args[0]), q)
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output")
+	cmd.Flags().StringVarP(&tail, "tail", "n", "all", "lines from the end to show")
+	cmd.Flags().BoolVarP(&stamps, "timestamps", "t", false, "prefix each line with its time")
+	return cmd
+}
+
+// simple runs one API call per container argument and prints the argument.
+func (a *app) simple(use, short, method, suffix string, query func() url.Values) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " CONTAINER...",
+		Short: short,
+		Args:  minArgs(1, "at least one container name or ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var q url.Values
+			if query != nil {
+				q = query()
+			}
+			var failed error
+			for _, id := range args {
+				path := "/containers/" + url.PathEscape(id) + suffix
+				if err := c.JSON(cmd.Context(), method, path, q, nil, nil); err != nil {
+					fmt.Fprintln(a.stderr, "Error:", err)
+					failed = err
+					continue
+				}
+				fmt.Fprintln(a.stdout, id)
+			}
+			return failed
+		},
+	}
+}
+
+func (a *app) containerCmds() []*cobra.Command {
+	var stopT, restartT int
+	var signal string
+	var force, vols bool
+	stop := a.simple("stop", "Stop containers (SIGTERM, then SIGKILL after -t seconds); they stay down", http.MethodPost, "/stop",
+		func() url.Values { return url.Values{"t": {strconv.Itoa(stopT)}} })
+	stop.Flags().IntVarP(&stopT, "time", "t", 10, "seconds to wait before killing")
+	restart := a.simple("restart", "Restart containers", http.MethodPost, "/restart",
+		func() url.Values { return url.Values{"t": {strconv.Itoa(restartT)}} })
+	restart.Flags().IntVarP(&restartT, "time", "t", 10, "seconds to wait before killing")
+	kill := a.simple("kill", "Send a signal to containers (default SIGKILL); killed containers stay down", http.MethodPost, "/kill",
+		func() url.Values { return url.Values{"signal": {signal}} })
+	kill.Flags().StringVarP(&signal, "signal", "s", "KILL", "signal to send")
+	rm := a.simple("rm", "Remove containers", http.MethodDelete, "", func() url.Values {
+		q := url.Values{}
+		if force {
+			q.Set("force", "1")
+		}
+		if vols {
+			q.Set("v", "1")
+		}
+		return q
+	})
+	rm.Flags().BoolVarP(&force, "force", "f", false, "kill and remove a running container")
+	rm.Flags().BoolVarP(&vols, "volumes", "v", false, "remove anonymous volumes too")
+	start := a.simple("start", "Start stopped containers", http.MethodPost, "/start", nil)
+	return []*cobra.Command{stop, restart, kill, rm, start, a.waitCmd(), a.containerInspectCmd()}
+}
+
+func (a *app) waitCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "wait CONTAINER...",
+		Short: "Block until containers stop, then print their exit codes",
+		Args:  minArgs(1, "at least one container name or ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			for _, id := range args {
+				var wr mcontainer.WaitResponse
+				if err := c.JSON(cmd.Context(), http.MethodPost, "/containers/"+url.PathEscape(id)+"/wait", nil, nil, &wr); err != nil {
+					return err
+				}
+				fmt.Fprintln(a.stdout, wr.StatusCode)
+			}
+			return nil
+		},
+	}
+}
+
+func (a *app) containerInspectCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect CONTAINER...",
+		Short: "Show containers' full configuration and state as JSON",
+		Args:  minArgs(1, "at least one container name or ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var out []json.RawMessage
+			for _, id := range args {
+				var raw json.RawMessage
+				if err := c.JSON(cmd.Context(), http.MethodGet, "/containers/"+url.PathEscape(id)+"/json", nil, nil, &raw); err != nil {
+					return err
+				}
+				out = append(out, raw)
+			}
+			return printJSON(a.stdout, out)
+		},
+	}
+}

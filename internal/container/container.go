@@ -1,0 +1,722 @@
+// Package container is the daemon's view of containers: their records
+// (name, image, Docker config and host config), turning a create request
+// into a runtime spec and bundle, and the lifecycle operations (start,
+// stop, kill, restart, remove, wait, logs) on top of the runtime package.
+// The running truth lives in each bundle's state.json, written by the
+// container's monitor, so the daemon can restart and re-adopt containers.
+package container
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/flick-edge/flick/internal/cgroup"
+	"github.com/flick-edge/flick/internal/errdefs"
+	"github.com/flick-edge/flick/internal/image"
+	"github.com/flick-edge/flick/internal/runtime"
+	"github.com/flick-edge/flick/internal/sandbox"
+	"github.com/flick-edge/flick/internal/snapshot"
+	mcontainer "github.com/moby/moby/api/types/container"
+	"github.com/opencontainers/go-digest"
+)
+
+// Record is a container as stored in its bundle (container.json).
+type Record struct {
+	ID         string                 `json:"id"`
+	Name       string                 `json:"name"`
+	Created    time.Time              `json:"created"`
+	Image      string                 `json:"image"` // as the user gave it
+	ImageID    digest.Digest          `json:"imageID"`
+	Layers     []digest.Digest        `json:"layers"` // diff IDs, bottom first
+	Path       string                 `json:"path"`
+	Args       []string               `json:"args"`
+	Config     *mcontainer.Config     `json:"config"`
+	HostConfig *mcontainer.HostConfig `json:"hostConfig"`
+	Warnings   []string               `json:"warnings,omitempty"`
+}
+
+// Container is a record plus its current state.
+type Container struct {
+	Record
+	State  runtime.State
+	Bundle string
+}
+
+// Status is Docker's state word: created, running, restarting, exited.
+func (c Container) Status() string {
+	if c.State.Status == "" {
+		return "created"
+	}
+	if c.State.Status != "exited" && !shimAlive(c.State.ShimPid) {
+		return "exited"
+	}
+	return c.State.Status
+}
+
+// Running reports whether the application is up.
+func (c Container) Running() bool { return c.Status() == "running" || c.Status() == "restarting" }
+
+// Config wires the manager.
+type Config struct {
+	Root      string // data-root/containers
+	Volumes   string // data-root/volumes
+	Images    *image.Store
+	Snapshots *snapshot.Store
+	Logger    *slog.Logger
+	LogMax    int64
+	LogFiles  int
+}
+
+// Manager owns every container.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+	mu  sync.Mutex // serialises create/remove and names
+
+	inUseMu sync.Mutex
+	inUse   map[digest.Digest]bool
+	inUseAt time.Time
+}
+
+// New opens the container store.
+func New(cfg Config) (*Manager, error) {
+	for _, d := range []string{cfg.Root, cfg.Volumes} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Manager{cfg: cfg, log: cfg.Logger}, nil
+}
+
+func (m *Manager) bundle(id string) string { return filepath.Join(m.cfg.Root, id) }
+
+// List returns every container, newest first.
+func (m *Manager) List() ([]Container, error) {
+	ents, err := os.ReadDir(m.cfg.Root)
+	if err != nil {
+		return nil, err
+	}
+	var out []Container
+	for _, e := range ents {
+		if !e.IsDir() || len(e.Name()) != 64 {
+			continue
+		}
+		c, err := m.load(e.Name())
+		if err != nil {
+			m.log.Warn("unreadable container record", "id", e.Name(), "err", err)
+			continue
+		}
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out, nil
+}
+
+func (m *Manager) load(id string) (Container, error) {
+	b := m.bundle(id)
+	raw, err := os.ReadFile(filepath.Join(b, "container.json"))
+	if err != nil {
+		return Container{}, err
+	}
+	var c Container
+	if err := json.Unmarshal(raw, &c.Record); err != nil {
+		return Container{}, err
+	}
+	c.Bundle = b
+	c.State, _ = runtime.ReadState(b)
+	return c, nil
+}
+
+// Get finds a container by full ID, unique ID prefix or name.
+func (m *Manager) Get(ref string) (Container, error) {
+	ref = strings.TrimPrefix(ref, "/")
+	if ref == "" {
+		return Container{}, errdefs.NewInvalidArgument(errors.New("no container name or ID given"))
+	}
+	all, err := m.List()
+	if err != nil {
+		return Container{}, err
+	}
+	for _, c := range all {
+		if c.ID == ref || c.Name == ref {
+			return c, nil
+		}
+	}
+	var found []Container
+	for _, c := range all {
+		if strings.HasPrefix(c.ID, ref) {
+			found = append(found, c)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return Container{}, errdefs.NewNotFound(fmt.Errorf("No such container: %s", ref))
+	}
+	return Container{}, errdefs.NewInvalidArgument(fmt.Errorf("multiple containers match %q: give more of the ID", ref))
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+
+var adjectives = []string{"brave", "calm", "eager", "fond", "keen", "lucid", "merry", "nimble", "quiet", "sharp", "swift", "tidy", "vivid", "witty", "zesty"}
+var nouns = []string{"lovelace", "turing", "hopper", "noether", "curie", "tesla", "volta", "ohm", "faraday", "maxwell", "kepler", "euler", "gauss", "hertz", "shannon"}
+
+func newID() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func randomName(taken map[string]bool) string {
+	for i := 0; ; i++ {
+		b := make([]byte, 2)
+		rand.Read(b)
+		n := adjectives[int(b[0])%len(adjectives)] + "_" + nouns[int(b[1])%len(nouns)]
+		if i > 20 {
+			n += fmt.Sprintf("%d", i)
+		}
+		if !taken[n] {
+			return n
+		}
+	}
+}
+
+// CreateRequest is what `docker create` sends.
+type CreateRequest struct {
+	Name       string
+	Config     *mcontainer.Config
+	HostConfig *mcontainer.HostConfig
+}
+
+// Create records a container and prepares its bundle; it does not start it.
+func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, error) {
+	if req.Config == nil || req.Config.Image == "" {
+		return Container{}, errdefs.NewInvalidArgument(errors.New("no image given: flick run IMAGE [COMMAND]"))
+	}
+	if req.HostConfig == nil {
+		req.HostConfig = &mcontainer.HostConfig{}
+	}
+	img, err := m.cfg.Images.Resolve(req.Config.Image)
+	if err != nil {
+		if errdefs.Is(err, errdefs.NotFound) {
+			return Container{}, errdefs.NewNotFound(fmt.Errorf("No such image: %s (pull it first: flick pull %s)", req.Config.Image, req.Config.Image))
+		}
+		return Container{}, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all, err := m.List()
+	if err != nil {
+		return Container{}, err
+	}
+	taken := map[string]bool{}
+	for _, c := range all {
+		taken[c.Name] = true
+	}
+	name := strings.TrimPrefix(req.Name, "/")
+	if name == "" {
+		name = randomName(taken)
+	} else if !nameRE.MatchString(name) {
+		return Container{}, errdefs.NewInvalidArgument(fmt.Errorf("invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
+	} else if taken[name] {
+		for _, c := range all {
+			if c.Name == name {
+				return Container{}, errdefs.NewConflict(fmt.Errorf("Conflict. The container name \"/%s\" is already in use by container \"%s\". You have to remove (or rename) that container to be able to reuse that name", name, c.ID))
+			}
+		}
+	}
+	rec := Record{ID: newID(), Name: name, Created: time.Now().UTC(), Image: req.Config.Image, ImageID: img.ID,
+		Config: req.Config, HostConfig: req.HostConfig}
+	for _, d := range img.Config.Image.RootFS.DiffIDs {
+		rec.Layers = append(rec.Layers, digest.Digest(d.String()))
+	}
+	spec, warnings, err := m.spec(&rec, img)
+	if err != nil {
+		return Container{}, err
+	}
+	rec.Warnings = warnings
+	b := m.bundle(rec.ID)
+	if err := os.MkdirAll(b, 0o711); err != nil {
+		return Container{}, err
+	}
+	fail := func(err error) (Container, error) {
+		os.RemoveAll(b)
+		return Container{}, err
+	}
+	if err := writeEtc(b, spec, req.HostConfig); err != nil {
+		return fail(err)
+	}
+	if err := runtime.WriteSpec(b, spec); err != nil {
+		return fail(err)
+	}
+	raw, _ := json.Marshal(rec)
+	if err := os.WriteFile(filepath.Join(b, "container.json"), raw, 0o600); err != nil {
+		return fail(err)
+	}
+	m.inUseMu.Lock()
+	m.inUse = nil
+	m.inUseMu.Unlock()
+	return Container{Record: rec, Bundle: b}, nil
+}
+
+// spec turns a Docker config into a runtime spec, validating as Docker does.
+func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, error) {
+	cfg, hc, ic := rec.Config, rec.HostConfig, img.Config.Image.Config
+	var warnings []string
+	s := runtime.Spec{ID: rec.ID, LogMax: m.cfg.LogMax, LogFiles: m.cfg.LogFiles, Tty: cfg.Tty}
+	// Entrypoint and command, with Docker's rules: a given entrypoint
+	// resets the image's CMD.
+	entry, cmd := ic.Entrypoint, ic.Cmd
+	if len(cfg.Entrypoint) > 0 {
+		entry, cmd = cfg.Entrypoint, nil
+		if len(cfg.Entrypoint) == 1 && cfg.Entrypoint[0] == "" {
+			entry = nil
+		}
+	}
+	if len(cfg.Cmd) > 0 {
+		cmd = cfg.Cmd
+	}
+	s.Args = append(append([]string{}, entry...), cmd...)
+	if len(s.Args) == 0 {
+		return s, nil, errdefs.NewInvalidArgument(errors.New("no command specified: the image has no CMD or ENTRYPOINT; give one after the image name"))
+	}
+	rec.Path, rec.Args = s.Args[0], s.Args[1:]
+	s.Env = append(append([]string{}, ic.Env...), cfg.Env...)
+	s.Cwd = ic.WorkingDir
+	if cfg.WorkingDir != "" {
+		s.Cwd = cfg.WorkingDir
+	}
+	if s.Cwd != "" && !filepath.IsAbs(s.Cwd) {
+		return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("the working directory '%s' is invalid, it needs to be an absolute path", s.Cwd))
+	}
+	s.User = ic.User
+	if cfg.User != "" {
+		s.User = cfg.User
+	}
+	s.Hostname = cfg.Hostname
+	if s.Hostname == "" {
+		s.Hostname = rec.ID[:12]
+	}
+	for i := len(rec.Layers) - 1; i >= 0; i-- {
+		p, err := m.cfg.Snapshots.Path(rec.Layers[i])
+		if err != nil {
+			return s, nil, err
+		}
+		s.Layers = append(s.Layers, p)
+	}
+	switch nm := string(hc.NetworkMode); nm {
+	case "host":
+		s.Network = "host"
+	case "none":
+		s.Network = "none"
+	case "", "default":
+		// Docker's default is bridge, which Flick does not have yet: the
+		// default is a private network namespace with loopback only.
+		s.Network = "none"
+	case "bridge":
+		s.Network = "none"
+		warnings = append(warnings, "bridge networking is not implemented yet: the container has only a loopback interface (use --network host for the host's network)")
+	default:
+		return s, nil, errdefs.NewNotImplemented(fmt.Errorf("network %q: Flick supports --network none, host (and bridge, coming); user-defined and overlay networks are out of scope", nm))
+	}
+	if len(hc.PortBindings) > 0 && s.Network != "host" {
+		return s, nil, errdefs.NewNotImplemented(errors.New("port publishing (-p) needs the bridge network, which is not implemented yet: use --network host, where the app's ports are the host's"))
+	}
+	for _, bind := range hc.Binds {
+		mt, err := m.parseBind(bind)
+		if err != nil {
+			return s, nil, err
+		}
+		s.Mounts = append(s.Mounts, mt)
+	}
+	for _, d := range hc.Devices {
+		if _, err := os.Stat(d.PathOnHost); err != nil {
+			return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("error gathering device information while adding custom device %q: %v", d.PathOnHost, err))
+		}
+		ctr := d.PathInContainer
+		if ctr == "" {
+			ctr = d.PathOnHost
+		}
+		s.Devices = append(s.Devices, runtime.Device{Host: d.PathOnHost, Container: ctr})
+	}
+	caps, err := sandbox.Capabilities(hc.CapAdd, hc.CapDrop, hc.Privileged)
+	if err != nil {
+		return s, nil, errdefs.NewInvalidArgument(err)
+	}
+	s.Caps, s.Privileged, s.ReadonlyRootfs = caps, hc.Privileged, hc.ReadonlyRootfs
+	for _, o := range hc.SecurityOpt {
+		if o == "no-new-privileges" || o == "no-new-privileges=true" || o == "no-new-privileges:true" {
+			s.NoNewPrivs = true
+		} else if v, ok := strings.CutPrefix(o, "seccomp="); ok {
+			s.Seccomp = v
+		} else if v, ok := strings.CutPrefix(o, "seccomp:"); ok {
+			s.Seccomp = v
+		}
+	}
+	if s.Seccomp != "" && s.Seccomp != "unconfined" {
+		return s, nil, errdefs.NewNotImplemented(fmt.Errorf("seccomp profile %q: Flick has Docker's default profile and 'unconfined'", s.Seccomp))
+	}
+	s.Resources = cgroup.Resources{MemoryBytes: hc.Memory, MemorySwapBytes: hc.MemorySwap, CPUs: float64(hc.NanoCPUs) / 1e9,
+		CPUShares: hc.CPUShares}
+	if hc.PidsLimit != nil {
+		s.Resources.PidsLimit = *hc.PidsLimit
+	}
+	switch p := hc.RestartPolicy; p.Name {
+	case "", "no":
+	case "always", "unless-stopped", "on-failure":
+		s.Restart = runtime.RestartPolicy{Name: string(p.Name), Max: p.MaximumRetryCount}
+		if hc.AutoRemove {
+			return s, nil, errdefs.NewInvalidArgument(errors.New("conflicting options: cannot specify both --restart and --rm"))
+		}
+	default:
+		return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("invalid restart policy '%s'", p.Name))
+	}
+	return s, warnings, nil
+}
+
+// parseBind parses -v SRC:DST[:ro|rw]; a SRC that is not a path is a named
+// volume under the data root, created on first use.
+func (m *Manager) parseBind(bind string) (runtime.Mount, error) {
+	parts := strings.Split(bind, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return runtime.Mount{}, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume specification: '%s' (want SRC:DST[:ro])", bind))
+	}
+	src, dst := parts[0], parts[1]
+	mt := runtime.Mount{Target: dst}
+	if len(parts) == 3 {
+		for _, o := range strings.Split(parts[2], ",") {
+			switch o {
+			case "ro":
+				mt.ReadOnly = true
+			case "rw", "z", "Z", "rprivate", "private":
+			default:
+				return mt, errdefs.NewInvalidArgument(fmt.Errorf("invalid mode: %s in volume '%s'", o, bind))
+			}
+		}
+	}
+	if !filepath.IsAbs(dst) || filepath.Clean(dst) == "/" {
+		return mt, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume specification: '%s': the container path must be absolute and not /", bind))
+	}
+	if filepath.IsAbs(src) {
+		if err := os.MkdirAll(src, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return mt, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume source %s: %v", src, err))
+		}
+		mt.Source = filepath.Clean(src)
+		return mt, nil
+	}
+	if !nameRE.MatchString(src) {
+		return mt, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume specification: '%s': %q is neither an absolute host path nor a volume name", bind, src))
+	}
+	dir := filepath.Join(m.cfg.Volumes, src, "_data")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return mt, err
+	}
+	mt.Source = dir
+	return mt, nil
+}
+
+func writeEtc(bundle string, s runtime.Spec, hc *mcontainer.HostConfig) error {
+	if err := os.WriteFile(filepath.Join(bundle, "hostname"), []byte(s.Hostname+"\n"), 0o644); err != nil {
+		return err
+	}
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + s.Hostname + "\n"
+	for _, h := range hc.ExtraHosts {
+		name, ip, ok := strings.Cut(h, ":")
+		if !ok {
+			return errdefs.NewInvalidArgument(fmt.Errorf("invalid --add-host %q: want host:ip", h))
+		}
+		hosts += ip + "\t" + name + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "hosts"), []byte(hosts), 0o644); err != nil {
+		return err
+	}
+	resolv, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		resolv = nil
+	}
+	if len(hc.DNS) > 0 {
+		resolv = nil
+		for _, d := range hc.DNS {
+			resolv = append(resolv, "nameserver "+d.String()+"\n"...)
+		}
+	}
+	return os.WriteFile(filepath.Join(bundle, "resolv.conf"), resolv, 0o644)
+}
+
+func shimAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(cmdline), "__shim")
+}
+
+// Start launches the container's monitor and waits until the application
+// runs or its start failed (then the error says why, and exit code 125-127).
+func (m *Manager) Start(ctx context.Context, ref string) error {
+	c, err := m.Get(ref)
+	if err != nil {
+		return err
+	}
+	if c.Running() {
+		return nil // Docker: starting a running container is a no-op
+	}
+	os.Remove(filepath.Join(c.Bundle, runtime.StopFile))
+	os.Remove(filepath.Join(c.Bundle, runtime.StateFile))
+	if err := launchShim(c.Bundle); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := runtime.ReadState(c.Bundle)
+		if err == nil && st.Status != "" {
+			if st.Error != "" {
+				return startError(st)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return errdefs.NewUnavailable(fmt.Errorf("container %s did not start within 30s", c.Name))
+}
+
+func startError(st runtime.State) error {
+	err := fmt.Errorf("failed to create task for container: failed to create shim task: OCI runtime create failed: %s", st.Error)
+	switch st.ExitCode {
+	case 126, 127:
+		return errdefs.NewInvalidArgument(err)
+	}
+	return err
+}
+
+func launchShim(bundle string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(filepath.Join(bundle, "shim.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(self, "__shim", bundle)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start container monitor: %w", err)
+	}
+	go cmd.Wait() // reap it if it ends while we run; after a restart, init does
+	return nil
+}
+
+// signal sends sig to the container's application.
+func signal(c Container, sig syscall.Signal) error {
+	if c.State.Pid <= 0 {
+		return errdefs.NewConflict(fmt.Errorf("container %s is not running", c.Name))
+	}
+	if err := syscall.Kill(c.State.Pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	return nil
+}
+
+// Stop asks the application to exit (SIGTERM, or the image's stop signal),
+// waits up to timeout, then kills it. A stopped container is not restarted.
+func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) error {
+	c, err := m.Get(ref)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(c.Bundle, runtime.StopFile), nil, 0o600); err != nil {
+		return err
+	}
+	if !c.Running() {
+		return nil
+	}
+	sig := syscall.SIGTERM
+	if s := c.Config.StopSignal; s != "" {
+		if n, ok := signalByName(s); ok {
+			sig = n
+		}
+	}
+	signal(c, sig)
+	if m.waitShim(ctx, c, timeout) {
+		return nil
+	}
+	c, _ = m.Get(c.ID)
+	signal(c, syscall.SIGKILL)
+	if !m.waitShim(ctx, c, 10*time.Second) {
+		return errdefs.NewUnavailable(fmt.Errorf("container %s did not stop", c.Name))
+	}
+	return nil
+}
+
+// waitShim waits until the monitor has exited (so state.json is final).
+func (m *Manager) waitShim(ctx context.Context, c Container, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		st, _ := runtime.ReadState(c.Bundle)
+		if !shimAlive(st.ShimPid) {
+			return true
+		}
+		if st.Status == "restarting" {
+			// A stop during back-off: the shim sees the stop file and ends.
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// Kill sends a signal (default SIGKILL); KILL and TERM also mark the
+// container stopped, so the restart policy leaves it down.
+func (m *Manager) Kill(ref, sigName string) error {
+	c, err := m.Get(ref)
+	if err != nil {
+		return err
+	}
+	sig := syscall.SIGKILL
+	if sigName != "" {
+		s, ok := signalByName(sigName)
+		if !ok {
+			return errdefs.NewInvalidArgument(fmt.Errorf("invalid signal: %s", sigName))
+		}
+		sig = s
+	}
+	if !c.Running() {
+		return errdefs.NewConflict(fmt.Errorf("cannot kill container: %s: container %s is not running", ref, c.ID))
+	}
+	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+		os.WriteFile(filepath.Join(c.Bundle, runtime.StopFile), nil, 0o600)
+	}
+	return signal(c, sig)
+}
+
+// Remove deletes a container; a running one only with force (killed first).
+func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) error {
+	c, err := m.Get(ref)
+	if err != nil {
+		return err
+	}
+	if c.Running() {
+		if !force {
+			return errdefs.NewConflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+c.Name))
+		}
+		os.WriteFile(filepath.Join(c.Bundle, runtime.StopFile), nil, 0o600)
+		signal(c, syscall.SIGKILL)
+		if !m.waitShim(ctx, c, 10*time.Second) {
+			return errdefs.NewUnavailable(fmt.Errorf("container %s did not stop", c.Name))
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := os.RemoveAll(c.Bundle); err != nil {
+		return fmt.Errorf("remove container %s: %w", c.Name, err)
+	}
+	return nil
+}
+
+// Wait blocks until the container is not running (condition "not-running",
+// the default) or has been removed ("removed"), and returns the exit code.
+func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) {
+	c, err := m.Get(ref)
+	if err != nil {
+		return 0, err
+	}
+	for {
+		cur, err := m.Get(c.ID)
+		if err != nil {
+			if condition == "removed" && errdefs.Is(err, errdefs.NotFound) {
+				return c.State.ExitCode, nil
+			}
+			return 0, err
+		}
+		c = cur
+		if condition != "removed" && cur.Status() == "exited" && !shimAlive(cur.State.ShimPid) {
+			return cur.State.ExitCode, nil
+		}
+		if condition == "next-exit" {
+			condition = "" // after the first observation, like not-running
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Logs streams a container's log entries.
+func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(runtime.LogEntry) error) error {
+	c, err := m.Get(ref)
+	if err != nil {
+		return err
+	}
+	done := func() bool {
+		cur, err := m.Get(c.ID)
+		return err != nil || (cur.Status() == "exited" && !shimAlive(cur.State.ShimPid))
+	}
+	return runtime.ReadLogs(ctx, c.Bundle, follow, done, fn)
+}
+
+var signals = map[string]syscall.Signal{
+	"HUP": syscall.SIGHUP, "INT": syscall.SIGINT, "QUIT": syscall.SIGQUIT, "KILL": syscall.SIGKILL,
+	"USR1": syscall.SIGUSR1, "USR2": syscall.SIGUSR2, "TERM": syscall.SIGTERM, "STOP": syscall.SIGSTOP,
+	"CONT": syscall.SIGCONT, "WINCH": syscall.SIGWINCH, "PWR": syscall.SIGPWR,
+}
+
+func signalByName(s string) (syscall.Signal, bool) {
+	s = strings.TrimPrefix(strings.ToUpper(s), "SIG")
+	if sig, ok := signals[s]; ok {
+		return sig, true
+	}
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && n > 0 && n < 65 {
+		return syscall.Signal(n), true
+	}
+	return 0, false
+}
+
+// UsesLayer reports whether any container's root filesystem is built on
+// the layer, so image GC keeps it. The set is rebuilt at most once a second.
+func (m *Manager) UsesLayer(d digest.Digest) bool {
+	m.inUseMu.Lock()
+	defer m.inUseMu.Unlock()
+	if m.inUse == nil || time.Since(m.inUseAt) > time.Second {
+		set := map[digest.Digest]bool{}
+		all, _ := m.List()
+		for _, c := range all {
+			for _, l := range c.Layers {
+				set[l] = true
+			}
+		}
+		m.inUse, m.inUseAt = set, time.Now()
+	}
+	return m.inUse[d]
+}

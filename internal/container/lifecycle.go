@@ -1,0 +1,97 @@
+package container
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/flick-edge/flick/internal/cgroup"
+	"github.com/flick-edge/flick/internal/runtime"
+)
+
+// Recover runs at daemon start. Containers whose monitor still runs are
+// adopted as they are (the daemon was restarted or replaced, the apps were
+// not). Containers that were running when the host went down (their monitor
+// is gone) are marked exited and started again if their restart policy
+// says so, as Docker does at boot. Leftover cgroups are swept.
+func (m *Manager) Recover(ctx context.Context) {
+	all, err := m.List()
+	if err != nil {
+		m.log.Error("list containers", "err", err)
+		return
+	}
+	keep := map[string]bool{}
+	for _, c := range all {
+		if shimAlive(c.State.ShimPid) {
+			keep[c.ID] = true
+			m.log.Info("adopted running container", "name", c.Name, "pid", c.State.Pid)
+			continue
+		}
+		if c.State.Status == "running" || c.State.Status == "restarting" {
+			st := c.State
+			st.Status, st.ExitCode, st.FinishedAt, st.Pid = "exited", 255, time.Now().UTC(), 0
+			st.Error = "the host or its monitor stopped while the container ran"
+			writeState(c.Bundle, st)
+			c.State = st
+		}
+		if m.restartAtBoot(c) {
+			keep[c.ID] = true
+			if err := m.Start(ctx, c.ID); err != nil {
+				m.log.Error("restart policy: start failed", "name", c.Name, "err", err)
+			} else {
+				m.log.Info("restart policy: started", "name", c.Name, "policy", c.HostConfig.RestartPolicy.Name)
+			}
+		}
+	}
+	if swept, err := cgroup.Sweep(keep); err != nil {
+		m.log.Warn("sweep container cgroups", "err", err)
+	} else if len(swept) > 0 {
+		m.log.Info("removed leftover container cgroups", "ids", swept)
+	}
+}
+
+func (m *Manager) restartAtBoot(c Container) bool {
+	if _, err := os.Stat(filepath.Join(c.Bundle, runtime.StopFile)); err == nil {
+		return false
+	}
+	switch c.HostConfig.RestartPolicy.Name {
+	case "always", "unless-stopped":
+		return c.State.Status != ""
+	case "on-failure":
+		return c.State.Status != "" && c.State.ExitCode != 0
+	}
+	return false
+}
+
+func writeState(bundle string, st runtime.State) {
+	if err := runtime.WriteState(bundle, st); err != nil {
+		_ = err
+	}
+}
+
+// Watch removes --rm containers once they have exited, until ctx ends.
+func (m *Manager) Watch(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		all, err := m.List()
+		if err != nil {
+			continue
+		}
+		for _, c := range all {
+			// A short grace lets attached clients read the last output.
+			if c.HostConfig != nil && c.HostConfig.AutoRemove && c.State.Status == "exited" && !shimAlive(c.State.ShimPid) &&
+				time.Since(c.State.FinishedAt) > 300*time.Millisecond {
+				if err := m.Remove(ctx, c.ID, false, false); err != nil {
+					m.log.Warn("auto-remove", "name", c.Name, "err", err)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,433 @@
+package dockerapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/go-units"
+	"github.com/flick-edge/flick/internal/container"
+	"github.com/flick-edge/flick/internal/errdefs"
+	"github.com/flick-edge/flick/internal/runtime"
+	mcontainer "github.com/moby/moby/api/types/container"
+)
+
+func (s *Server) containerRoutes() {
+	m := s.mux
+	m.HandleFunc("POST /containers/create", s.containerCreate)
+	m.HandleFunc("GET /containers/json", s.containerList)
+	m.HandleFunc("GET /containers/{id}/json", s.containerInspect)
+	m.HandleFunc("POST /containers/{id}/start", s.containerStart)
+	m.HandleFunc("POST /containers/{id}/stop", s.containerStop)
+	m.HandleFunc("POST /containers/{id}/restart", s.containerRestart)
+	m.HandleFunc("POST /containers/{id}/kill", s.containerKill)
+	m.HandleFunc("POST /containers/{id}/wait", s.containerWait)
+	m.HandleFunc("GET /containers/{id}/logs", s.containerLogs)
+	m.HandleFunc("POST /containers/{id}/attach", s.containerAttach)
+	m.HandleFunc("DELETE /containers/{id}", s.containerDelete)
+}
+
+func (s *Server) containers(w http.ResponseWriter) bool {
+	if s.cfg.Containers == nil {
+		writeError(w, errdefs.NewNotImplemented(fmt.Errorf("containers are not enabled in this daemon")))
+		return false
+	}
+	return true
+}
+
+func (s *Server) containerCreate(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	var req mcontainer.CreateRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4<<20)).Decode(&req); err != nil {
+		writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("bad create request: %w", err)))
+		return
+	}
+	c, err := s.cfg.Containers.Create(r.Context(), container.CreateRequest{Name: r.URL.Query().Get("name"), Config: req.Config, HostConfig: req.HostConfig})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	warnings := c.Warnings
+	if warnings == nil {
+		warnings = []string{}
+	}
+	writeJSON(w, http.StatusCreated, mcontainer.CreateResponse{ID: c.ID, Warnings: warnings})
+}
+
+func (s *Server) containerStart(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	if err := s.cfg.Containers.Start(r.Context(), r.PathValue("id")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func stopTimeout(r *http.Request, c container.Container) time.Duration {
+	if t := r.URL.Query().Get("t"); t != "" {
+		if n, err := strconv.Atoi(t); err == nil && n >= 0 {
+			return time.Duration(n) * time.Second
+		}
+	}
+	if c.Config != nil && c.Config.StopTimeout != nil {
+		return time.Duration(*c.Config.StopTimeout) * time.Second
+	}
+	return 10 * time.Second
+}
+
+func (s *Server) containerStop(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	c, err := s.cfg.Containers.Get(r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !c.Running() {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if err := s.cfg.Containers.Stop(r.Context(), c.ID, stopTimeout(r, c)); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) containerRestart(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	c, err := s.cfg.Containers.Get(r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.cfg.Containers.Stop(r.Context(), c.ID, stopTimeout(r, c)); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.cfg.Containers.Start(r.Context(), c.ID); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) containerKill(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	if err := s.cfg.Containers.Kill(r.PathValue("id"), r.URL.Query().Get("signal")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) containerWait(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	id := r.PathValue("id")
+	if _, err := s.cfg.Containers.Get(id); err != nil {
+		writeError(w, err)
+		return
+	}
+	// Docker sends the header at once and the body when the wait ends.
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	code, err := s.cfg.Containers.Wait(r.Context(), id, r.URL.Query().Get("condition"))
+	resp := mcontainer.WaitResponse{StatusCode: int64(code)}
+	if err != nil {
+		resp.Error = &mcontainer.WaitExitError{Message: err.Error()}
+	}
+	json.NewEncoder(w).Encode(resp)
+}
+
+func (s *Server) containerDelete(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	q := r.URL.Query()
+	if err := s.cfg.Containers.Remove(r.Context(), r.PathValue("id"), boolParam(q.Get("force")), boolParam(q.Get("v"))); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func boolParam(v string) bool { return v == "1" || strings.EqualFold(v, "true") }
+
+func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	all := boolParam(r.URL.Query().Get("all"))
+	list, err := s.cfg.Containers.List()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := []mcontainer.Summary{}
+	for _, c := range list {
+		if !all && !c.Running() {
+			continue
+		}
+		sum := mcontainer.Summary{ID: c.ID, Names: []string{"/" + c.Name}, Image: c.Image, ImageID: c.ImageID.String(),
+			Command: strings.Join(append([]string{c.Path}, c.Args...), " "), Created: c.Created.Unix(),
+			Labels: c.Config.Labels, State: mcontainer.ContainerState(c.Status()), Status: humanStatus(c)}
+		sum.HostConfig.NetworkMode = string(c.HostConfig.NetworkMode)
+		out = append(out, sum)
+	}
+	writeJSON(w, 200, out)
+}
+
+func humanStatus(c container.Container) string {
+	switch c.Status() {
+	case "created":
+		return "Created"
+	case "running":
+		return "Up " + units.HumanDuration(time.Since(c.State.StartedAt))
+	case "restarting":
+		return fmt.Sprintf("Restarting (%d) %s ago", c.State.ExitCode, units.HumanDuration(time.Since(c.State.FinishedAt)))
+	}
+	return fmt.Sprintf("Exited (%d) %s ago", c.State.ExitCode, units.HumanDuration(time.Since(c.State.FinishedAt)))
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return "0001-01-01T00:00:00Z"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	c, err := s.cfg.Containers.Get(r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	st := c.Status()
+	resp := mcontainer.InspectResponse{
+		ID: c.ID, Created: rfc3339(c.Created), Path: c.Path, Args: c.Args, Image: c.ImageID.String(), Name: "/" + c.Name,
+		RestartCount: c.State.RestartCount, Driver: "overlay", Platform: "linux",
+		ResolvConfPath: c.Bundle + "/resolv.conf", HostnamePath: c.Bundle + "/hostname", HostsPath: c.Bundle + "/hosts",
+		LogPath: c.Bundle + "/" + runtime.LogFile,
+		State: &mcontainer.State{Status: mcontainer.ContainerState(st), Running: st == "running", Restarting: st == "restarting",
+			OOMKilled: c.State.OOMKilled, Pid: c.State.Pid, ExitCode: c.State.ExitCode, Error: c.State.Error,
+			StartedAt: rfc3339(c.State.StartedAt), FinishedAt: rfc3339(c.State.FinishedAt)},
+		HostConfig: c.HostConfig, Config: c.Config,
+	}
+	writeJSON(w, 200, resp)
+}
+
+// Docker's multiplexed stream: an 8-byte header (stream, 0, 0, 0, size
+// big-endian) before each chunk, when the container has no TTY.
+func writeFrame(w io.Writer, stream string, p []byte) error {
+	var h [8]byte
+	h[0] = 1
+	if stream == "stderr" {
+		h[0] = 2
+	}
+	binary.BigEndian.PutUint32(h[4:], uint32(len(p)))
+	if _, err := w.Write(h[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(p)
+	return err
+}
+
+func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	q := r.URL.Query()
+	c, err := s.cfg.Containers.Get(r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	wantOut, wantErr := boolParam(q.Get("stdout")), boolParam(q.Get("stderr"))
+	if !wantOut && !wantErr {
+		writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("you must choose at least one stream")))
+		return
+	}
+	follow, stamps := boolParam(q.Get("follow")), boolParam(q.Get("timestamps"))
+	var since time.Time
+	if v := q.Get("since"); v != "" && v != "0" {
+		if sec, err := strconv.ParseFloat(v, 64); err == nil {
+			since = time.Unix(0, int64(sec*1e9))
+		}
+	}
+	tail := -1
+	if v := q.Get("tail"); v != "" && v != "all" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			tail = n
+		}
+	}
+	tty := c.Config != nil && c.Config.Tty
+	if tty {
+		w.Header().Set("Content-Type", "application/vnd.docker.raw-stream")
+	} else {
+		w.Header().Set("Content-Type", "application/vnd.docker.multiplexed-stream")
+	}
+	w.WriteHeader(200)
+	bw := bufio.NewWriter(w)
+	flush := func() {
+		bw.Flush()
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+	emit := func(e runtime.LogEntry) error {
+		if (e.Stream == "stdout" && !wantOut) || (e.Stream == "stderr" && !wantErr) || e.Time.Before(since) {
+			return nil
+		}
+		line := []byte(e.Log)
+		if stamps {
+			line = append([]byte(e.Time.Format(time.RFC3339Nano)+" "), line...)
+		}
+		if tty {
+			_, err := bw.Write(line)
+			return err
+		}
+		return writeFrame(bw, e.Stream, line)
+	}
+	if tail >= 0 {
+		// Collect the existing entries, keep the last n, then follow.
+		var ring []runtime.LogEntry
+		s.cfg.Containers.Logs(r.Context(), c.ID, false, func(e runtime.LogEntry) error {
+			ring = append(ring, e)
+			if len(ring) > tail {
+				ring = ring[1:]
+			}
+			return nil
+		})
+		for _, e := range ring {
+			emit(e)
+		}
+		flush()
+		if !follow {
+			return
+		}
+		last := time.Time{}
+		if len(ring) > 0 {
+			last = ring[len(ring)-1].Time
+		}
+		s.cfg.Containers.Logs(r.Context(), c.ID, true, func(e runtime.LogEntry) error {
+			if !e.Time.After(last) {
+				return nil
+			}
+			err := emit(e)
+			flush()
+			return err
+		})
+		return
+	}
+	s.cfg.Containers.Logs(r.Context(), c.ID, follow, func(e runtime.LogEntry) error {
+		err := emit(e)
+		if follow {
+			flush()
+		}
+		return err
+	})
+	flush()
+}
+
+// containerAttach hijacks the connection and streams the container's output
+// from now on (Docker's attach; `docker run` without -d uses it). Stdin is
+// not supported yet.
+func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	q := r.URL.Query()
+	c, err := s.cfg.Containers.Get(r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if boolParam(q.Get("stdin")) && c.Config != nil && c.Config.OpenStdin {
+		writeError(w, errdefs.NewNotImplemented(fmt.Errorf("attaching stdin (-i) is not supported by Flick yet: run without -i, or with -d and use logs")))
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		writeError(w, fmt.Errorf("connection cannot be hijacked"))
+		return
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	tty := c.Config != nil && c.Config.Tty
+	ct := "application/vnd.docker.multiplexed-stream"
+	if tty {
+		ct = "application/vnd.docker.raw-stream"
+	}
+	if r.Header.Get("Upgrade") != "" {
+		fmt.Fprintf(buf, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nApi-Version: %s\r\n\r\n", ct, APIVersion)
+	} else {
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nApi-Version: %s\r\n\r\n", ct, APIVersion)
+	}
+	buf.Flush()
+	if !boolParam(q.Get("stream")) {
+		return
+	}
+	wantOut, wantErr := boolParam(q.Get("stdout")), boolParam(q.Get("stderr"))
+	from := time.Now().Add(-50 * time.Millisecond)
+	if c.Status() == "created" {
+		from = time.Time{}
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		// Clients without stdin half-close their side at once (EOF): that
+		// is not a hang-up. A reset is; a vanished reader also shows when
+		// the next write fails.
+		b := make([]byte, 512)
+		for {
+			if _, err := conn.Read(b); err != nil {
+				if err != io.EOF {
+					cancel()
+				}
+				return
+			}
+		}
+	}()
+	s.cfg.Containers.Logs(ctx, c.ID, true, func(e runtime.LogEntry) error {
+		if e.Time.Before(from) || (e.Stream == "stdout" && !wantOut) || (e.Stream == "stderr" && !wantErr) {
+			return nil
+		}
+		var err error
+		if tty {
+			_, err = buf.WriteString(e.Log)
+		} else {
+			err = writeFrame(buf, e.Stream, []byte(e.Log))
+		}
+		if err == nil {
+			err = buf.Flush()
+		}
+		return err
+	})
+}

@@ -1,0 +1,356 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cyphar/filepath-securejoin"
+	"github.com/flick-edge/flick/internal/sandbox"
+	"golang.org/x/sys/unix"
+)
+
+// Init file descriptors, passed by the shim.
+const (
+	initSyncFD  = 3 // read: one byte once the shim has put us in the cgroup
+	initErrorFD = 4 // write (close-on-exec): why the start failed; EOF means exec succeeded
+)
+
+// InitMain is the container's init: it runs in the new namespaces, prepares
+// the root filesystem and execs the application. It never returns.
+func InitMain(bundle string) {
+	unix.CloseOnExec(initErrorFD)
+	errPipe := os.NewFile(initErrorFD, "init-error")
+	fail := func(code int, err error) {
+		fmt.Fprint(errPipe, err.Error())
+		os.Exit(code)
+	}
+	sync := os.NewFile(initSyncFD, "init-sync")
+	var b [1]byte
+	if _, err := io.ReadFull(sync, b[:]); err != nil {
+		fail(1, fmt.Errorf("waiting for the monitor: %w", err))
+	}
+	sync.Close()
+	spec, err := ReadSpec(bundle)
+	if err != nil {
+		fail(1, err)
+	}
+	path, env, err := prepare(bundle, spec)
+	if err != nil {
+		var ee *execError
+		if errors.As(err, &ee) {
+			fail(ee.code, err)
+		}
+		fail(1, err)
+	}
+	// Exec replaces us; the error pipe is close-on-exec, so the shim reads
+	// EOF and knows the application started.
+	if err := unix.Exec(path, spec.Args, env); err != nil {
+		code := 126
+		if errors.Is(err, unix.ENOENT) {
+			code = 127
+		}
+		fail(code, fmt.Errorf("exec %s: %w", spec.Args[0], err))
+	}
+}
+
+type execError struct {
+	code int
+	err  error
+}
+
+func (e *execError) Error() string { return e.err.Error() }
+
+func prepare(bundle string, spec Spec) (string, []string, error) {
+	if len(spec.Args) == 0 {
+		return "", nil, &execError{126, errors.New("no command specified: the image has no CMD or ENTRYPOINT; give one after the image name")}
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return "", nil, fmt.Errorf("make mounts private: %w", err)
+	}
+	root := filepath.Join(bundle, RootDir)
+	if err := mountRootfs(bundle, root, spec); err != nil {
+		return "", nil, err
+	}
+	if err := mountSpecial(root, spec); err != nil {
+		return "", nil, err
+	}
+	if err := mountUser(root, spec); err != nil {
+		return "", nil, err
+	}
+	if err := bindEtc(bundle, root); err != nil {
+		return "", nil, err
+	}
+	if err := pivot(root); err != nil {
+		return "", nil, err
+	}
+	if spec.Hostname != "" {
+		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
+			return "", nil, fmt.Errorf("sethostname: %w", err)
+		}
+	}
+	if !spec.Privileged {
+		if err := sandbox.ProtectPaths(sandbox.MaskedPaths(), sandbox.ReadonlyPaths()); err != nil {
+			return "", nil, fmt.Errorf("protect /proc and /sys: %w", err)
+		}
+	}
+	if spec.ReadonlyRootfs {
+		if err := unix.Mount("", "/", "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+			return "", nil, fmt.Errorf("read-only root: %w", err)
+		}
+	}
+	id, home, err := sandbox.ResolveUser("/", spec.User)
+	if err != nil {
+		return "", nil, &execError{126, err}
+	}
+	env := defaultEnv(spec, home)
+	cwd := spec.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := os.MkdirAll(cwd, 0o755); err != nil && !spec.ReadonlyRootfs {
+		return "", nil, fmt.Errorf("working directory %s: %w", cwd, err)
+	}
+	if err := os.Chdir(cwd); err != nil {
+		return "", nil, &execError{126, fmt.Errorf("working directory %s: %w", cwd, err)}
+	}
+	path, err := lookPath(spec.Args[0], env)
+	if err != nil {
+		return "", nil, &execError{127, err}
+	}
+	if err := sandbox.Apply(id, spec.Caps, sandbox.Options{Privileged: spec.Privileged, NoNewPrivileges: spec.NoNewPrivs, Seccomp: spec.Seccomp}); err != nil {
+		return "", nil, fmt.Errorf("apply sandbox: %w", err)
+	}
+	return path, env, nil
+}
+
+func mountRootfs(bundle, root string, spec Spec) error {
+	for _, d := range []string{root, filepath.Join(bundle, UpperDir), filepath.Join(bundle, WorkDir)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	lowers := spec.Layers
+	if len(lowers) == 0 {
+		empty := filepath.Join(bundle, "empty")
+		if err := os.MkdirAll(empty, 0o755); err != nil {
+			return err
+		}
+		lowers = []string{empty}
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"),
+		filepath.Join(bundle, UpperDir), filepath.Join(bundle, WorkDir))
+	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount overlay root (%d layers): %w", len(lowers), err)
+	}
+	return nil
+}
+
+// target resolves a path inside the container root without following
+// symlinks out of it, creating it as a directory or file.
+func target(root, p string, dir bool) (string, error) {
+	t, err := securejoin.SecureJoin(root, p)
+	if err != nil {
+		return "", err
+	}
+	if dir {
+		return t, os.MkdirAll(t, 0o755)
+	}
+	if err := os.MkdirAll(filepath.Dir(t), 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(t, os.O_CREATE|os.O_RDONLY, 0o644)
+	if err != nil {
+		return "", err
+	}
+	f.Close()
+	return t, nil
+}
+
+func mountSpecial(root string, spec Spec) error {
+	type m struct {
+		src, dst, fstype string
+		flags            uintptr
+		data             string
+	}
+	const nse = unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV
+	mounts := []m{
+		{"proc", "/proc", "proc", nse, ""},
+		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, "mode=755,size=65536k"},
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+		{"shm", "/dev/shm", "tmpfs", nse, "mode=1777,size=65536k"},
+		{"mqueue", "/dev/mqueue", "mqueue", nse, ""},
+	}
+	if spec.Network == "host" {
+		mounts = append(mounts, m{"/sys", "/sys", "", unix.MS_BIND | unix.MS_REC, ""})
+	} else {
+		mounts = append(mounts, m{"sysfs", "/sys", "sysfs", nse | unix.MS_RDONLY, ""})
+	}
+	for _, x := range mounts {
+		t, err := target(root, x.dst, true)
+		if err != nil {
+			return err
+		}
+		if err := unix.Mount(x.src, t, x.fstype, x.flags, x.data); err != nil {
+			return fmt.Errorf("mount %s on %s: %w", x.fstype, x.dst, err)
+		}
+		if x.dst == "/sys" && x.fstype == "" {
+			unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, "")
+		}
+	}
+	// A minimal /dev: the usual nodes, bound from the host's.
+	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		if err := bindDevice(root, "/dev/"+n, "/dev/"+n); err != nil {
+			return err
+		}
+	}
+	for _, d := range spec.Devices {
+		if err := bindDevice(root, d.Host, d.Container); err != nil {
+			return fmt.Errorf("--device %s: %w", d.Host, err)
+		}
+	}
+	links := [][2]string{{"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"},
+		{"/proc/self/fd/2", "/dev/stderr"}, {"pts/ptmx", "/dev/ptmx"}, {"/proc/kcore", "/dev/core"}}
+	for _, l := range links {
+		if err := os.Symlink(l[0], filepath.Join(root, l[1])); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+func bindDevice(root, host, ctr string) error {
+	t, err := target(root, ctr, false)
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(host, t, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s: %w", host, err)
+	}
+	return nil
+}
+
+func mountUser(root string, spec Spec) error {
+	for _, mt := range spec.Mounts {
+		fi, err := os.Stat(mt.Source)
+		if err != nil {
+			return fmt.Errorf("volume source %s: %w", mt.Source, err)
+		}
+		t, err := target(root, mt.Target, fi.IsDir())
+		if err != nil {
+			return fmt.Errorf("volume target %s: %w", mt.Target, err)
+		}
+		if err := unix.Mount(mt.Source, t, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s on %s: %w", mt.Source, mt.Target, err)
+		}
+		if mt.ReadOnly {
+			if err := unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, ""); err != nil {
+				return fmt.Errorf("read-only %s: %w", mt.Target, err)
+			}
+		}
+	}
+	return nil
+}
+
+// bindEtc mounts the files the daemon generated (hostname, hosts,
+// resolv.conf) over the image's.
+func bindEtc(bundle, root string) error {
+	for _, n := range []string{"hostname", "hosts", "resolv.conf"} {
+		src := filepath.Join(bundle, n)
+		if _, err := os.Stat(src); err != nil {
+			continue
+		}
+		t, err := target(root, "/etc/"+n, false)
+		if err != nil {
+			return err
+		}
+		if err := unix.Mount(src, t, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind /etc/%s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// pivot makes root the new / and detaches the old one (runc's
+// pivot_root(".", ".") technique: no directory is needed for the old root).
+func pivot(root string) error {
+	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	if err := os.Chdir(root); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach old root: %w", err)
+	}
+	return os.Chdir("/")
+}
+
+func defaultEnv(spec Spec, home string) []string {
+	env := append([]string(nil), spec.Env...)
+	has := map[string]bool{}
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		has[k] = true
+	}
+	add := func(k, v string) {
+		if !has[k] {
+			env = append(env, k+"="+v)
+		}
+	}
+	add("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	add("HOSTNAME", spec.Hostname)
+	if home == "" {
+		home = "/"
+	}
+	add("HOME", home)
+	if spec.Tty {
+		add("TERM", "xterm")
+	}
+	return env
+}
+
+func lookPath(file string, env []string) (string, error) {
+	if strings.Contains(file, "/") {
+		if err := executable(file); err != nil {
+			return "", fmt.Errorf("exec %s: %w", file, err)
+		}
+		return file, nil
+	}
+	path := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, file)
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", file)
+}
+
+func executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s: permission denied", p)
+	}
+	return nil
+}

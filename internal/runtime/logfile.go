@@ -1,0 +1,218 @@
+package runtime
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// LogEntry is one line of a container's log, in Docker's json-file format,
+// so tools that read Docker's logs read Flick's.
+type LogEntry struct {
+	Log    string    `json:"log"`
+	Stream string    `json:"stream"`
+	Time   time.Time `json:"time"`
+}
+
+// logWriter appends entries to path and rotates it past max bytes, keeping
+// files copies (path, path.1, ...): flash wears out, and a flooding app
+// must not fill the disk.
+type logWriter struct {
+	mu    sync.Mutex
+	path  string
+	max   int64
+	files int
+	f     *os.File
+	size  int64
+}
+
+func openLog(path string, max int64, files int) (*logWriter, error) {
+	if max <= 0 {
+		max = 10 << 20
+	}
+	if files < 1 {
+		files = 3
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &logWriter{path: path, max: max, files: files, f: f, size: fi.Size()}, nil
+}
+
+func (w *logWriter) write(stream string, line []byte) error {
+	b, err := json.Marshal(LogEntry{Log: string(line), Stream: stream, Time: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.size+int64(len(b)) > w.max && w.size > 0 {
+		if err := w.rotate(); err != nil {
+			return err
+		}
+	}
+	n, err := w.f.Write(b)
+	w.size += int64(n)
+	return err
+}
+
+func (w *logWriter) rotate() error {
+	w.f.Close()
+	for i := w.files - 1; i >= 1; i-- {
+		from := w.path
+		if i > 1 {
+			from = w.path + "." + strconv.Itoa(i-1)
+		}
+		os.Rename(from, w.path+"."+strconv.Itoa(i))
+	}
+	if w.files == 1 {
+		os.Remove(w.path)
+	}
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	w.f, w.size = f, 0
+	return nil
+}
+
+func (w *logWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.f.Close()
+}
+
+// pump copies r into the log line by line; a line longer than 16 KiB is
+// split, as Docker does.
+func (w *logWriter) pump(stream string, r io.Reader) {
+	br := bufio.NewReaderSize(r, 16<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			w.write(stream, line)
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return
+		}
+	}
+}
+
+// ReadLogs sends the container's log entries, oldest first, to fn; with
+// follow it keeps waiting for new ones until ctx ends or done reports that
+// the container has exited and everything was read.
+func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool, fn func(LogEntry) error) error {
+	base := bundle + "/" + LogFile
+	var files []string
+	for i := 9; i >= 1; i-- {
+		if _, err := os.Stat(base + "." + strconv.Itoa(i)); err == nil {
+			files = append(files, base+"."+strconv.Itoa(i))
+		}
+	}
+	for _, p := range files {
+		if err := readLogFile(p, fn); err != nil {
+			return err
+		}
+	}
+	f, err := os.Open(base)
+	for err != nil && os.IsNotExist(err) && follow {
+		// Not started yet: the monitor creates the log when it starts.
+		if done != nil && done() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+		f, err = os.Open(base)
+	}
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	defer func() { f.Close() }()
+	br := bufio.NewReader(f)
+	var pending []byte
+	idle := 0
+	for {
+		line, err := br.ReadBytes('\n')
+		pending = append(pending, line...)
+		if err == nil {
+			var e LogEntry
+			if json.Unmarshal(pending, &e) == nil {
+				if err := fn(e); err != nil {
+					return err
+				}
+			}
+			pending = pending[:0]
+			idle = 0
+			continue
+		}
+		if err != io.EOF {
+			return err
+		}
+		if !follow {
+			return nil
+		}
+		// Rotated under us: continue with the new file.
+		if st, err1 := os.Stat(base); err1 == nil {
+			if cur, err2 := f.Stat(); err2 == nil && !os.SameFile(st, cur) {
+				f.Close()
+				if f, err = os.Open(base); err != nil {
+					return err
+				}
+				br.Reset(f)
+				continue
+			}
+		}
+		if done != nil && done() {
+			idle++
+			if idle > 2 { // read twice more after exit: the shim may still flush
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func readLogFile(p string, fn func(LogEntry) error) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e LogEntry
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", p, err)
+	}
+	return nil
+}

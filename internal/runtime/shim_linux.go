@@ -1,0 +1,207 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/flick-edge/flick/internal/cgroup"
+	"golang.org/x/sys/unix"
+)
+
+// ShimMain supervises one container until it is stopped for good: it starts
+// init in new namespaces inside the container's cgroup, writes its output to
+// the capped log, records every start and exit in state.json, and restarts
+// it by the policy with Docker's back-off. It never returns.
+func ShimMain(bundle string) {
+	// The shim outlives the daemon; terminal signals are not for it.
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGPIPE)
+	os.Exit(shim(bundle))
+}
+
+func shim(bundle string) int {
+	spec, err := ReadSpec(bundle)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flick shim:", err)
+		return 1
+	}
+	st := State{ShimPid: os.Getpid()}
+	if prev, err := ReadState(bundle); err == nil {
+		st.RestartCount = prev.RestartCount
+	}
+	logw, err := openLog(filepath.Join(bundle, LogFile), spec.LogMax, spec.LogFiles)
+	if err != nil {
+		return record(bundle, &st, -1, fmt.Errorf("open log: %w", err))
+	}
+	defer logw.Close()
+	cg, err := cgroup.New(spec.ID, spec.Resources)
+	if err != nil {
+		return record(bundle, &st, -1, err)
+	}
+	defer func() {
+		cg.KillAll()
+		cg.Destroy()
+	}()
+	backoff := 100 * time.Millisecond
+	for {
+		oomBefore, _ := cg.OOMKills()
+		started := time.Now()
+		code, err := runOnce(bundle, spec, cg, logw, &st)
+		if err != nil {
+			// The container could not start: as Docker, report and do not loop.
+			return record(bundle, &st, code, err)
+		}
+		if n, _ := cg.OOMKills(); n > oomBefore {
+			st.OOMKilled = true
+		}
+		st.Status, st.ExitCode, st.FinishedAt, st.Pid = "exited", code, time.Now().UTC(), 0
+		writeJSONAtomic(filepath.Join(bundle, StateFile), st)
+		if !shouldRestart(bundle, spec.Restart, code, st.RestartCount) {
+			return 0
+		}
+		if time.Since(started) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		st.Status = "restarting"
+		writeJSONAtomic(filepath.Join(bundle, StateFile), st)
+		if !sleepUnlessStopped(bundle, backoff) {
+			st.Status = "exited"
+			writeJSONAtomic(filepath.Join(bundle, StateFile), st)
+			return 0
+		}
+		backoff = min(backoff*2, time.Minute)
+		st.RestartCount++
+		st.OOMKilled = false
+	}
+}
+
+func record(bundle string, st *State, code int, err error) int {
+	st.Status, st.ExitCode, st.FinishedAt, st.Pid = "exited", code, time.Now().UTC(), 0
+	if err != nil {
+		st.Error = err.Error()
+	}
+	writeJSONAtomic(filepath.Join(bundle, StateFile), *st)
+	return 1
+}
+
+func stopped(bundle string) bool {
+	_, err := os.Stat(filepath.Join(bundle, StopFile))
+	return err == nil
+}
+
+func shouldRestart(bundle string, p RestartPolicy, code, count int) bool {
+	if stopped(bundle) {
+		return false
+	}
+	switch p.Name {
+	case "always", "unless-stopped":
+		return true
+	case "on-failure":
+		return code != 0 && (p.Max == 0 || count < p.Max)
+	}
+	return false
+}
+
+func sleepUnlessStopped(bundle string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if stopped(bundle) {
+			return false
+		}
+		time.Sleep(min(50*time.Millisecond, time.Until(deadline)))
+	}
+	return !stopped(bundle)
+}
+
+// runOnce starts init and waits for it. A non-nil error means it never
+// reached the application (the exit code is then Docker's 125-127).
+func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *State) (int, error) {
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		return 125, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return 125, err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return 125, err
+	}
+	errOutR, errOutW, err := os.Pipe()
+	if err != nil {
+		return 125, err
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return 125, err
+	}
+	cmd := exec.Command("/proc/self/exe", "__init", bundle)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, outW, errOutW
+	cmd.ExtraFiles = []*os.File{syncR, errW} // fds 3 and 4
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if spec.Network != "host" {
+		flags |= unix.CLONE_NEWNET
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true, Pdeathsig: 0}
+	cmd.Env = []string{}
+	startErr := cmd.Start()
+	syncR.Close()
+	errW.Close()
+	outW.Close()
+	errOutW.Close()
+	devnull.Close()
+	if startErr != nil {
+		syncW.Close()
+		errR.Close()
+		return 125, fmt.Errorf("start container init: %w", startErr)
+	}
+	if err := cg.Add(cmd.Process.Pid); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return 125, fmt.Errorf("join cgroup: %w", err)
+	}
+	syncW.Write([]byte{0})
+	syncW.Close()
+	done := make(chan struct{}, 2)
+	go func() { logw.pump("stdout", outR); outR.Close(); done <- struct{}{} }()
+	go func() { logw.pump("stderr", errOutR); errOutR.Close(); done <- struct{}{} }()
+	msg, _ := io.ReadAll(errR)
+	errR.Close()
+	if len(msg) > 0 {
+		werr := cmd.Wait()
+		<-done
+		<-done
+		code := 125
+		var ee *exec.ExitError
+		if errors.As(werr, &ee) && ee.ExitCode() > 0 {
+			code = ee.ExitCode()
+		}
+		return code, errors.New(string(msg))
+	}
+	st.Status, st.Pid, st.StartedAt, st.Error, st.FinishedAt = "running", cmd.Process.Pid, time.Now().UTC(), "", time.Time{}
+	writeJSONAtomic(filepath.Join(bundle, StateFile), *st)
+	werr := cmd.Wait()
+	// The app's children may keep the pipes open: kill what is left in the
+	// cgroup (the pid namespace is gone with init anyway).
+	cg.KillAll()
+	<-done
+	<-done
+	return exitCode(cmd.ProcessState, werr), nil
+}
+
+func exitCode(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		return 125
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}

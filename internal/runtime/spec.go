@@ -1,0 +1,158 @@
+// Package runtime starts and supervises containers without a separate
+// runtime binary: the flick executable re-executes itself as a per-container
+// monitor ("shim": holds stdio, writes capped logs, reaps, applies the
+// restart policy, records the exit) and as the container's init (enters the
+// namespaces, mounts the overlay root, applies the sandbox, execs the app).
+// The daemon talks to a container only through its bundle directory (the
+// spec it wrote, the state the shim writes) and signals, so the daemon can
+// stop, crash or be replaced while containers keep running.
+package runtime
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/flick-edge/flick/internal/cgroup"
+)
+
+// Mount is a bind mount into the container.
+type Mount struct {
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// Device is a host device node exposed in the container (--device).
+type Device struct {
+	Host      string `json:"host"`
+	Container string `json:"container"`
+}
+
+// RestartPolicy is Docker's --restart.
+type RestartPolicy struct {
+	Name string `json:"name"` // "", no, always, unless-stopped, on-failure
+	Max  int    `json:"max,omitempty"`
+}
+
+// Spec is everything the shim and init need, written by the daemon into
+// the bundle as spec.json.
+type Spec struct {
+	ID       string   `json:"id"`
+	Layers   []string `json:"layers"` // lower directories, top first
+	Args     []string `json:"args"`
+	Env      []string `json:"env"`
+	Cwd      string   `json:"cwd"`
+	User     string   `json:"user,omitempty"`
+	Hostname string   `json:"hostname"`
+	Tty      bool     `json:"tty,omitempty"`
+
+	ReadonlyRootfs bool     `json:"readonlyRootfs,omitempty"`
+	Mounts         []Mount  `json:"mounts,omitempty"`
+	Devices        []Device `json:"devices,omitempty"`
+	Network        string   `json:"network"` // none | host
+	DNS            []string `json:"dns,omitempty"`
+
+	Caps       []string `json:"caps"`
+	Privileged bool     `json:"privileged,omitempty"`
+	Seccomp    string   `json:"seccomp,omitempty"`
+	NoNewPrivs bool     `json:"noNewPrivileges,omitempty"` // --security-opt no-new-privileges
+
+	Resources cgroup.Resources `json:"resources"`
+	Restart   RestartPolicy    `json:"restart"`
+	LogMax    int64            `json:"logMax"`   // bytes per log file
+	LogFiles  int              `json:"logFiles"` // files kept
+}
+
+// State is what the shim reports, in state.json.
+type State struct {
+	Status       string    `json:"status"` // running, restarting, exited
+	ShimPid      int       `json:"shimPid"`
+	Pid          int       `json:"pid"` // the container's init, in the host pid namespace
+	ExitCode     int       `json:"exitCode"`
+	OOMKilled    bool      `json:"oomKilled,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	StartedAt    time.Time `json:"startedAt"`
+	FinishedAt   time.Time `json:"finishedAt,omitempty"`
+	RestartCount int       `json:"restartCount"`
+	Stopped      bool      `json:"stopped,omitempty"` // stopped by the user: no restart
+}
+
+// Bundle file names.
+const (
+	SpecFile  = "spec.json"
+	StateFile = "state.json"
+	LogFile   = "container.log"
+	RootDir   = "rootfs"
+	UpperDir  = "upper"
+	WorkDir   = "work"
+	StopFile  = "stopped" // present: the user stopped it; the shim must not restart
+)
+
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteSpec stores the spec in a bundle.
+func WriteSpec(bundle string, s Spec) error {
+	return writeJSONAtomic(filepath.Join(bundle, SpecFile), s)
+}
+
+// ReadSpec loads a bundle's spec.
+func ReadSpec(bundle string) (Spec, error) {
+	var s Spec
+	return s, readJSON(filepath.Join(bundle, SpecFile), &s)
+}
+
+// ReadState loads the shim's last report; a bundle never started has none.
+func ReadState(bundle string) (State, error) {
+	var s State
+	err := readJSON(filepath.Join(bundle, StateFile), &s)
+	return s, err
+}
+
+// WriteState replaces a bundle's state (the daemon does this only for a
+// container whose monitor is gone).
+func WriteState(bundle string, s State) error {
+	return writeJSONAtomic(filepath.Join(bundle, StateFile), s)
+}

@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flick-edge/flick/internal/imagegen"
+	"github.com/flick-edge/flick/internal/testregistry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// busyboxImage pushes a busybox image to a fresh registry, pulls it into d
+// and returns its reference.
+func busyboxImage(t *testing.T, d *Daemon, opts ...imagegen.ImageOption) string {
+	t.Helper()
+	reg := testregistry.Start(t)
+	l, err := imagegen.Busybox(imagegen.Gzip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts) == 0 {
+		opts = []imagegen.ImageOption{imagegen.WithCmd("sh")}
+	}
+	ref := reg.Ref("test/busybox:1")
+	reg.Push(t, ref, mustImage(t, []v1.Layer{l}, opts...))
+	d.mustFlick(t, "pull", "-q", ref)
+	return ref
+}
+
+type inspect struct {
+	ID    string `json:"Id"`
+	Name  string
+	State struct {
+		Status             string
+		Running, OOMKilled bool
+		Pid, ExitCode      int
+		Error              string
+	}
+	RestartCount int
+}
+
+func (d *Daemon) inspectContainer(t *testing.T, name string) inspect {
+	t.Helper()
+	var out []inspect
+	if err := json.Unmarshal([]byte(d.mustFlick(t, "inspect", name).Stdout), &out); err != nil || len(out) != 1 {
+		t.Fatalf("inspect %s: %v", name, err)
+	}
+	return out[0]
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestRunForegroundExitCodesAndRemove(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	r := d.mustFlick(t, "run", "--rm", "--name", "hello", img, "echo", "hello from a container")
+	if r.Stdout != "hello from a container\n" {
+		t.Fatal(r)
+	}
+	waitFor(t, "--rm removal", 10*time.Second, func() bool { return d.flick(t, "inspect", "hello").Code == 3 })
+	if r := d.flick(t, "run", img, "sh", "-c", "echo out; echo err >&2; exit 3"); r.Code != 3 || r.Stdout != "out\n" || r.Stderr != "err\n" {
+		t.Fatalf("exit status and streams: %s", r)
+	}
+	if r := d.flick(t, "run", img, "no-such-binary"); r.Code != 2 || !strings.Contains(r.Stderr, "executable file not found") {
+		t.Fatalf("missing binary: %s", r)
+	}
+}
+
+func TestRunIsolation(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	out := d.mustFlick(t, "run", "--rm", img, "sh", "-c", `
+echo pid=$$
+echo procs=$(ls -d /proc/[0-9]* | wc -l)
+echo host=$(hostname)
+echo ifaces=$(cat /proc/net/dev | tail -n +3 | wc -l)
+touch /etc/written && echo wrote-etc
+mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo mount-refused
+cat /proc/kcore 2>/dev/null | head -c 1 | wc -c
+grep CapEff /proc/self/status
+`).Stdout
+	for _, want := range []string{"pid=1\n", "procs=", "ifaces=1\n", "wrote-etc\n", "mount-refused\n", "CapEff:\t00000000a80425fb\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	// sh, and the pipeline's ls, wc and subshell: nothing of the host's.
+	if n, _ := strconv.Atoi(between(out, "procs=", "\n")); n > 5 {
+		t.Errorf("container sees %d processes: the host's are visible\n%s", n, out)
+	}
+	if _, err := os.Stat("/etc/written"); err == nil {
+		t.Fatal("a container write reached the host's /etc")
+	}
+	// The unprivileged user, and the host network when asked.
+	if out := d.mustFlick(t, "run", "--rm", "-u", "app", img, "id").Stdout; !strings.HasPrefix(out, "uid=1000(app) gid=1000(app)") {
+		t.Fatalf("-u app: %q", out)
+	}
+	if out := d.mustFlick(t, "run", "--rm", "--network", "host", img, "sh", "-c", "cat /proc/net/dev | tail -n +3 | wc -l").Stdout; strings.TrimSpace(out) == "1" {
+		t.Fatalf("--network host sees only loopback: %q", out)
+	}
+	if r := d.flick(t, "run", "--rm", "-u", "ghost", img, "id"); r.Code == 0 || !strings.Contains(r.Stderr, "ghost") {
+		t.Fatalf("missing user: %s", r)
+	}
+}
+
+func between(s, a, b string) string {
+	i := strings.Index(s, a)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(a):]
+	if j := strings.Index(s, b); j >= 0 {
+		return s[:j]
+	}
+	return s
+}
+
+func TestDetachedLifecycle(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	id := strings.TrimSpace(d.mustFlick(t, "run", "-d", "--name", "ticker", img, "sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done").Stdout)
+	if len(id) != 64 {
+		t.Fatalf("run -d printed %q", id)
+	}
+	if ps := d.mustFlick(t, "ps").Stdout; !strings.Contains(ps, "ticker") || !strings.Contains(ps, "Up ") {
+		t.Fatalf("ps: %s", ps)
+	}
+	waitFor(t, "output", 10*time.Second, func() bool { return strings.Contains(d.mustFlick(t, "logs", "ticker").Stdout, "tick 3") })
+	if r := d.flick(t, "rm", "ticker"); r.Code != 4 || !strings.Contains(r.Stderr, "container is running") {
+		t.Fatalf("rm of a running container: %s", r)
+	}
+	if r := d.flick(t, "run", "-d", "--name", "ticker", img, "true"); r.Code != 4 || !strings.Contains(r.Stderr, "already in use") {
+		t.Fatalf("name conflict: %s", r)
+	}
+	// The daemon restarts; the container keeps running and is adopted.
+	pid := d.inspectContainer(t, "ticker").State.Pid
+	d.Restart()
+	if st := d.inspectContainer(t, "ticker").State; !st.Running || st.Pid != pid {
+		t.Fatalf("after a daemon restart: %+v (pid was %d)", st, pid)
+	}
+	d.mustFlick(t, "stop", "-t", "1", "ticker")
+	st := d.inspectContainer(t, "ticker").State
+	if st.Running || st.Status != "exited" || st.ExitCode != 137 {
+		t.Fatalf("after stop: %+v", st)
+	}
+	if ps := d.mustFlick(t, "ps", "-a").Stdout; !strings.Contains(ps, "Exited (137)") {
+		t.Fatalf("ps -a: %s", ps)
+	}
+	d.mustFlick(t, "rm", "ticker")
+	if r := d.flick(t, "logs", "ticker"); r.Code != 3 {
+		t.Fatalf("logs of a removed container: %s", r)
+	}
+}
+
+func TestMisbehavingContainers(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	// A fork bomb stops at the pids limit.
+	out := d.mustFlick(t, "run", "--rm", "--pids-limit", "16", img, "sh", "-c",
+		// The inner shell forks until the kernel refuses (busybox sh then
+		// gives up); the outer one counts without forking and cleans up.
+		`sh -c 'for i in $(seq 64); do sleep 30 & done' 2>/dev/null; set -- /proc/[0-9]*; echo started=$#; kill -9 -1; wait; exit 0`).Stdout
+	if n, _ := strconv.Atoi(strings.TrimSpace(between(out, "started=", "\n"))); n == 0 || n > 16 {
+		t.Fatalf("pids limit 16: %q", out)
+	}
+	// Memory without end: the kernel kills it inside its cgroup, inspect says so.
+	r := d.flick(t, "run", "--name", "hog", "--memory", "32m", img, "sh", "-c", `a=$(head -c 200000000 /dev/zero | tr "\0" x); echo ${#a}`)
+	if r.Code != 137 {
+		t.Fatalf("memory hog: %s", r)
+	}
+	if st := d.inspectContainer(t, "hog").State; !st.OOMKilled {
+		t.Fatalf("OOM kill not reported: %+v", st)
+	}
+	// Exits in a loop: restarted with back-off, up to the limit.
+	d.mustFlick(t, "run", "-d", "--name", "crashy", "--restart", "on-failure:2", img, "sh", "-c", "echo crash; exit 1")
+	waitFor(t, "two restarts", 20*time.Second, func() bool {
+		i := d.inspectContainer(t, "crashy")
+		return i.RestartCount == 2 && i.State.Status == "exited"
+	})
+	if n := strings.Count(d.mustFlick(t, "logs", "crashy").Stdout, "crash\n"); n != 3 {
+		t.Fatalf("ran %d times, want 3", n)
+	}
+	// The daemon answered throughout.
+	d.mustFlick(t, "ps", "-a")
+}
+
+func TestContainerBadInput(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d, imagegen.WithCmd()) // an image with no CMD
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"run", img}, 2, "no command specified"},
+		{[]string{"run", "-v", "relative:dir", img, "true"}, 2, "container path must be absolute"},
+		{[]string{"run", "-v", "a:b:c:d", img, "true"}, 2, "invalid volume specification"},
+		{[]string{"run", "--restart", "sometimes", img, "true"}, 2, "invalid restart policy"},
+		{[]string{"run", "--name", "bad name", img, "true"}, 2, "invalid container name"},
+		{[]string{"run", "--device", "/dev/nonexistent", img, "true"}, 2, "/dev/nonexistent"},
+		{[]string{"run", "no/such/image:1", "true"}, 3, "No such image"},
+		{[]string{"run", "--cap-add", "BOGUS", img, "true"}, 2, "BOGUS"},
+	} {
+		if r := d.flick(t, c.args...); r.Code != c.code || !strings.Contains(r.Stderr, c.want) {
+			t.Errorf("%v: want exit %d and %q, got %s", c.args, c.code, c.want, r)
+		}
+	}
+	// Volumes: a host directory and a named volume, read-only honoured.
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "in.txt"), []byte("from host"), 0o644)
+	out := d.mustFlick(t, "run", "--rm", "-v", host+":/data:ro", "-v", "cache:/cache", img, "sh", "-c",
+		"cat /data/in.txt; touch /data/x 2>/dev/null || echo ro-ok; echo kept > /cache/f").Stdout
+	if out != "from hostro-ok\n" {
+		t.Fatalf("volumes: %q", out)
+	}
+	if out := d.mustFlick(t, "run", "--rm", "-v", "cache:/cache", img, "cat", "/cache/f").Stdout; out != "kept\n" {
+		t.Fatalf("named volume not kept: %q", out)
+	}
+}
+
+func TestDockerCLIRunsContainers(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	if r := d.docker(t, "run", "--rm", "--network", "none", img, "echo", "hi from docker"); r.Code != 0 || r.Stdout != "hi from docker\n" {
+		t.Fatalf("docker run: %s", r)
+	}
+	if r := d.docker(t, "run", "--rm", "--network", "none", img, "sh", "-c", "exit 7"); r.Code != 7 {
+		t.Fatalf("docker run exit code: %s", r)
+	}
+	if r := d.docker(t, "run", "-d", "--name", "bg", "--network", "none", img, "sh", "-c", "echo started; sleep 60"); r.Code != 0 {
+		t.Fatalf("docker run -d: %s", r)
+	}
+	if r := d.docker(t, "ps"); !strings.Contains(r.Stdout, "bg") {
+		t.Fatalf("docker ps: %s", r)
+	}
+	waitFor(t, "docker logs", 10*time.Second, func() bool { return d.docker(t, "logs", "bg").Stdout == "started\n" })
+	if r := d.docker(t, "stop", "-t", "1", "bg"); r.Code != 0 {
+		t.Fatalf("docker stop: %s", r)
+	}
+	if r := d.docker(t, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "bg"); strings.TrimSpace(r.Stdout) != "exited 137" {
+		t.Fatalf("docker inspect: %s", r)
+	}
+	if r := d.docker(t, "rm", "bg"); r.Code != 0 {
+		t.Fatalf("docker rm: %s", r)
+	}
+	if r := d.docker(t, "ps", "-a", "-q"); strings.TrimSpace(r.Stdout) != "" {
+		t.Fatalf("containers left: %s", r)
+	}
+}
