@@ -143,7 +143,14 @@ func mountRootfs(bundle, root string, spec Spec) error {
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"),
 		filepath.Join(bundle, UpperDir), filepath.Join(bundle, WorkDir))
-	if err := unix.Mount("overlay", root, "overlay", 0, opts); err != nil {
+	// nodev: a node the app creates with mknod (CAP_MKNOD is in Docker's
+	// default set) cannot be opened; the devices it may use are bind
+	// mounts of the host's, which keep their own mount's flags.
+	var flags uintptr = unix.MS_NODEV
+	if spec.Privileged {
+		flags = 0
+	}
+	if err := unix.Mount("overlay", root, "overlay", flags, opts); err != nil {
 		return fmt.Errorf("mount overlay root (%d layers): %w", len(lowers), err)
 	}
 	return nil
@@ -179,7 +186,7 @@ func mountSpecial(root string, spec Spec) error {
 	const nse = unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV
 	mounts := []m{
 		{"proc", "/proc", "proc", nse, ""},
-		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, "mode=755,size=65536k"},
+		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME | devFlags(spec), "mode=755,size=65536k"},
 		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
 		{"shm", "/dev/shm", "tmpfs", nse, "mode=1777,size=65536k"},
 		{"mqueue", "/dev/mqueue", "mqueue", nse, ""},
@@ -220,6 +227,13 @@ func mountSpecial(root string, spec Spec) error {
 		}
 	}
 	return nil
+}
+
+func devFlags(spec Spec) uintptr {
+	if spec.Privileged {
+		return 0
+	}
+	return unix.MS_NODEV
 }
 
 func bindDevice(root, host, ctr string) error {

@@ -48,6 +48,13 @@ func shim(bundle string) int {
 		cg.KillAll()
 		cg.Destroy()
 	}()
+	if !spec.Privileged {
+		if err := cg.RestrictDevices(deviceRules(spec)); err != nil {
+			// v2: no eBPF device program; nodev mounts still keep created
+			// nodes unusable.
+			fmt.Fprintln(os.Stderr, "flick shim: device rules:", err)
+		}
+	}
 	backoff := 100 * time.Millisecond
 	for {
 		oomBefore, _ := cg.OOMKills()
@@ -79,6 +86,23 @@ func shim(bundle string) int {
 		st.RestartCount++
 		st.OOMKilled = false
 	}
+}
+
+// deviceRules is Docker's allowlist plus the --device nodes.
+func deviceRules(spec Spec) []string {
+	rules := append([]string(nil), cgroup.DefaultDeviceRules...)
+	for _, d := range spec.Devices {
+		var st unix.Stat_t
+		if err := unix.Stat(d.Host, &st); err != nil {
+			continue
+		}
+		kind := "c"
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			kind = "b"
+		}
+		rules = append(rules, fmt.Sprintf("%s %d:%d rwm", kind, unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))))
+	}
+	return rules
 }
 
 func record(bundle string, st *State, code int, err error) int {

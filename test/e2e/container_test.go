@@ -267,3 +267,27 @@ func TestDockerCLIRunsContainers(t *testing.T) {
 		t.Fatalf("containers left: %s", r)
 	}
 }
+
+// TestDevicesAndEscapes: nodes a container creates cannot be opened (nodev
+// mounts, and the devices cgroup on v1); --device gives exactly the device
+// asked for; a privileged container is the explicit exception.
+func TestDevicesAndEscapes(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	out := d.mustFlick(t, "run", "--rm", img, "sh", "-c", `
+mknod /tmp/mem c 1 1 && echo made-node
+head -c 1 /tmp/mem >/dev/null 2>&1 && echo READ-HOST-MEMORY || echo node-refused
+echo x > /dev/null && echo null-ok
+`).Stdout
+	if !strings.Contains(out, "made-node\nnode-refused\nnull-ok\n") {
+		t.Fatalf("device isolation:\n%s", out)
+	}
+	// A host device passed with --device works (here /dev/zero under a new name).
+	if out := d.mustFlick(t, "run", "--rm", "--device", "/dev/zero:/dev/mydev", img, "sh", "-c", "head -c 4 /dev/mydev | wc -c").Stdout; strings.TrimSpace(out) != "4" {
+		t.Fatalf("--device: %q", out)
+	}
+	if out := d.mustFlick(t, "run", "--rm", "--privileged", img, "sh", "-c", "mknod /tmp/z c 1 5 && head -c 2 /tmp/z | wc -c").Stdout; strings.TrimSpace(out) != "2" {
+		t.Fatalf("--privileged: %q", out)
+	}
+}
