@@ -59,13 +59,14 @@ func (f *runFlags) add(fl *pflag.FlagSet) {
 	fl.StringArrayVar(&f.dns, "dns", nil, "DNS server for /etc/resolv.conf")
 	fl.StringArrayVar(&f.secOpts, "security-opt", nil, "security option (seccomp=unconfined)")
 	fl.StringArrayVarP(&f.labels, "label", "l", nil, "label KEY=VALUE")
-	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open (not supported yet)")
-	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a pseudo-TTY (not supported yet)")
+	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open and attach it")
+	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a pseudo-TTY")
 }
 
 func (f *runFlags) request(image string, cmd []string) (mcontainer.CreateRequest, error) {
 	cfg := &mcontainer.Config{Image: image, Cmd: cmd, User: f.user, WorkingDir: f.workdir, Hostname: f.hostname,
-		Tty: f.tty, OpenStdin: f.interactive, AttachStdin: f.interactive, AttachStdout: !f.detach, AttachStderr: !f.detach}
+		Tty: f.tty, OpenStdin: f.interactive, StdinOnce: f.interactive && !f.detach, AttachStdin: f.interactive && !f.detach,
+		AttachStdout: !f.detach, AttachStderr: !f.detach}
 	if f.entrypoint != "" {
 		cfg.Entrypoint = []string{f.entrypoint}
 	}
@@ -159,8 +160,8 @@ without stopping it.`,
   flick run --network host --read-only -e MODE=prod app:1.0`,
 		Args: minArgs(1, "an image, e.g. 'flick run alpine echo hi'"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if f.tty || f.interactive {
-				return errdefs.NewNotImplemented(fmt.Errorf("-i and -t are not supported by 'flick run' yet: run without them, or with -d and use 'flick logs -f'"))
+			if f.detach && (f.tty || f.interactive) && f.rm {
+				return usageError{fmt.Errorf("-d with -i/-t and --rm: nothing could ever attach; drop --rm or -d")}
 			}
 			req, err := f.request(args[0], args[1:])
 			if err != nil {
@@ -181,6 +182,9 @@ without stopping it.`,
 			}
 			for _, w := range created.Warnings {
 				fmt.Fprintln(a.stderr, "WARNING:", w)
+			}
+			if !f.detach && (f.tty || f.interactive) {
+				return a.runAttached(cmd, c, created.ID, f)
 			}
 			if err := c.JSON(ctx, http.MethodPost, "/containers/"+created.ID+"/start", nil, nil, nil); err != nil {
 				return err
@@ -433,4 +437,57 @@ func (a *app) containerInspectCmd() *cobra.Command {
 			return printJSON(a.stdout, out)
 		},
 	}
+}
+
+// runAttached is run -i/-t in the foreground: attach before start (so no
+// output is missed), stdin to the container, the terminal raw and sized,
+// and the container's exit status as ours.
+func (a *app) runAttached(cmd *cobra.Command, c *client.Client, id string, f runFlags) error {
+	ctx := cmd.Context()
+	q := url.Values{"stream": {"1"}, "stdout": {"1"}, "stderr": {"1"}}
+	if f.interactive {
+		q.Set("stdin", "1")
+	}
+	conn, br, err := c.Hijack(ctx, "/containers/"+id+"/attach", q)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := c.JSON(ctx, http.MethodPost, "/containers/"+id+"/start", nil, nil, nil); err != nil {
+		return err
+	}
+	in, isFile := cmd.InOrStdin().(*os.File)
+	if f.tty && isFile {
+		if restore, ok := rawTerminal(int(in.Fd())); ok {
+			defer restore()
+		}
+		if h, w, ok := terminalSize(in); ok {
+			c.JSON(ctx, http.MethodPost, "/containers/"+id+"/resize", url.Values{"h": {strconv.Itoa(int(h))}, "w": {strconv.Itoa(int(w))}}, nil, nil)
+		}
+	}
+	if f.interactive {
+		go func() {
+			io.Copy(conn, cmd.InOrStdin())
+			if uc, ok := conn.(interface{ CloseWrite() error }); ok {
+				uc.CloseWrite()
+			}
+		}()
+	}
+	if f.tty {
+		io.Copy(a.stdout, br)
+	} else {
+		demux(br, a.stdout, a.stderr)
+	}
+	var wr mcontainer.WaitResponse
+	cond := url.Values{"condition": {"not-running"}}
+	if f.rm {
+		cond.Set("condition", "removed")
+	}
+	if err := c.JSON(ctx, http.MethodPost, "/containers/"+id+"/wait", cond, nil, &wr); err != nil {
+		return err
+	}
+	if wr.StatusCode != 0 {
+		return exitStatus(int(wr.StatusCode))
+	}
+	return nil
 }

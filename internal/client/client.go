@@ -5,6 +5,7 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -130,4 +131,37 @@ func (c *Client) connError(err error) error {
 		return errdefs.NewUnauthorized(fmt.Errorf("permission denied on unix://%s: run as root or add yourself to the 'flick' group", c.socket))
 	}
 	return errdefs.NewUnavailable(err)
+}
+
+// Hijack sends a POST that upgrades the connection to a raw stream (as
+// Docker's attach and exec start do) and returns the connection and a
+// reader positioned after the response headers.
+func (c *Client) Hijack(ctx context.Context, path string, query url.Values) (net.Conn, *bufio.Reader, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.socket)
+	if err != nil {
+		return nil, nil, c.connError(err)
+	}
+	u := "/v" + dockerapi.APIVersion + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: flick\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n", u)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodPost})
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != http.StatusOK {
+		defer conn.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e struct{ Message string }
+		msg := strings.TrimSpace(string(b))
+		if json.Unmarshal(b, &e) == nil && e.Message != "" {
+			msg = e.Message
+		}
+		return nil, nil, errdefs.New(dockerapi.ClassOfStatus(resp.StatusCode), errors.New(msg))
+	}
+	return conn, br, nil
 }

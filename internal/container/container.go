@@ -13,7 +13,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -281,7 +283,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, error) {
 	cfg, hc, ic := rec.Config, rec.HostConfig, img.Config.Image.Config
 	var warnings []string
-	s := runtime.Spec{ID: rec.ID, LogMax: m.cfg.LogMax, LogFiles: m.cfg.LogFiles, Tty: cfg.Tty}
+	s := runtime.Spec{ID: rec.ID, LogMax: m.cfg.LogMax, LogFiles: m.cfg.LogFiles, Tty: cfg.Tty, Stdin: cfg.OpenStdin, StdinOnce: cfg.StdinOnce}
 	// Entrypoint and command, with Docker's rules: a given entrypoint
 	// resets the image's CMD.
 	entry, cmd := ic.Entrypoint, ic.Cmd
@@ -719,4 +721,71 @@ func (m *Manager) UsesLayer(d digest.Digest) bool {
 		m.inUse, m.inUseAt = set, time.Now()
 	}
 	return m.inUse[d]
+}
+
+// dialControl connects to the container's monitor, waiting (bounded by
+// ctx) for a monitor that is still starting.
+func (m *Manager) dialControl(ctx context.Context, id string, h runtime.Control) (net.Conn, error) {
+	addr := &net.UnixAddr{Name: runtime.ControlSocket(id), Net: "unix"}
+	for {
+		conn, err := net.DialUnix("unix", nil, addr)
+		if err == nil {
+			b, _ := json.Marshal(h)
+			if _, err := conn.Write(append(b, '\n')); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			return conn, nil
+		}
+		c, gerr := m.Get(id)
+		if gerr != nil || (c.Status() == "exited" && !shimAlive(c.State.ShimPid)) {
+			return nil, errdefs.NewConflict(fmt.Errorf("container %s is not running", id))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// AttachStdin streams r into the container's stdin (the container must
+// have been created with -i or -t); it waits for a container still being
+// started.
+func (m *Manager) AttachStdin(ctx context.Context, ref string, r io.Reader) error {
+	c, err := m.Get(ref)
+	if err != nil {
+		return err
+	}
+	if !c.Config.OpenStdin && !c.Config.Tty {
+		return errdefs.NewInvalidArgument(fmt.Errorf("container %s was not created with -i", c.Name))
+	}
+	conn, err := m.dialControl(ctx, c.ID, runtime.Control{Type: "stdin"})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = io.Copy(conn, r)
+	return err
+}
+
+// Resize sets the container's terminal size.
+func (m *Manager) Resize(ctx context.Context, ref string, h, w uint16) error {
+	c, err := m.Get(ref)
+	if err != nil {
+		return err
+	}
+	if !c.Config.Tty {
+		return errdefs.NewConflict(fmt.Errorf("container %s has no terminal (-t)", c.Name))
+	}
+	if !c.Running() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := m.dialControl(ctx, c.ID, runtime.Control{Type: "resize", Height: h, Width: w})
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }

@@ -31,6 +31,7 @@ func (s *Server) containerRoutes() {
 	m.HandleFunc("POST /containers/{id}/wait", s.containerWait)
 	m.HandleFunc("GET /containers/{id}/logs", s.containerLogs)
 	m.HandleFunc("POST /containers/{id}/attach", s.containerAttach)
+	m.HandleFunc("POST /containers/{id}/resize", s.containerResize)
 	m.HandleFunc("DELETE /containers/{id}", s.containerDelete)
 }
 
@@ -366,10 +367,7 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if boolParam(q.Get("stdin")) && c.Config != nil && c.Config.OpenStdin {
-		writeError(w, errdefs.NewNotImplemented(fmt.Errorf("attaching stdin (-i) is not supported by Flick yet: run without -i, or with -d and use logs")))
-		return
-	}
+	withStdin := boolParam(q.Get("stdin")) && c.Config != nil && (c.Config.OpenStdin || c.Config.Tty)
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		writeError(w, fmt.Errorf("connection cannot be hijacked"))
@@ -399,23 +397,31 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	if c.Status() == "created" {
 		from = time.Time{}
 	}
-	ctx, cancel := context.WithCancel(r.Context())
+	// Not r.Context(): a hijacked connection's request context ends when
+	// the client half-closes (stdin done), but the output must go on.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() {
-		// Clients without stdin half-close their side at once (EOF): that
-		// is not a hang-up. A reset is; a vanished reader also shows when
-		// the next write fails.
-		b := make([]byte, 512)
-		for {
-			if _, err := conn.Read(b); err != nil {
-				if err != io.EOF {
-					cancel()
+	if withStdin {
+		// The client's bytes go to the container's stdin through its
+		// monitor (buffered until the container has started).
+		go s.cfg.Containers.AttachStdin(ctx, c.ID, buf.Reader)
+	} else {
+		go func() {
+			// Clients without stdin half-close their side at once (EOF): that
+			// is not a hang-up. A reset is; a vanished reader also shows when
+			// the next write fails.
+			b := make([]byte, 512)
+			for {
+				if _, err := buf.Read(b); err != nil {
+					if err != io.EOF {
+						cancel()
+					}
+					return
 				}
-				return
 			}
-		}
-	}()
-	s.cfg.Containers.Logs(ctx, c.ID, true, func(e runtime.LogEntry) error {
+		}()
+	}
+	err = s.cfg.Containers.Logs(ctx, c.ID, true, func(e runtime.LogEntry) error {
 		if e.Time.Before(from) || (e.Stream == "stdout" && !wantOut) || (e.Stream == "stderr" && !wantErr) {
 			return nil
 		}
@@ -430,4 +436,22 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		}
 		return err
 	})
+	s.log.Debug("attach ended", "container", c.ID, "err", err, "ctx", ctx.Err())
+}
+
+func (s *Server) containerResize(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	h, _ := strconv.Atoi(r.URL.Query().Get("h"))
+	wd, _ := strconv.Atoi(r.URL.Query().Get("w"))
+	if h <= 0 || wd <= 0 || h > 65535 || wd > 65535 {
+		writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("resize needs h and w between 1 and 65535")))
+		return
+	}
+	if err := s.cfg.Containers.Resize(r.Context(), r.PathValue("id"), uint16(h), uint16(wd)); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
 }

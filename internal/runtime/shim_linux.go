@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -55,11 +57,18 @@ func shim(bundle string) int {
 			fmt.Fprintln(os.Stderr, "flick shim: device rules:", err)
 		}
 	}
+	var con console
+	if l, err := net.ListenUnix("unix", &net.UnixAddr{Name: ControlSocket(spec.ID), Net: "unix"}); err == nil {
+		defer l.Close()
+		go serveControl(l, &con, spec.StdinOnce)
+	} else {
+		fmt.Fprintln(os.Stderr, "flick shim: control socket:", err)
+	}
 	backoff := 100 * time.Millisecond
 	for {
 		oomBefore, _ := cg.OOMKills()
 		started := time.Now()
-		code, err := runOnce(bundle, spec, cg, logw, &st)
+		code, err := runOnce(bundle, spec, cg, logw, &st, &con)
 		if err != nil {
 			// The container could not start: as Docker, report and do not loop.
 			return record(bundle, &st, code, err)
@@ -145,7 +154,7 @@ func sleepUnlessStopped(bundle string, d time.Duration) bool {
 
 // runOnce starts init and waits for it. A non-nil error means it never
 // reached the application (the exit code is then Docker's 125-127).
-func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *State) (int, error) {
+func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *State, con *console) (int, error) {
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
 		return 125, err
@@ -154,33 +163,23 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 	if err != nil {
 		return 125, err
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return 125, err
-	}
-	errOutR, errOutW, err := os.Pipe()
-	if err != nil {
-		return 125, err
-	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return 125, err
-	}
 	cmd := exec.Command("/proc/self/exe", "__init", bundle)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, outW, errOutW
+	sio, err := wireStdio(cmd, spec, con)
+	if err != nil {
+		return 125, err
+	}
+	defer sio.close()
 	cmd.ExtraFiles = []*os.File{syncR, errW} // fds 3 and 4
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if spec.Network != "host" {
 		flags |= unix.CLONE_NEWNET
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true, Pdeathsig: 0}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true, Setctty: spec.Tty, Ctty: 0}
 	cmd.Env = []string{}
 	startErr := cmd.Start()
 	syncR.Close()
 	errW.Close()
-	outW.Close()
-	errOutW.Close()
-	devnull.Close()
+	sio.closeChildEnds()
 	if startErr != nil {
 		syncW.Close()
 		errR.Close()
@@ -193,15 +192,13 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 	}
 	syncW.Write([]byte{0})
 	syncW.Close()
-	done := make(chan struct{}, 2)
-	go func() { logw.pump("stdout", outR); outR.Close(); done <- struct{}{} }()
-	go func() { logw.pump("stderr", errOutR); errOutR.Close(); done <- struct{}{} }()
+	done := sio.pump(logw)
 	msg, _ := io.ReadAll(errR)
 	errR.Close()
 	if len(msg) > 0 {
 		werr := cmd.Wait()
-		<-done
-		<-done
+		con.set(nil, nil)
+		done.Wait()
 		code := 125
 		var ee *exec.ExitError
 		if errors.As(werr, &ee) && ee.ExitCode() > 0 {
@@ -215,8 +212,8 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 	// The app's children may keep the pipes open: kill what is left in the
 	// cgroup (the pid namespace is gone with init anyway).
 	cg.KillAll()
-	<-done
-	<-done
+	con.set(nil, nil)
+	done.Wait()
 	return exitCode(cmd.ProcessState, werr), nil
 }
 
@@ -228,4 +225,83 @@ func exitCode(ps *os.ProcessState, err error) int {
 		return 128 + int(ws.Signal())
 	}
 	return ps.ExitCode()
+}
+
+// stdio is one run's wiring: a pty, or pipes for stdout/stderr and
+// optionally stdin.
+type stdio struct {
+	childEnds []*os.File
+	out, err  *os.File // read ends (err nil with a tty)
+	stdin     *os.File // write end or pty master; nil without -i/-t
+}
+
+func wireStdio(cmd *exec.Cmd, spec Spec, con *console) (*stdio, error) {
+	s := &stdio{}
+	if spec.Tty {
+		master, slave, err := openPTY()
+		if err != nil {
+			return nil, fmt.Errorf("allocate a terminal: %w", err)
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+		s.childEnds = []*os.File{slave}
+		s.out, s.stdin = master, master
+		con.set(master, master)
+		return s, nil
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	s.childEnds = []*os.File{outW, errW}
+	s.out, s.err = outR, errR
+	if spec.Stdin {
+		inR, inW, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		cmd.Stdin = inR
+		s.childEnds = append(s.childEnds, inR)
+		s.stdin = inW
+		con.set(inW, nil)
+	} else {
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, err
+		}
+		cmd.Stdin = devnull
+		s.childEnds = append(s.childEnds, devnull)
+	}
+	return s, nil
+}
+
+func (s *stdio) closeChildEnds() {
+	for _, f := range s.childEnds {
+		f.Close()
+	}
+}
+
+func (s *stdio) pump(logw *logWriter) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); logw.pump("stdout", s.out) }()
+	if s.err != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); logw.pump("stderr", s.err) }()
+	}
+	return &wg
+}
+
+func (s *stdio) close() {
+	s.out.Close()
+	if s.err != nil {
+		s.err.Close()
+	}
+	if s.stdin != nil && s.stdin != s.out {
+		s.stdin.Close()
+	}
 }

@@ -40,14 +40,16 @@ type RestartPolicy struct {
 // Spec is everything the shim and init need, written by the daemon into
 // the bundle as spec.json.
 type Spec struct {
-	ID       string   `json:"id"`
-	Layers   []string `json:"layers"` // lower directories, top first
-	Args     []string `json:"args"`
-	Env      []string `json:"env"`
-	Cwd      string   `json:"cwd"`
-	User     string   `json:"user,omitempty"`
-	Hostname string   `json:"hostname"`
-	Tty      bool     `json:"tty,omitempty"`
+	ID        string   `json:"id"`
+	Layers    []string `json:"layers"` // lower directories, top first
+	Args      []string `json:"args"`
+	Env       []string `json:"env"`
+	Cwd       string   `json:"cwd"`
+	User      string   `json:"user,omitempty"`
+	Hostname  string   `json:"hostname"`
+	Tty       bool     `json:"tty,omitempty"`
+	Stdin     bool     `json:"stdin,omitempty"`     // -i: keep stdin open for attach
+	StdinOnce bool     `json:"stdinOnce,omitempty"` // close it when the first attached client leaves
 
 	ReadonlyRootfs bool     `json:"readonlyRootfs,omitempty"`
 	Mounts         []Mount  `json:"mounts,omitempty"`

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -289,5 +291,75 @@ echo x > /dev/null && echo null-ok
 	}
 	if out := d.mustFlick(t, "run", "--rm", "--privileged", img, "sh", "-c", "mknod /tmp/z c 1 5 && head -c 2 /tmp/z | wc -c").Stdout; strings.TrimSpace(out) != "2" {
 		t.Fatalf("--privileged: %q", out)
+	}
+}
+
+// runWithStdin runs flick with stdin.
+func (d *Daemon) flickStdin(t *testing.T, stdin string, args ...string) Result {
+	t.Helper()
+	cmd := exec.Command(flickBin(t), append([]string{"-H", d.Host()}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+// inPTY runs a shell command under script(1), which gives it a real
+// pseudo-terminal, feeding it keystrokes with pauses; it returns what the
+// terminal showed (carriage returns dropped) and the command's status.
+func inPTY(t *testing.T, env []string, command string, keys ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command("script", "-qfec", command, "/dev/null")
+	cmd.Env = append(os.Environ(), env...)
+	pr, pw := io.Pipe()
+	cmd.Stdin = pr
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for _, k := range keys {
+			time.Sleep(700 * time.Millisecond)
+			pw.Write([]byte(k))
+		}
+		time.Sleep(2 * time.Second)
+		pw.Close()
+	}()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("terminal session hung; output so far:\n%s", out.String())
+	}
+	return strings.ReplaceAll(out.String(), "\r", ""), cmd.ProcessState.ExitCode()
+}
+
+func TestInteractiveAndTTY(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	if r := d.flickStdin(t, "sensor-42\n", "run", "-i", "--rm", img, "sh", "-c", "read x; echo got:$x"); r.Code != 0 || r.Stdout != "got:sensor-42\n" {
+		t.Fatalf("run -i: %s", r)
+	}
+	// The real docker CLI in a real terminal: docker run -it.
+	out, code := inPTY(t, []string{"DOCKER_HOST=" + d.Host()}, "docker run -it --rm --network none "+img+" sh",
+		"echo answer-$((6*7))\n", "stty size; exit 3\n")
+	if code != 3 || !strings.Contains(out, "answer-42") {
+		t.Fatalf("docker run -it: exit %d\n%s", code, out)
+	}
+	// And flick's own run -it.
+	out, code = inPTY(t, nil, flickBin(t)+" -H "+d.Host()+" run -it --rm "+img+" sh", "echo flick-$((2+3))\n", "exit 4\n")
+	if code != 4 || !strings.Contains(out, "flick-5") {
+		t.Fatalf("flick run -it: exit %d\n%s", code, out)
 	}
 }
