@@ -17,6 +17,7 @@ import (
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/runtime"
 	mcontainer "github.com/moby/moby/api/types/container"
+	mvolume "github.com/moby/moby/api/types/volume"
 )
 
 func (s *Server) containerRoutes() {
@@ -33,6 +34,7 @@ func (s *Server) containerRoutes() {
 	m.HandleFunc("POST /containers/{id}/attach", s.containerAttach)
 	m.HandleFunc("POST /containers/{id}/resize", s.containerResize)
 	m.HandleFunc("DELETE /containers/{id}", s.containerDelete)
+	s.observeRoutes()
 }
 
 func (s *Server) containers(w http.ResponseWriter) bool {
@@ -454,4 +456,117 @@ func (s *Server) containerResize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) observeRoutes() {
+	m := s.mux
+	m.HandleFunc("GET /containers/{id}/stats", s.containerStats)
+	m.HandleFunc("GET /containers/{id}/top", s.containerTop)
+	m.HandleFunc("POST /containers/prune", s.containerPrune)
+	m.HandleFunc("GET /volumes", s.volumeList)
+	m.HandleFunc("DELETE /volumes/{name}", s.volumeDelete)
+	m.HandleFunc("POST /volumes/prune", s.volumePrune)
+}
+
+func (s *Server) containerStats(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	q := r.URL.Query()
+	stream := q.Get("stream") == "" || boolParam(q.Get("stream"))
+	if boolParam(q.Get("one-shot")) {
+		stream = false
+	}
+	started := false
+	enc := json.NewEncoder(w)
+	err := s.cfg.Containers.Stats(r.Context(), r.PathValue("id"), stream, func(st mcontainer.StatsResponse) error {
+		if !started {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(200)
+			started = true
+		}
+		if err := enc.Encode(st); err != nil {
+			return err
+		}
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		return nil
+	})
+	if err != nil && !started {
+		writeError(w, err)
+	}
+}
+
+func (s *Server) containerTop(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	top, err := s.cfg.Containers.Top(r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, top)
+}
+
+func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	rep, err := s.cfg.Containers.Prune(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if rep.ContainersDeleted == nil {
+		rep.ContainersDeleted = []string{}
+	}
+	writeJSON(w, 200, rep)
+}
+
+func (s *Server) volumeList(w http.ResponseWriter, _ *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	vols, err := s.cfg.Containers.Volumes()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if vols == nil {
+		vols = []mvolume.Volume{}
+	}
+	writeJSON(w, 200, mvolume.ListResponse{Volumes: vols, Warnings: []string{}})
+}
+
+func (s *Server) volumeDelete(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	if err := s.cfg.Containers.RemoveVolume(r.PathValue("name"), boolParam(r.URL.Query().Get("force"))); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// volumePrune: Flick's volumes are all named, and since API 1.42 a prune
+// removes named volumes only with the all=true filter (docker volume prune -a).
+func (s *Server) volumePrune(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	rep := mvolume.PruneReport{VolumesDeleted: []string{}}
+	if strings.Contains(r.URL.Query().Get("filters"), `"all"`) && strings.Contains(r.URL.Query().Get("filters"), "true") {
+		var err error
+		if rep, err = s.cfg.Containers.PruneVolumes(); err != nil {
+			writeError(w, err)
+			return
+		}
+		if rep.VolumesDeleted == nil {
+			rep.VolumesDeleted = []string{}
+		}
+	}
+	writeJSON(w, 200, rep)
 }

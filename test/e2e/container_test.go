@@ -363,3 +363,57 @@ func TestInteractiveAndTTY(t *testing.T) {
 		t.Fatalf("flick run -it: exit %d\n%s", code, out)
 	}
 }
+
+func TestStatsTopPruneVolumes(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	d.mustFlick(t, "run", "-d", "--name", "busy", "--memory", "64m", "--pids-limit", "50", "-v", "data:/data", img,
+		"sh", "-c", "while true; do :; done")
+	out := d.mustFlick(t, "stats", "--no-stream", "busy").Stdout
+	if !strings.Contains(out, "busy") || !strings.Contains(out, "64MiB") {
+		t.Fatalf("stats: %s", out)
+	}
+	var s struct {
+		CPU struct {
+			Usage struct {
+				Total uint64 `json:"total_usage"`
+			} `json:"cpu_usage"`
+		} `json:"cpu_stats"`
+		Pids struct{ Current uint64 } `json:"pids_stats"`
+	}
+	json.Unmarshal([]byte(d.mustFlick(t, "stats", "--no-stream", "--json", "busy").Stdout), &s)
+	if s.CPU.Usage.Total == 0 || s.Pids.Current == 0 {
+		t.Fatalf("stats --json: %+v", s)
+	}
+	if top := d.mustFlick(t, "top", "busy").Stdout; !strings.Contains(top, "while true") {
+		t.Fatalf("top: %s", top)
+	}
+	// docker's own views of the same.
+	if r := d.docker(t, "stats", "--no-stream", "busy"); r.Code != 0 || !strings.Contains(r.Stdout, "busy") {
+		t.Fatalf("docker stats: %s", r)
+	}
+	if r := d.docker(t, "top", "busy"); r.Code != 0 || !strings.Contains(r.Stdout, "while true") {
+		t.Fatalf("docker top: %s", r)
+	}
+	if r := d.flick(t, "volume", "rm", "data"); r.Code != 4 || !strings.Contains(r.Stderr, "in use") {
+		t.Fatalf("volume rm while used: %s", r)
+	}
+	d.mustFlick(t, "rm", "-f", "busy")
+	d.mustFlick(t, "run", "--name", "done1", img, "true")
+	if out := d.mustFlick(t, "container", "prune", "-f").Stdout; !strings.Contains(out, "Total reclaimed space") {
+		t.Fatalf("container prune: %s", out)
+	}
+	if out := d.mustFlick(t, "ps", "-aq").Stdout; out != "" {
+		t.Fatalf("containers left after prune: %q", out)
+	}
+	if out := d.mustFlick(t, "volume", "ls").Stdout; !strings.Contains(out, "data") {
+		t.Fatalf("volume ls: %s", out)
+	}
+	if r := d.docker(t, "volume", "prune", "-a", "-f"); r.Code != 0 || !strings.Contains(r.Stdout, "data") {
+		t.Fatalf("docker volume prune -a: %s", r)
+	}
+	if out := d.mustFlick(t, "volume", "ls", "--json").Stdout; strings.TrimSpace(out) != "null" && strings.TrimSpace(out) != "[]" {
+		t.Fatalf("volumes left: %s", out)
+	}
+}
