@@ -197,7 +197,6 @@ func (m *Manager) Prune(ctx context.Context) (mcontainer.PruneReport, error) {
 	return rep, nil
 }
 
-
 // Volumes lists named volumes.
 func (m *Manager) Volumes() ([]mvolume.Volume, error) {
 	ents, err := os.ReadDir(m.cfg.Volumes)
