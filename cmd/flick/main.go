@@ -19,12 +19,16 @@ var (
 )
 
 func main() {
-	if len(os.Args) == 3 {
+	if len(os.Args) >= 3 {
 		switch os.Args[1] {
 		case "__shim":
 			runtime.ShimMain(os.Args[2])
 		case "__init":
 			runtime.InitMain(os.Args[2])
+		case "__exec":
+			runtime.ExecMain(os.Args[2], os.Args[3])
+		case "__execinit":
+			runtime.ExecInitMain(os.Args[2])
 		}
 	}
 	os.Exit(cli.Run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr, cli.Build{Version: version, GitCommit: commit}))

@@ -491,3 +491,80 @@ func (a *app) runAttached(cmd *cobra.Command, c *client.Client, id string, f run
 	}
 	return nil
 }
+
+func (a *app) execCmd() *cobra.Command {
+	var interactive, tty, privileged bool
+	var user, workdir string
+	var env []string
+	cmd := &cobra.Command{
+		Use:   "exec [OPTIONS] CONTAINER COMMAND [ARG...]",
+		Short: "Run a command in a running container",
+		Long: `Run a command inside a running container: in its namespaces and cgroup, with
+its capabilities and seccomp profile (all capabilities with --privileged).`,
+		Example: `  flick exec sensor cat /data/config.json
+  flick exec -it sensor sh
+  flick exec -u app -w /data sensor ls`,
+		Args: minArgs(2, "a container and a command"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			req := mcontainer.ExecCreateRequest{Cmd: args[1:], Tty: tty, AttachStdin: interactive, AttachStdout: true, AttachStderr: true,
+				User: user, WorkingDir: workdir, Privileged: privileged}
+			for _, e := range env {
+				req.Env = append(req.Env, expandEnv(e))
+			}
+			var created struct {
+				ID string `json:"Id"`
+			}
+			if err := c.JSON(ctx, http.MethodPost, "/containers/"+url.PathEscape(args[0])+"/exec", nil, req, &created); err != nil {
+				return err
+			}
+			conn, br, err := c.HijackJSON(ctx, "/exec/"+created.ID+"/start", mcontainer.ExecStartRequest{Tty: tty})
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			in, isFile := cmd.InOrStdin().(*os.File)
+			if tty && isFile {
+				if restore, ok := rawTerminal(int(in.Fd())); ok {
+					defer restore()
+				}
+				if h, w, ok := terminalSize(in); ok {
+					c.JSON(ctx, http.MethodPost, "/exec/"+created.ID+"/resize", url.Values{"h": {strconv.Itoa(int(h))}, "w": {strconv.Itoa(int(w))}}, nil, nil)
+				}
+			}
+			if interactive {
+				go func() {
+					io.Copy(conn, cmd.InOrStdin())
+					if uc, ok := conn.(interface{ CloseWrite() error }); ok {
+						uc.CloseWrite()
+					}
+				}()
+			}
+			if tty {
+				io.Copy(a.stdout, br)
+			} else {
+				demux(br, a.stdout, a.stderr)
+			}
+			var ins mcontainer.ExecInspectResponse
+			if err := c.JSON(ctx, http.MethodGet, "/exec/"+created.ID+"/json", nil, nil, &ins); err != nil {
+				return err
+			}
+			if ins.ExitCode != nil && *ins.ExitCode != 0 {
+				return exitStatus(*ins.ExitCode)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().BoolVarP(&interactive, "interactive", "i", false, "attach stdin")
+	cmd.Flags().BoolVarP(&tty, "tty", "t", false, "allocate a pseudo-TTY")
+	cmd.Flags().BoolVar(&privileged, "privileged", false, "give the command every capability")
+	cmd.Flags().StringVarP(&user, "user", "u", "", "user[:group] to run as")
+	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "working directory")
+	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE")
+	return cmd
+}

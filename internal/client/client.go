@@ -165,3 +165,35 @@ func (c *Client) Hijack(ctx context.Context, path string, query url.Values) (net
 	}
 	return conn, br, nil
 }
+
+// HijackJSON is Hijack with a JSON body (exec start).
+func (c *Client) HijackJSON(ctx context.Context, path string, body any) (net.Conn, *bufio.Reader, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.socket)
+	if err != nil {
+		return nil, nil, c.connError(err)
+	}
+	fmt.Fprintf(conn, "POST /v%s%s HTTP/1.1\r\nHost: flick\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		dockerapi.APIVersion, path, len(b), b)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodPost})
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != http.StatusOK {
+		defer conn.Close()
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e struct{ Message string }
+		text := strings.TrimSpace(string(msg))
+		if json.Unmarshal(msg, &e) == nil && e.Message != "" {
+			text = e.Message
+		}
+		return nil, nil, errdefs.New(dockerapi.ClassOfStatus(resp.StatusCode), errors.New(text))
+	}
+	return conn, br, nil
+}

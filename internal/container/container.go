@@ -89,6 +89,8 @@ type Manager struct {
 	log *slog.Logger
 	mu  sync.Mutex // serialises create/remove and names
 
+	execs execs
+
 	inUseMu sync.Mutex
 	inUse   map[digest.Digest]bool
 	inUseAt time.Time
@@ -660,8 +662,16 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 			return 0, err
 		}
 		c = cur
-		if condition != "removed" && cur.Status() == "exited" && !shimAlive(cur.State.ShimPid) {
-			return cur.State.ExitCode, nil
+		if cur.Status() == "exited" && !shimAlive(cur.State.ShimPid) {
+			if condition != "removed" {
+				return cur.State.ExitCode, nil
+			}
+			if cur.HostConfig != nil && cur.HostConfig.AutoRemove {
+				// Remove now rather than at the watcher's next tick.
+				if err := m.Remove(ctx, cur.ID, false, false); err == nil || errdefs.Is(err, errdefs.NotFound) {
+					return cur.State.ExitCode, nil
+				}
+			}
 		}
 		if condition == "next-exit" {
 			condition = "" // after the first observation, like not-running
@@ -669,7 +679,7 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

@@ -85,9 +85,8 @@ func (m *Manager) Watch(ctx context.Context) {
 			continue
 		}
 		for _, c := range all {
-			// A short grace lets attached clients read the last output.
-			if c.HostConfig != nil && c.HostConfig.AutoRemove && c.State.Status == "exited" && !shimAlive(c.State.ShimPid) &&
-				time.Since(c.State.FinishedAt) > 300*time.Millisecond {
+			// Attached readers keep their open log file after removal.
+			if c.HostConfig != nil && c.HostConfig.AutoRemove && c.State.Status == "exited" && !shimAlive(c.State.ShimPid) {
 				if err := m.Remove(ctx, c.ID, false, false); err != nil {
 					m.log.Warn("auto-remove", "name", c.Name, "err", err)
 				}

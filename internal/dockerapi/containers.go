@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/go-units"
@@ -35,6 +36,7 @@ func (s *Server) containerRoutes() {
 	m.HandleFunc("POST /containers/{id}/resize", s.containerResize)
 	m.HandleFunc("DELETE /containers/{id}", s.containerDelete)
 	s.observeRoutes()
+	s.execRoutes()
 }
 
 func (s *Server) containers(w http.ResponseWriter) bool {
@@ -569,4 +571,139 @@ func (s *Server) volumePrune(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, 200, rep)
+}
+
+func (s *Server) execRoutes() {
+	m := s.mux
+	m.HandleFunc("POST /containers/{id}/exec", s.execCreate)
+	m.HandleFunc("POST /exec/{id}/start", s.execStart)
+	m.HandleFunc("POST /exec/{id}/resize", s.execResize)
+	m.HandleFunc("GET /exec/{id}/json", s.execInspect)
+}
+
+func (s *Server) execCreate(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	var req mcontainer.ExecCreateRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("bad exec request: %w", err)))
+		return
+	}
+	id, err := s.cfg.Containers.CreateExec(r.PathValue("id"), req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"Id": id})
+}
+
+func (s *Server) execInspect(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	e, err := s.cfg.Containers.GetExec(r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, e.Inspect())
+}
+
+func (s *Server) execResize(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	h, _ := strconv.Atoi(r.URL.Query().Get("h"))
+	wd, _ := strconv.Atoi(r.URL.Query().Get("w"))
+	if err := s.cfg.Containers.ResizeExec(r.PathValue("id"), uint16(h), uint16(wd)); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(200)
+}
+
+// frameWriter multiplexes one stream into Docker's framed format.
+type frameWriter struct {
+	mu     *sync.Mutex
+	w      *bufio.ReadWriter
+	stream string
+}
+
+func (f frameWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := writeFrame(f.w, f.stream, p); err != nil {
+		return 0, err
+	}
+	return len(p), f.w.Flush()
+}
+
+type flushWriter struct {
+	mu *sync.Mutex
+	w  *bufio.ReadWriter
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.w.Flush()
+	}
+	return n, err
+}
+
+func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	var req mcontainer.ExecStartRequest
+	json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req)
+	e, err := s.cfg.Containers.GetExec(r.PathValue("id"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if req.Detach {
+		go s.cfg.Containers.StartExec(context.Background(), e.ID, container.ExecIO{Stdout: io.Discard, Stderr: io.Discard})
+		w.WriteHeader(200)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		writeError(w, fmt.Errorf("connection cannot be hijacked"))
+		return
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	tty := e.Config.Tty
+	ct := "application/vnd.docker.multiplexed-stream"
+	if tty {
+		ct = "application/vnd.docker.raw-stream"
+	}
+	if r.Header.Get("Upgrade") != "" {
+		fmt.Fprintf(buf, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nApi-Version: %s\r\n\r\n", ct, APIVersion)
+	} else {
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nApi-Version: %s\r\n\r\n", ct, APIVersion)
+	}
+	buf.Flush()
+	var mu sync.Mutex
+	sio := container.ExecIO{}
+	if tty {
+		sio.Stdout = flushWriter{&mu, buf}
+	} else {
+		sio.Stdout, sio.Stderr = frameWriter{&mu, buf, "stdout"}, frameWriter{&mu, buf, "stderr"}
+	}
+	if e.Config.AttachStdin {
+		sio.Stdin = buf.Reader
+	}
+	code, err := s.cfg.Containers.StartExec(context.Background(), e.ID, sio)
+	if err != nil {
+		frameWriter{&mu, buf, "stderr"}.Write([]byte("flick: " + err.Error() + "\n"))
+	}
+	s.log.Debug("exec ended", "exec", e.ID, "code", code, "err", err)
 }

@@ -11,6 +11,7 @@ package runtime
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -158,3 +159,7 @@ func ReadState(bundle string) (State, error) {
 func WriteState(bundle string, s State) error {
 	return writeJSONAtomic(filepath.Join(bundle, StateFile), s)
 }
+
+func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+func decodeJSONString(s string, v any) error { return json.Unmarshal([]byte(s), v) }

@@ -14,7 +14,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openPTY allocates a pseudo-terminal pair on the host's devpts.
+// OpenPTY allocates a pseudo-terminal pair on the host's devpts.
+func OpenPTY() (master, slave *os.File, err error) { return openPTY() }
+
+// Resize sets a terminal's window size.
+func Resize(f *os.File, h, w uint16) error { return resize(f, h, w) }
+
 func openPTY() (master, slave *os.File, err error) {
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {

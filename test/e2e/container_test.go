@@ -417,3 +417,35 @@ func TestStatsTopPruneVolumes(t *testing.T) {
 		t.Fatalf("volumes left: %s", out)
 	}
 }
+
+func TestExec(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	d.mustFlick(t, "run", "-d", "--name", "svc", "-e", "MODE=prod", img, "sh", "-c", "echo $$ > /tmp/main.pid; sleep 300")
+	out := d.docker(t, "exec", "svc", "sh", "-c", "echo mode=$MODE; cat /tmp/main.pid; ls -d /proc/[0-9]* | wc -l; grep CapEff /proc/self/status; exit 5")
+	if out.Code != 5 || !strings.Contains(out.Stdout, "mode=prod\n1\n") || !strings.Contains(out.Stdout, "CapEff:\t00000000a80425fb") {
+		t.Fatalf("docker exec: %s", out)
+	}
+	if r := d.docker(t, "exec", "-u", "app", "svc", "id", "-u"); strings.TrimSpace(r.Stdout) != "1000" {
+		t.Fatalf("docker exec -u app: %s", r)
+	}
+	if r := d.docker(t, "exec", "svc", "no-such-cmd"); r.Code != 127 {
+		t.Fatalf("exec of a missing command: %s", r)
+	}
+	term, code := inPTY(t, []string{"DOCKER_HOST=" + d.Host()}, "docker exec -it svc sh", "echo in-$((3*3))\n", "exit 2\n")
+	if code != 2 || !strings.Contains(term, "in-9") {
+		t.Fatalf("docker exec -it: exit %d\n%s", code, term)
+	}
+	if r := d.flick(t, "exec", "-e", "X=1", "svc", "sh", "-c", "echo x=$X; exit 6"); r.Code != 6 || r.Stdout != "x=1\n" {
+		t.Fatalf("flick exec: %s", r)
+	}
+	term, code = inPTY(t, nil, flickBin(t)+" -H "+d.Host()+" exec -it svc sh", "echo tty-$((4*4))\n", "exit 0\n")
+	if code != 0 || !strings.Contains(term, "tty-16") {
+		t.Fatalf("flick exec -it: exit %d\n%s", code, term)
+	}
+	d.mustFlick(t, "rm", "-f", "svc")
+	if r := d.docker(t, "exec", "svc", "true"); r.Code == 0 {
+		t.Fatal("exec into a removed container succeeded")
+	}
+}

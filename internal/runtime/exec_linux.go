@@ -1,0 +1,199 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	goruntime "runtime"
+	"strconv"
+	"syscall"
+
+	"github.com/flick-edge/flick/internal/cgroup"
+	"github.com/flick-edge/flick/internal/sandbox"
+	"golang.org/x/sys/unix"
+)
+
+// ExecSpec is one `docker exec` process, written by the daemon next to the
+// bundle.
+type ExecSpec struct {
+	ContainerID string   `json:"containerID"`
+	Pid         int      `json:"pid"` // the container's init, whose namespaces are joined
+	Args        []string `json:"args"`
+	Env         []string `json:"env"`
+	Cwd         string   `json:"cwd"`
+	User        string   `json:"user"`
+	Tty         bool     `json:"tty"`
+	Privileged  bool     `json:"privileged"`
+}
+
+// ExecMain runs as `flick __exec SPECFILE BUNDLE`, with the stdio the daemon
+// gives it: it joins the container's namespaces on one locked thread and
+// starts `__execinit` there (so it is born inside them and inside the
+// container's pid namespace), puts it in the container's cgroup, releases
+// it, and exits with its status. It never returns.
+func ExecMain(specPath, bundle string) {
+	os.Exit(execMain(specPath, bundle))
+}
+
+func execMain(specPath, bundle string) int {
+	var es ExecSpec
+	if err := readJSON(specPath, &es); err != nil {
+		fmt.Fprintln(os.Stderr, "flick exec:", err)
+		return 126
+	}
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flick exec:", err)
+		return 126
+	}
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		return 126
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return 126
+	}
+	// The child re-executes this binary from inside the container's mount
+	// namespace, where no path leads to it: through an inherited fd.
+	cmd := exec.Command("/proc/self/fd/5", "__execinit", specPath, bundle)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.ExtraFiles = []*os.File{syncR, errW, self} // fds 3, 4, 5
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: es.Tty, Setctty: es.Tty, Ctty: 0}
+	specFile, err := os.Open(bundle + "/" + SpecFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flick exec:", err)
+		return 126
+	}
+	defer specFile.Close()
+	cmd.ExtraFiles = append(cmd.ExtraFiles, specFile) // fd 6: the container spec
+	raw, _ := os.ReadFile(specPath)
+	cmd.Env = []string{"FLICK_EXEC_SPEC=" + string(raw)}
+	startErr := joinAndStart(es.Pid, cmd)
+	syncR.Close()
+	errW.Close()
+	self.Close()
+	if startErr != nil {
+		fmt.Fprintln(os.Stderr, "flick exec:", startErr)
+		return 126
+	}
+	if cg, err := cgroup.Open(es.ContainerID); err == nil {
+		cg.Add(cmd.Process.Pid)
+	}
+	syncW.Write([]byte{0})
+	syncW.Close()
+	msg, _ := io.ReadAll(errR)
+	werr := cmd.Wait()
+	if len(msg) > 0 {
+		fmt.Fprintln(os.Stderr, string(msg))
+	}
+	var ee *exec.ExitError
+	if errors.As(werr, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	if werr != nil {
+		return 126
+	}
+	return 0
+}
+
+// joinAndStart enters the namespaces of pid on a locked thread that is
+// never given back to the scheduler (it ends with the goroutine), and
+// starts cmd from it.
+func joinAndStart(pid int, cmd *exec.Cmd) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread() // not unlocked: the thread dies with us
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			errc <- fmt.Errorf("unshare fs: %w", err)
+			return
+		}
+		for _, ns := range []struct {
+			name string
+			flag int
+		}{{"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS}, {"net", unix.CLONE_NEWNET}, {"pid", unix.CLONE_NEWPID}, {"mnt", unix.CLONE_NEWNS}} {
+			fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/"+ns.name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				errc <- fmt.Errorf("open %s namespace: %w (is the container running?)", ns.name, err)
+				return
+			}
+			err = unix.Setns(fd, ns.flag)
+			unix.Close(fd)
+			if err != nil {
+				errc <- fmt.Errorf("join %s namespace: %w", ns.name, err)
+				return
+			}
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
+}
+
+// ExecInitMain runs inside the container's namespaces and cgroup: it
+// applies the container's sandbox (with the exec's user) and execs the
+// command. It never returns.
+func ExecInitMain(specPath string) {
+	unix.CloseOnExec(initErrorFD)
+	unix.CloseOnExec(5)
+	errPipe := os.NewFile(initErrorFD, "exec-error")
+	fail := func(err error) {
+		fmt.Fprint(errPipe, err.Error())
+		os.Exit(126)
+	}
+	var b [1]byte
+	sync := os.NewFile(initSyncFD, "exec-sync")
+	if _, err := io.ReadFull(sync, b[:]); err != nil {
+		fail(err)
+	}
+	sync.Close()
+	// Both specs were opened before entering the container (fds 6 and the
+	// exec spec path is outside its mount namespace): read the container
+	// spec from fd 6; the exec spec travels in the environment.
+	var spec Spec
+	if f := os.NewFile(6, "spec"); f != nil {
+		if err := decodeJSON(f, &spec); err != nil {
+			fail(err)
+		}
+		f.Close()
+	}
+	var es ExecSpec
+	if err := decodeJSONString(os.Getenv("FLICK_EXEC_SPEC"), &es); err != nil {
+		fail(fmt.Errorf("exec spec: %w", err))
+	}
+	id, home, err := sandbox.ResolveUser("/", es.User)
+	if err != nil {
+		fail(err)
+	}
+	env := defaultEnv(Spec{Env: append(append([]string{}, spec.Env...), es.Env...), Hostname: spec.Hostname, Tty: es.Tty}, home)
+	cwd := es.Cwd
+	if cwd == "" {
+		cwd = spec.Cwd
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := os.Chdir(cwd); err != nil {
+		fail(fmt.Errorf("working directory %s: %w", cwd, err))
+	}
+	path, err := lookPath(es.Args[0], env)
+	if err != nil {
+		fmt.Fprint(errPipe, err.Error())
+		os.Exit(127)
+	}
+	caps := spec.Caps
+	if es.Privileged {
+		caps = sandbox.AllCapabilities()
+	}
+	if err := sandbox.Apply(id, caps, sandbox.Options{Privileged: spec.Privileged || es.Privileged, NoNewPrivileges: spec.NoNewPrivs, Seccomp: spec.Seccomp}); err != nil {
+		fail(err)
+	}
+	if err := unix.Exec(path, es.Args, env); err != nil {
+		fmt.Fprint(errPipe, fmt.Errorf("exec %s: %w", es.Args[0], err).Error())
+		os.Exit(126)
+	}
+}
