@@ -183,29 +183,15 @@ without stopping it.`,
 			for _, w := range created.Warnings {
 				fmt.Fprintln(a.stderr, "WARNING:", w)
 			}
-			if !f.detach && (f.tty || f.interactive) {
+			if !f.detach {
 				return a.runAttached(cmd, c, created.ID, f)
 			}
-			if err := c.JSON(ctx, http.MethodPost, "/containers/"+created.ID+"/start", nil, nil, nil); err != nil {
-				return err
-			}
 			if f.detach {
+				if err := c.JSON(ctx, http.MethodPost, "/containers/"+created.ID+"/start", nil, nil, nil); err != nil {
+					return err
+				}
 				fmt.Fprintln(a.stdout, created.ID)
 				return nil
-			}
-			if err := a.streamLogs(c, cmd, created.ID, url.Values{"follow": {"1"}, "stdout": {"1"}, "stderr": {"1"}}); err != nil {
-				return err
-			}
-			var wr mcontainer.WaitResponse
-			cond := url.Values{"condition": {"not-running"}}
-			if f.rm {
-				cond.Set("condition", "removed")
-			}
-			if err := c.JSON(ctx, http.MethodPost, "/containers/"+created.ID+"/wait", cond, nil, &wr); err != nil {
-				return err
-			}
-			if wr.StatusCode != 0 {
-				return exitStatus(int(wr.StatusCode))
 			}
 			return nil
 		},
@@ -439,9 +425,10 @@ func (a *app) containerInspectCmd() *cobra.Command {
 	}
 }
 
-// runAttached is run -i/-t in the foreground: attach before start (so no
-// output is missed), stdin to the container, the terminal raw and sized,
-// and the container's exit status as ours.
+// runAttached is run in the foreground, as docker does it: attach before
+// start (so no output is missed), wait before start (so neither the exit
+// nor, with --rm, the removal is missed), stdin to the container with -i,
+// the terminal raw and sized with -t, and the container's status as ours.
 func (a *app) runAttached(cmd *cobra.Command, c *client.Client, id string, f runFlags) error {
 	ctx := cmd.Context()
 	q := url.Values{"stream": {"1"}, "stdout": {"1"}, "stderr": {"1"}}
@@ -453,6 +440,7 @@ func (a *app) runAttached(cmd *cobra.Command, c *client.Client, id string, f run
 		return err
 	}
 	defer conn.Close()
+	waited := a.waitAsync(cmd, c, id, f.rm)
 	if err := c.JSON(ctx, http.MethodPost, "/containers/"+id+"/start", nil, nil, nil); err != nil {
 		return err
 	}
@@ -478,18 +466,36 @@ func (a *app) runAttached(cmd *cobra.Command, c *client.Client, id string, f run
 	} else {
 		demux(br, a.stdout, a.stderr)
 	}
-	var wr mcontainer.WaitResponse
-	cond := url.Values{"condition": {"not-running"}}
-	if f.rm {
+	return <-waited
+}
+
+// waitAsync starts waiting for the container's exit (or removal) now and
+// delivers the result: nil, exitStatus or an error.
+func (a *app) waitAsync(cmd *cobra.Command, c *client.Client, id string, removed bool) <-chan error {
+	out := make(chan error, 1)
+	cond := url.Values{"condition": {"next-exit"}}
+	if removed {
 		cond.Set("condition", "removed")
 	}
-	if err := c.JSON(ctx, http.MethodPost, "/containers/"+id+"/wait", cond, nil, &wr); err != nil {
-		return err
+	resp, err := c.Do(cmd.Context(), http.MethodPost, "/containers/"+id+"/wait", cond, nil, nil)
+	if err != nil {
+		out <- err
+		return out
 	}
-	if wr.StatusCode != 0 {
-		return exitStatus(int(wr.StatusCode))
-	}
-	return nil
+	go func() {
+		defer resp.Body.Close()
+		var wr mcontainer.WaitResponse
+		if err := json.NewDecoder(resp.Body).Decode(&wr); err != nil {
+			out <- err
+			return
+		}
+		if wr.StatusCode != 0 {
+			out <- exitStatus(int(wr.StatusCode))
+			return
+		}
+		out <- nil
+	}()
+	return out
 }
 
 func (a *app) execCmd() *cobra.Command {

@@ -271,6 +271,11 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 	if err := runtime.WriteSpec(b, spec); err != nil {
 		return fail(err)
 	}
+	// The log exists from creation on, so a client attached before start
+	// holds it open even if the container is removed the moment it exits.
+	if err := os.WriteFile(filepath.Join(b, runtime.LogFile), nil, 0o640); err != nil {
+		return fail(err)
+	}
 	raw, _ := json.Marshal(rec)
 	if err := os.WriteFile(filepath.Join(b, "container.json"), raw, 0o600); err != nil {
 		return fail(err)
@@ -496,6 +501,9 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 				return startError(st)
 			}
 			return nil
+		}
+		if _, err := os.Stat(c.Bundle); errors.Is(err, os.ErrNotExist) {
+			return nil // it ran, exited and a waiting client removed it (--rm)
 		}
 		select {
 		case <-ctx.Done():

@@ -85,8 +85,11 @@ func (m *Manager) Watch(ctx context.Context) {
 			continue
 		}
 		for _, c := range all {
-			// Attached readers keep their open log file after removal.
-			if c.HostConfig != nil && c.HostConfig.AutoRemove && c.State.Status == "exited" && !shimAlive(c.State.ShimPid) {
+			// A client waiting for the removal (docker run --rm) removes it
+			// itself at once, with the exit status in hand; this is the
+			// fallback for detached --rm containers.
+			if c.HostConfig != nil && c.HostConfig.AutoRemove && c.State.Status == "exited" && !shimAlive(c.State.ShimPid) &&
+				time.Since(c.State.FinishedAt) > 2*time.Second {
 				if err := m.Remove(ctx, c.ID, false, false); err != nil {
 					m.log.Warn("auto-remove", "name", c.Name, "err", err)
 				}
