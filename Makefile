@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.7.0
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build functions bench-reflex demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
+.PHONY: help build functions bench-reflex bench-start demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -68,10 +68,14 @@ cross: ## cross-build for the gateways: linux/arm64, linux/arm (v7), linux/amd64
 bench: build functions ## Go benchmarks, then bench/reflex.sh (Wasm vs native) and bench/pull.sh (Flick vs dockerd)
 	$(GO) test -run='^$$' -bench=. -benchtime=3x ./internal/...
 	./bench/reflex.sh
+	./bench/start.sh
 	./bench/pull.sh
 
 bench-reflex: build functions ## event-to-result latency and throughput, Wasm vs a native handler
 	./bench/reflex.sh
+
+bench-start: build ## start-to-exit latency of /bin/true: flick (CLI, API, docker CLI) vs crun vs dockerd; daemon and monitor RSS
+	./bench/start.sh
 
 clean: ## remove build output
 	rm -rf bin
