@@ -31,6 +31,7 @@ type runFlags struct {
 	pids                                               int64
 	env, envFiles, volumes, ports, devices             []string
 	capAdd, capDrop, addHosts, dns, secOpts, labels    []string
+	logOpts                                            []string
 }
 
 func (f *runFlags) add(fl *pflag.FlagSet) {
@@ -59,6 +60,7 @@ func (f *runFlags) add(fl *pflag.FlagSet) {
 	fl.StringArrayVar(&f.dns, "dns", nil, "DNS server for /etc/resolv.conf")
 	fl.StringArrayVar(&f.secOpts, "security-opt", nil, "security option (seccomp=unconfined)")
 	fl.StringArrayVarP(&f.labels, "label", "l", nil, "label KEY=VALUE")
+	fl.StringArrayVar(&f.logOpts, "log-opt", nil, "log option: max-size=10m, max-file=3 (the log is rotated, never unbounded)")
 	fl.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open and attach it")
 	fl.BoolVarP(&f.tty, "tty", "t", false, "allocate a pseudo-TTY")
 }
@@ -94,6 +96,16 @@ func (f *runFlags) request(image string, cmd []string) (mcontainer.CreateRequest
 	}
 	hc := &mcontainer.HostConfig{AutoRemove: f.rm, Binds: f.volumes, NetworkMode: mcontainer.NetworkMode(f.network),
 		ReadonlyRootfs: f.readOnly, Privileged: f.privileged, CapAdd: f.capAdd, CapDrop: f.capDrop, ExtraHosts: f.addHosts, SecurityOpt: f.secOpts}
+	for _, o := range f.logOpts {
+		k, v, ok := strings.Cut(o, "=")
+		if !ok {
+			return mcontainer.CreateRequest{}, usageError{fmt.Errorf("invalid --log-opt %q: want KEY=VALUE", o)}
+		}
+		if hc.LogConfig.Config == nil {
+			hc.LogConfig.Config = map[string]string{}
+		}
+		hc.LogConfig.Config[k] = v
+	}
 	if f.memory != "" {
 		n, err := units.RAMInBytes(f.memory)
 		if err != nil {

@@ -21,11 +21,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/docker/go-units"
 	"github.com/flick-edge/flick/internal/cgroup"
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/image"
@@ -387,6 +389,27 @@ func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, er
 		CPUShares: hc.CPUShares}
 	if hc.PidsLimit != nil {
 		s.Resources.PidsLimit = *hc.PidsLimit
+	}
+	if lc := hc.LogConfig; lc.Type != "" && lc.Type != "json-file" && lc.Type != "local" {
+		return s, nil, errdefs.NewNotImplemented(fmt.Errorf("log driver %q: Flick keeps size-capped json-file logs on the device (cloud log drivers are out of scope)", lc.Type))
+	}
+	for k, v := range hc.LogConfig.Config {
+		switch k {
+		case "max-size":
+			n, err := units.RAMInBytes(v)
+			if err != nil || n < 4096 {
+				return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("invalid --log-opt max-size=%s: want a size of at least 4k", v))
+			}
+			s.LogMax = n
+		case "max-file":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 9 {
+				return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("invalid --log-opt max-file=%s: want 1 to 9", v))
+			}
+			s.LogFiles = n
+		default:
+			return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("unknown log opt '%s' for json-file log driver", k))
+		}
 	}
 	switch p := hc.RestartPolicy; p.Name {
 	case "", "no":

@@ -180,16 +180,19 @@ func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool,
 				continue
 			}
 		}
+		// The monitor has written everything before it reports the exit
+		// and ends: at EOF after that, the log is complete.
 		if done != nil && done() {
-			idle++
-			if idle > 2 { // read twice more after exit: the shim may still flush
-				return nil
-			}
+			return nil
 		}
+		// Poll fast while output flows or the container just started,
+		// backing off to 50 ms when idle.
+		idle++
+		wait := min(time.Duration(idle)*2*time.Millisecond, 50*time.Millisecond)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -448,4 +449,60 @@ func TestExec(t *testing.T) {
 	if r := d.docker(t, "exec", "svc", "true"); r.Code == 0 {
 		t.Fatal("exec into a removed container succeeded")
 	}
+}
+
+// TestLogCapAndBootRestart: a container flooding stdout stays within its
+// log cap; a container with --restart always comes back when the daemon
+// starts after its monitor died with the host.
+func TestLogCapAndBootRestart(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	d.mustFlick(t, "run", "--name", "flood", "--log-opt", "max-size=64k", "--log-opt", "max-file=2", img,
+		"sh", "-c", "yes flooding-the-log | head -n 300000; echo last-line")
+	var total int64
+	c := d.inspectContainer(t, "flood")
+	for _, suffix := range []string{"", ".1", ".2", ".3"} {
+		if fi, err := os.Stat(filepath.Join(d.DataRoot, "containers", c.ID, "container.log"+suffix)); err == nil {
+			total += fi.Size()
+			if suffix == ".2" || suffix == ".3" {
+				t.Errorf("more files kept than max-file=2: %s", suffix)
+			}
+		}
+	}
+	if total > 2*64<<10+4096 {
+		t.Fatalf("log files hold %d bytes for a 2 x 64 KiB cap", total)
+	}
+	if out := d.mustFlick(t, "logs", "--tail", "1", "flood").Stdout; out != "last-line\n" {
+		t.Fatalf("latest output lost: %q", out)
+	}
+	if r := d.flick(t, "run", "--log-opt", "max-size=1", img, "true"); r.Code != 2 {
+		t.Fatalf("tiny max-size accepted: %s", r)
+	}
+	// Power cut: daemon, monitor and app die at once; the daemon comes back.
+	d.mustFlick(t, "run", "-d", "--name", "always", "--restart", "always", img, "sleep", "300")
+	d.mustFlick(t, "run", "-d", "--name", "once", img, "sleep", "300")
+	shims := []int{}
+	for _, n := range []string{"always", "once"} {
+		st, err := os.ReadFile(filepath.Join(d.DataRoot, "containers", d.inspectContainer(t, n).ID, "state.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s struct{ ShimPid, Pid int }
+		json.Unmarshal(st, &s)
+		shims = append(shims, s.ShimPid, s.Pid)
+	}
+	d.Kill()
+	for _, pid := range shims {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	time.Sleep(200 * time.Millisecond)
+	d.start()
+	if st := d.inspectContainer(t, "always").State; !st.Running {
+		t.Fatalf("--restart always container not restarted at daemon start: %+v", st)
+	}
+	if st := d.inspectContainer(t, "once").State; st.Running || st.Status != "exited" {
+		t.Fatalf("container without a restart policy: %+v", st)
+	}
+	d.mustFlick(t, "rm", "-f", "always", "once", "flood")
 }
