@@ -35,6 +35,7 @@ import (
 	"github.com/flick-edge/flick/internal/sandbox"
 	"github.com/flick-edge/flick/internal/snapshot"
 	mcontainer "github.com/moby/moby/api/types/container"
+	mevents "github.com/moby/moby/api/types/events"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -91,7 +92,8 @@ type Manager struct {
 	log *slog.Logger
 	mu  sync.Mutex // serialises create/remove and names
 
-	execs execs
+	execs  execs
+	events bus
 
 	inUseMu sync.Mutex
 	inUse   map[digest.Digest]bool
@@ -285,7 +287,9 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 	m.inUseMu.Lock()
 	m.inUse = nil
 	m.inUseMu.Unlock()
-	return Container{Record: rec, Bundle: b}, nil
+	out := Container{Record: rec, Bundle: b}
+	m.emit(out, mevents.ActionCreate, nil)
+	return out, nil
 }
 
 // spec turns a Docker config into a runtime spec, validating as Docker does.
@@ -513,6 +517,7 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	}
 	os.Remove(filepath.Join(c.Bundle, runtime.StopFile))
 	os.Remove(filepath.Join(c.Bundle, runtime.StateFile))
+	m.expectStart(c.ID)
 	if err := launchShim(c.Bundle); err != nil {
 		return err
 	}
@@ -650,6 +655,7 @@ func (m *Manager) Kill(ref, sigName string) error {
 	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
 		os.WriteFile(filepath.Join(c.Bundle, runtime.StopFile), nil, 0o600)
 	}
+	m.emit(c, mevents.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	return signal(c, sig)
 }
 
@@ -671,9 +677,13 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if cur, err := m.load(c.ID); err == nil {
+		m.observeOne(cur) // its start and death, if no tick saw them yet
+	}
 	if err := os.RemoveAll(c.Bundle); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.Name, err)
 	}
+	m.emit(c, mevents.ActionDestroy, nil)
 	return nil
 }
 

@@ -70,9 +70,11 @@ func writeState(bundle string, st runtime.State) {
 	}
 }
 
-// Watch removes --rm containers once they have exited, until ctx ends.
+// Watch turns the monitors' state changes into events (start, die, oom)
+// and removes detached --rm containers once they have exited, until ctx
+// ends.
 func (m *Manager) Watch(ctx context.Context) {
-	t := time.NewTicker(200 * time.Millisecond)
+	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
@@ -84,6 +86,7 @@ func (m *Manager) Watch(ctx context.Context) {
 		if err != nil {
 			continue
 		}
+		m.observe(all)
 		for _, c := range all {
 			// A client waiting for the removal (docker run --rm) removes it
 			// itself at once, with the exit status in hand; this is the

@@ -18,6 +18,7 @@ import (
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/runtime"
 	mcontainer "github.com/moby/moby/api/types/container"
+	mevents "github.com/moby/moby/api/types/events"
 	mvolume "github.com/moby/moby/api/types/volume"
 )
 
@@ -37,6 +38,7 @@ func (s *Server) containerRoutes() {
 	m.HandleFunc("DELETE /containers/{id}", s.containerDelete)
 	s.observeRoutes()
 	s.execRoutes()
+	m.HandleFunc("GET /events", s.events)
 }
 
 func (s *Server) containers(w http.ResponseWriter) bool {
@@ -706,4 +708,84 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 		frameWriter{&mu, buf, "stderr"}.Write([]byte("flick: " + err.Error() + "\n"))
 	}
 	s.log.Debug("exec ended", "exec", e.ID, "code", code, "err", err)
+}
+
+// events streams container events (docker events); filters: type,
+// container (name or ID), event; until ends the stream.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	var filters map[string]map[string]bool
+	if f := r.URL.Query().Get("filters"); f != "" {
+		var raw map[string]any
+		if err := json.Unmarshal([]byte(f), &raw); err != nil {
+			writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("invalid filters: %w", err)))
+			return
+		}
+		filters = map[string]map[string]bool{}
+		for k, v := range raw {
+			filters[k] = map[string]bool{}
+			switch vv := v.(type) {
+			case map[string]any:
+				for x := range vv {
+					filters[k][x] = true
+				}
+			case []any:
+				for _, x := range vv {
+					if str, ok := x.(string); ok {
+						filters[k][str] = true
+					}
+				}
+			}
+		}
+	}
+	var until time.Time
+	if u := r.URL.Query().Get("until"); u != "" {
+		if sec, err := strconv.ParseFloat(u, 64); err == nil {
+			until = time.Unix(0, int64(sec*1e9))
+		}
+	}
+	match := func(m mevents.Message) bool {
+		if f := filters["type"]; len(f) > 0 && !f[string(m.Type)] {
+			return false
+		}
+		if f := filters["event"]; len(f) > 0 && !f[string(m.Action)] {
+			return false
+		}
+		if f := filters["container"]; len(f) > 0 && !f[m.Actor.ID] && !f[m.Actor.Attributes["name"]] && !f[m.Actor.ID[:12]] {
+			return false
+		}
+		return true
+	}
+	c, cancel := s.cfg.Containers.Subscribe()
+	defer cancel()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	enc := json.NewEncoder(w)
+	var stop <-chan time.Time
+	if !until.IsZero() {
+		stop = time.After(time.Until(until))
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-stop:
+			return
+		case m := <-c:
+			if !match(m) {
+				continue
+			}
+			if enc.Encode(m) != nil {
+				return
+			}
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"os"
@@ -505,4 +507,49 @@ func TestLogCapAndBootRestart(t *testing.T) {
 		t.Fatalf("container without a restart policy: %+v", st)
 	}
 	d.mustFlick(t, "rm", "-f", "always", "once", "flood")
+}
+
+func TestDockerEvents(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ev := exec.CommandContext(ctx, "docker", "events", "--filter", "container=evt", "--format", "{{.Action}}")
+	ev.Env = append(os.Environ(), "DOCKER_HOST="+d.Host())
+	out, err := ev.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); ev.Wait() }()
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	time.Sleep(500 * time.Millisecond)
+	d.flick(t, "run", "--name", "evt", "--memory", "16m", img, "sh", "-c", `a=$(head -c 100000000 /dev/zero | tr "\0" x)`)
+	d.mustFlick(t, "rm", "evt")
+	want := []string{"create", "start", "oom", "die", "destroy"}
+	var got []string
+	for len(got) < len(want) {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("events ended; got %v", got)
+			}
+			got = append(got, l)
+		case <-ctx.Done():
+			t.Fatalf("events: got %v, want %v", got, want)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("events %v, want %v", got, want)
+	}
 }

@@ -1,0 +1,123 @@
+package container
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	mevents "github.com/moby/moby/api/types/events"
+)
+
+// bus fans container events out to `docker events` streams; a slow reader
+// loses events rather than slowing containers down.
+type bus struct {
+	mu   sync.Mutex
+	subs map[chan mevents.Message]struct{}
+	// last seen start/finish per container, to turn the monitors' state
+	// files into start, die and oom events.
+	seen map[string][2]time.Time
+}
+
+// Subscribe returns a channel of events and a cancel function.
+func (m *Manager) Subscribe() (<-chan mevents.Message, func()) {
+	c := make(chan mevents.Message, 256)
+	m.events.mu.Lock()
+	if m.events.subs == nil {
+		m.events.subs = map[chan mevents.Message]struct{}{}
+	}
+	m.events.subs[c] = struct{}{}
+	m.events.mu.Unlock()
+	var once sync.Once
+	return c, func() {
+		once.Do(func() {
+			m.events.mu.Lock()
+			delete(m.events.subs, c)
+			m.events.mu.Unlock()
+		})
+	}
+}
+
+func (m *Manager) emit(c Container, action mevents.Action, extra map[string]string) {
+	now := time.Now()
+	attrs := map[string]string{"name": c.Name, "image": c.Image}
+	for k, v := range c.Config.Labels {
+		attrs[k] = v
+	}
+	for k, v := range extra {
+		attrs[k] = v
+	}
+	msg := mevents.Message{Type: mevents.ContainerEventType, Action: action, Scope: "local",
+		Actor: mevents.Actor{ID: c.ID, Attributes: attrs}, Time: now.Unix(), TimeNano: now.UnixNano()}
+	m.events.mu.Lock()
+	for s := range m.events.subs {
+		select {
+		case s <- msg:
+		default:
+		}
+	}
+	m.events.mu.Unlock()
+}
+
+// observe turns state changes the monitors recorded into events.
+func (m *Manager) observe(all []Container) {
+	m.events.mu.Lock()
+	if m.events.seen == nil {
+		m.events.seen = map[string][2]time.Time{}
+	}
+	seen := m.events.seen
+	m.events.mu.Unlock()
+	live := map[string]bool{}
+	for _, c := range all {
+		live[c.ID] = true
+		m.events.mu.Lock()
+		_, known := seen[c.ID]
+		if !known {
+			seen[c.ID] = [2]time.Time{c.State.StartedAt, c.State.FinishedAt}
+		}
+		m.events.mu.Unlock()
+		if known {
+			m.observeOne(c)
+		}
+	}
+	m.events.mu.Lock()
+	for id := range seen {
+		if !live[id] {
+			delete(seen, id)
+		}
+	}
+	m.events.mu.Unlock()
+}
+
+// expectStart makes the next observation of c report its start (and exit)
+// however quickly it happens.
+func (m *Manager) expectStart(id string) {
+	m.events.mu.Lock()
+	if m.events.seen == nil {
+		m.events.seen = map[string][2]time.Time{}
+	}
+	m.events.seen[id] = [2]time.Time{}
+	m.events.mu.Unlock()
+}
+
+// observeOne reports c's pending state changes now (before it is removed).
+func (m *Manager) observeOne(c Container) {
+	m.events.mu.Lock()
+	prev, known := m.events.seen[c.ID]
+	m.events.mu.Unlock()
+	if !known {
+		return
+	}
+	cur := [2]time.Time{c.State.StartedAt, c.State.FinishedAt}
+	if !cur[0].IsZero() && !cur[0].Equal(prev[0]) {
+		m.emit(c, mevents.ActionStart, nil)
+	}
+	if !cur[1].IsZero() && !cur[1].Equal(prev[1]) {
+		if c.State.OOMKilled {
+			m.emit(c, mevents.ActionOOM, nil)
+		}
+		m.emit(c, mevents.ActionDie, map[string]string{"exitCode": strconv.Itoa(c.State.ExitCode)})
+	}
+	m.events.mu.Lock()
+	m.events.seen[c.ID] = cur
+	m.events.mu.Unlock()
+}
