@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/fs"
@@ -95,7 +96,40 @@ func (b *v1) swapAccounting() bool {
 
 func (b *v1) set(r *cgroups.Resources) error { return b.mgr.Set(r) }
 
-func (b *v1) add(pid int) error { return b.mgr.AddPid("", pid) }
+// add writes pid into every hierarchy at once: a container's start waits
+// on this, and six sequential writes (the memory controller's is the slow
+// one) cost several milliseconds.
+func (b *v1) add(pid int) error {
+	seen := map[string]bool{}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for _, p := range b.paths {
+		real, err := filepath.EvalSymlinks(filepath.Dir(p))
+		if err == nil {
+			real = filepath.Join(real, filepath.Base(p))
+		} else {
+			real = p
+		}
+		if seen[real] { // cpu and cpuacct are often one hierarchy
+			continue
+		}
+		seen[real] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := cgroups.WriteCgroupProc(p, pid); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
 
 func (b *v1) stats() (*cgroups.Stats, error) {
 	return b.mgr.Stats(&cgroups.StatsOptions{Controllers: cgroups.Memory | cgroups.CPU | cgroups.Pids})

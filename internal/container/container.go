@@ -536,7 +536,7 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-time.After(2 * time.Millisecond):
 		}
 	}
 	return errdefs.NewUnavailable(fmt.Errorf("container %s did not start within 30s", c.Name))
