@@ -19,6 +19,7 @@ import (
 	"github.com/flick-edge/flick/internal/client"
 	"github.com/flick-edge/flick/internal/errdefs"
 	mcontainer "github.com/moby/moby/api/types/container"
+	mnetwork "github.com/moby/moby/api/types/network"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -41,9 +42,9 @@ func (f *runFlags) add(fl *pflag.FlagSet) {
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable; KEY alone takes it from this shell)")
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, "file of KEY=VALUE lines")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST-PATH:CTR-PATH[:ro] or named volume NAME:CTR-PATH[:ro]")
-	fl.StringArrayVarP(&f.ports, "publish", "p", nil, "publish a port HOST:CTR[/udp] (needs the bridge network)")
+	fl.StringArrayVarP(&f.ports, "publish", "p", nil, "publish a port [HOST-IP:][HOST-PORT:]CTR-PORT[/udp] on the host (bridge network)")
 	fl.StringVar(&f.restart, "restart", "no", "restart policy: no, always, unless-stopped, on-failure[:N]")
-	fl.StringVar(&f.network, "network", "", "network: none, host (bridge: coming)")
+	fl.StringVar(&f.network, "network", "", "network: bridge (the default: NAT, -p), host, none")
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit, e.g. 64m")
 	fl.Float64Var(&f.cpus, "cpus", 0, "CPU limit, e.g. 0.5")
 	fl.Int64Var(&f.pids, "pids-limit", 0, "process limit (fork bombs stop here)")
@@ -138,8 +139,10 @@ func (f *runFlags) request(image string, cmd []string) (mcontainer.CreateRequest
 		}
 		hc.DNS = append(hc.DNS, a)
 	}
-	if len(f.ports) > 0 {
-		return mcontainer.CreateRequest{}, errdefs.NewNotImplemented(fmt.Errorf("-p needs the bridge network, which Flick does not have yet: use --network host (the app's ports are then the host's)"))
+	for _, p := range f.ports {
+		if err := addPortBinding(hc, p); err != nil {
+			return mcontainer.CreateRequest{}, err
+		}
 	}
 	return mcontainer.CreateRequest{Config: cfg, HostConfig: hc}, nil
 }
@@ -585,4 +588,42 @@ its capabilities and seccomp profile (all capabilities with --privileged).`,
 	cmd.Flags().StringVarP(&workdir, "workdir", "w", "", "working directory")
 	cmd.Flags().StringArrayVarP(&env, "env", "e", nil, "environment variable KEY=VALUE")
 	return cmd
+}
+
+// addPortBinding parses -p [HOST-IP:][HOST-PORT:]CONTAINER-PORT[/PROTO].
+func addPortBinding(hc *mcontainer.HostConfig, spec string) error {
+	bad := func() error {
+		return usageError{fmt.Errorf("invalid -p %q: want [HOST-IP:][HOST-PORT:]CONTAINER-PORT[/tcp|udp], e.g. 8080:80", spec)}
+	}
+	rest, proto, _ := strings.Cut(spec, "/")
+	if proto == "" {
+		proto = "tcp"
+	}
+	parts := strings.Split(rest, ":")
+	var hostIP, hostPort, ctrPort string
+	switch len(parts) {
+	case 1:
+		ctrPort = parts[0]
+	case 2:
+		hostPort, ctrPort = parts[0], parts[1]
+	case 3:
+		hostIP, hostPort, ctrPort = parts[0], parts[1], parts[2]
+	default:
+		return bad()
+	}
+	port, err := mnetwork.ParsePort(ctrPort + "/" + proto)
+	if err != nil {
+		return bad()
+	}
+	b := mnetwork.PortBinding{HostPort: hostPort}
+	if hostIP != "" {
+		if b.HostIP, err = netip.ParseAddr(hostIP); err != nil {
+			return bad()
+		}
+	}
+	if hc.PortBindings == nil {
+		hc.PortBindings = mnetwork.PortMap{}
+	}
+	hc.PortBindings[port] = append(hc.PortBindings[port], b)
+	return nil
 }

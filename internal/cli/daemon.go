@@ -77,6 +77,12 @@ SIGTERM or SIGINT stops it cleanly.`,
 			if fl.Changed("group") {
 				merged.SocketGroup = cfg.SocketGroup
 			}
+			if fl.Changed("bridge") {
+				merged.Bridge = cfg.Bridge
+			}
+			if fl.Changed("bridge-subnet") {
+				merged.BridgeSubnet = cfg.BridgeSubnet
+			}
 			mergeReflex(fl, &merged.Reflex, cfg.Reflex)
 			final, err := merged.Validate()
 			if err != nil {
@@ -101,6 +107,8 @@ SIGTERM or SIGINT stops it cleanly.`,
 	f.BoolVar(&cfg.AllowLayerDevices, "allow-layer-devices", false, "create device nodes found in image layers (skipped by default)")
 	f.StringVar(&syncMode, "sync-mode", string(def.SyncMode), "how layers are made durable: syncfs (one flush per layer) or fsync (every file)")
 	f.StringVar(&cfg.SocketGroup, "group", def.SocketGroup, "group given access to the API socket, if it exists")
+	f.StringVar(&cfg.Bridge, "bridge", def.Bridge, "bridge for containers' default network (created on first use); \"none\": containers get loopback only")
+	f.StringVar(&cfg.BridgeSubnet, "bridge-subnet", def.BridgeSubnet, "subnet of the bridge network (gateway .1)")
 	reflexFlags(f, &cfg.Reflex, def.Reflex)
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,8 @@ type Daemon struct {
 	AllowLayerDevices      bool         `yaml:"allow-layer-devices"`
 	SyncMode               durable.Mode `yaml:"sync-mode"`
 	SocketGroup            string       `yaml:"group"`
+	Bridge                 string       `yaml:"bridge"`        // bridge for containers' default network; "none" disables it
+	BridgeSubnet           string       `yaml:"bridge-subnet"` // its subnet; the gateway is .1
 	Reflex                 `yaml:",inline"`
 }
 
@@ -58,6 +61,8 @@ func Defaults() Daemon {
 		MinFreeSpace:           "64MiB",
 		SyncMode:               durable.ModeSyncFS,
 		SocketGroup:            "flick",
+		Bridge:                 "flick0",
+		BridgeSubnet:           "172.30.0.0/16",
 		Reflex:                 ReflexDefaults(),
 	}
 }
@@ -114,6 +119,11 @@ func (d Daemon) Validate() (Daemon, error) {
 	}
 	if _, err := durable.NewSyncer(d.SyncMode); err != nil {
 		return d, errdefs.NewInvalidArgument(err)
+	}
+	if d.Bridge != "none" {
+		if _, err := netip.ParsePrefix(d.BridgeSubnet); err != nil {
+			return d, errdefs.NewInvalidArgument(fmt.Errorf("bridge-subnet %q: want a prefix like 172.30.0.0/16", d.BridgeSubnet))
+		}
 	}
 	if err := d.Reflex.Validate(); err != nil {
 		return d, err

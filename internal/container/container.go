@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,7 @@ import (
 	"github.com/flick-edge/flick/internal/cgroup"
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/image"
+	"github.com/flick-edge/flick/internal/network"
 	"github.com/flick-edge/flick/internal/runtime"
 	"github.com/flick-edge/flick/internal/sandbox"
 	"github.com/flick-edge/flick/internal/snapshot"
@@ -84,6 +86,9 @@ type Config struct {
 	Logger    *slog.Logger
 	LogMax    int64
 	LogFiles  int
+	// Network returns the bridge network, creating it on first use (nil:
+	// no bridge; containers then default to a loopback-only namespace).
+	Network func() (*network.Manager, error)
 }
 
 // Manager owns every container.
@@ -343,17 +348,24 @@ func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, er
 	case "none":
 		s.Network = "none"
 	case "", "default":
-		// Docker's default is bridge, which Flick does not have yet: the
-		// default is a private network namespace with loopback only.
-		s.Network = "none"
+		s.Network = "bridge"
+		if m.cfg.Network == nil {
+			s.Network = "none" // the daemon runs with --bridge none
+		}
 	case "bridge":
-		s.Network = "none"
-		warnings = append(warnings, "bridge networking is not implemented yet: the container has only a loopback interface (use --network host for the host's network)")
+		if m.cfg.Network == nil {
+			return s, nil, errdefs.NewNotFound(errors.New("network bridge not found: this daemon runs with --bridge none"))
+		}
+		s.Network = "bridge"
 	default:
 		return s, nil, errdefs.NewNotImplemented(fmt.Errorf("network %q: Flick supports --network none, host (and bridge, coming); user-defined and overlay networks are out of scope", nm))
 	}
-	if len(hc.PortBindings) > 0 && s.Network != "host" {
-		return s, nil, errdefs.NewNotImplemented(errors.New("port publishing (-p) needs the bridge network, which is not implemented yet: use --network host, where the app's ports are the host's"))
+	if len(hc.PortBindings) > 0 && s.Network != "bridge" {
+		return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("port publishing (-p) needs the bridge network; with --network %s the app's ports are %s", s.Network,
+			map[string]string{"host": "the host's already", "none": "unreachable"}[s.Network]))
+	}
+	if _, err := portMappings(hc); err != nil {
+		return s, nil, err
 	}
 	for _, bind := range hc.Binds {
 		mt, err := m.parseBind(bind)
@@ -488,6 +500,27 @@ func writeEtc(bundle string, s runtime.Spec, hc *mcontainer.HostConfig) error {
 	if err != nil {
 		resolv = nil
 	}
+	if s.Network != "host" {
+		// A resolver on the host's loopback (systemd-resolved's 127.0.0.53)
+		// is unreachable from the container's own namespace: drop it, and
+		// fall back to public resolvers as Docker does if none is left.
+		var kept []string
+		servers := 0
+		for _, l := range strings.Split(string(resolv), "\n") {
+			f := strings.Fields(l)
+			if len(f) >= 2 && f[0] == "nameserver" {
+				if a, err := netip.ParseAddr(f[1]); err == nil && a.IsLoopback() {
+					continue
+				}
+				servers++
+			}
+			kept = append(kept, l)
+		}
+		resolv = []byte(strings.Join(kept, "\n"))
+		if servers == 0 && s.Network == "bridge" {
+			resolv = append(resolv, "\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n"...)
+		}
+	}
 	if len(hc.DNS) > 0 {
 		resolv = nil
 		for _, d := range hc.DNS {
@@ -517,6 +550,9 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	}
 	os.Remove(filepath.Join(c.Bundle, runtime.StopFile))
 	os.Remove(filepath.Join(c.Bundle, runtime.StateFile))
+	if err := m.attachNetwork(c); err != nil {
+		return err
+	}
 	m.expectStart(c.ID)
 	if err := launchShim(c.Bundle); err != nil {
 		return err
@@ -679,6 +715,9 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 	defer m.mu.Unlock()
 	if cur, err := m.load(c.ID); err == nil {
 		m.observeOne(cur) // its start and death, if no tick saw them yet
+	}
+	if err := m.detachNetwork(c); err != nil {
+		return err
 	}
 	if err := os.RemoveAll(c.Bundle); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.Name, err)

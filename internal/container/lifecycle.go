@@ -44,6 +44,21 @@ func (m *Manager) Recover(ctx context.Context) {
 			}
 		}
 	}
+	if m.cfg.Network != nil {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(m.cfg.Root), "network")); err == nil {
+			ids := map[string]bool{}
+			for _, c := range all {
+				ids[c.ID] = true
+			}
+			if net, err := m.cfg.Network(); err != nil {
+				m.log.Warn("bridge network", "err", err)
+			} else if gone, err := net.Sweep(ids); err != nil {
+				m.log.Warn("sweep network endpoints", "err", err)
+			} else if len(gone) > 0 {
+				m.log.Info("removed endpoints of containers that are gone", "ids", gone)
+			}
+		}
+	}
 	if swept, err := cgroup.Sweep(keep); err != nil {
 		m.log.Warn("sweep container cgroups", "err", err)
 	} else if len(swept) > 0 {

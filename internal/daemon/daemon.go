@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/flick-edge/flick/internal/archive"
@@ -26,6 +28,7 @@ import (
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/image"
 	"github.com/flick-edge/flick/internal/metadata"
+	"github.com/flick-edge/flick/internal/network"
 	"github.com/flick-edge/flick/internal/pull"
 	"github.com/flick-edge/flick/internal/registry"
 	"github.com/flick-edge/flick/internal/snapshot"
@@ -94,7 +97,7 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	leased := func(d digest.Digest) bool { return puller.Leased(d) || (ctrs != nil && ctrs.UsesLayer(d)) }
 	images := image.New(meta, cs, ss, leased, log.With("component", "image"))
 	ctrs, err = container.New(container.Config{Root: filepath.Join(cfg.DataRoot, "containers"), Volumes: filepath.Join(cfg.DataRoot, "volumes"),
-		Images: images, Snapshots: ss, Logger: log.With("component", "container")})
+		Images: images, Snapshots: ss, Logger: log.With("component", "container"), Network: bridgeNetwork(cfg, log)})
 	if err != nil {
 		return err
 	}
@@ -235,4 +238,28 @@ func cgroupVersion() string {
 		return "2"
 	}
 	return "1"
+}
+
+// bridgeNetwork returns a factory that sets up the bridge network on first
+// use, so a daemon whose containers never ask for it changes nothing in
+// the host's network configuration.
+func bridgeNetwork(cfg config.Daemon, log *slog.Logger) func() (*network.Manager, error) {
+	if cfg.Bridge == "none" {
+		return nil
+	}
+	var (
+		once sync.Once
+		mgr  *network.Manager
+		err  error
+	)
+	return func() (*network.Manager, error) {
+		once.Do(func() {
+			subnet, _ := netip.ParsePrefix(cfg.BridgeSubnet)
+			mgr, err = network.New(network.Config{Bridge: cfg.Bridge, Subnet: subnet, StateDir: filepath.Join(cfg.DataRoot, "network")})
+			if err == nil {
+				log.Info("bridge network ready", "bridge", cfg.Bridge, "subnet", cfg.BridgeSubnet)
+			}
+		})
+		return mgr, err
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/flick-edge/flick/internal/runtime"
 	mcontainer "github.com/moby/moby/api/types/container"
 	mevents "github.com/moby/moby/api/types/events"
+	mnetwork "github.com/moby/moby/api/types/network"
 	mvolume "github.com/moby/moby/api/types/volume"
 )
 
@@ -200,6 +202,11 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 			Command: strings.Join(append([]string{c.Path}, c.Args...), " "), Created: c.Created.Unix(),
 			Labels: c.Config.Labels, State: mcontainer.ContainerState(c.Status()), Status: humanStatus(c)}
 		sum.HostConfig.NetworkMode = string(c.HostConfig.NetworkMode)
+		if ep, ok := s.cfg.Containers.Endpoint(c); ok && c.Running() {
+			for _, p := range ep.Ports {
+				sum.Ports = append(sum.Ports, mcontainer.PortSummary{IP: p.HostIP, PrivatePort: p.ContainerPort, PublicPort: p.HostPort, Type: p.Proto})
+			}
+		}
 		out = append(out, sum)
 	}
 	writeJSON(w, 200, out)
@@ -243,6 +250,18 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 			OOMKilled: c.State.OOMKilled, Pid: c.State.Pid, ExitCode: c.State.ExitCode, Error: c.State.Error,
 			StartedAt: rfc3339(c.State.StartedAt), FinishedAt: rfc3339(c.State.FinishedAt)},
 		HostConfig: c.HostConfig, Config: c.Config,
+		NetworkSettings: &mcontainer.NetworkSettings{Ports: mnetwork.PortMap{}, Networks: map[string]*mnetwork.EndpointSettings{}},
+	}
+	if ep, ok := s.cfg.Containers.Endpoint(c); ok {
+		resp.NetworkSettings.SandboxKey = ep.NetNSPath
+		resp.NetworkSettings.Networks["bridge"] = &mnetwork.EndpointSettings{IPAddress: ep.IP, Gateway: ep.Gateway,
+			IPPrefixLen: ep.PrefixLen, MacAddress: macOf(ep.MAC), EndpointID: ep.ID}
+		for _, p := range ep.Ports {
+			port, ok := mnetwork.PortFrom(p.ContainerPort, mnetwork.IPProtocol(p.Proto))
+			if ok {
+				resp.NetworkSettings.Ports[port] = append(resp.NetworkSettings.Ports[port], mnetwork.PortBinding{HostIP: p.HostIP, HostPort: strconv.Itoa(int(p.HostPort))})
+			}
+		}
 	}
 	writeJSON(w, 200, resp)
 }
@@ -788,4 +807,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+func macOf(s string) mnetwork.HardwareAddr {
+	hw, err := net.ParseMAC(s)
+	if err != nil {
+		return nil
+	}
+	return mnetwork.HardwareAddr(hw)
 }

@@ -12,7 +12,7 @@ var BusyboxPath = "/bin/busybox"
 
 // busyboxApplets are linked to busybox in the image's /bin.
 var busyboxApplets = []string{"sh", "echo", "cat", "ls", "true", "false", "sleep", "id", "hostname", "env", "ps",
-	"mount", "touch", "rm", "mkdir", "dd", "head", "yes", "wc", "kill", "grep", "seq", "stat", "uname", "whoami", "test", "printf", "nproc", "tr", "ip", "ifconfig"}
+	"mount", "touch", "rm", "mkdir", "dd", "head", "yes", "wc", "kill", "grep", "seq", "stat", "uname", "whoami", "test", "printf", "nproc", "tr", "ip", "ifconfig", "httpd", "nc", "wget"}
 
 // Busybox builds a small real root filesystem from the host's static
 // busybox (apt-get install busybox-static): /bin with the usual applets,

@@ -192,6 +192,8 @@ func mountSpecial(root string, spec Spec) error {
 		{"mqueue", "/dev/mqueue", "mqueue", nse, ""},
 	}
 	if spec.Network == "host" {
+		// sysfs shows the network namespace that mounts it: the host's
+		// own, bound read-only.
 		mounts = append(mounts, m{"/sys", "/sys", "", unix.MS_BIND | unix.MS_REC, ""})
 	} else {
 		mounts = append(mounts, m{"sysfs", "/sys", "sysfs", nse | unix.MS_RDONLY, ""})

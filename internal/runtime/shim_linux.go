@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flick-edge/flick/internal/cgroup"
+	"github.com/flick-edge/flick/internal/network"
 	"golang.org/x/sys/unix"
 )
 
@@ -171,12 +172,19 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 	defer sio.close()
 	cmd.ExtraFiles = []*os.File{syncR, errW} // fds 3 and 4
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if spec.Network != "host" {
+	if spec.Network != "host" && spec.NetNS == "" {
 		flags |= unix.CLONE_NEWNET
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true, Setctty: spec.Tty, Ctty: 0}
 	cmd.Env = []string{}
-	startErr := cmd.Start()
+	var startErr error
+	if spec.NetNS != "" {
+		// The bridge network's namespace exists already (the daemon made
+		// it): init is born in it.
+		startErr = network.Enter(spec.NetNS, cmd.Start)
+	} else {
+		startErr = cmd.Start()
+	}
 	syncR.Close()
 	errW.Close()
 	sio.closeChildEnds()

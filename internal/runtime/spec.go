@@ -55,7 +55,8 @@ type Spec struct {
 	ReadonlyRootfs bool     `json:"readonlyRootfs,omitempty"`
 	Mounts         []Mount  `json:"mounts,omitempty"`
 	Devices        []Device `json:"devices,omitempty"`
-	Network        string   `json:"network"` // none | host
+	Network        string   `json:"network"`         // none | host | bridge
+	NetNS          string   `json:"netns,omitempty"` // bridge: the prepared namespace init is started in
 	DNS            []string `json:"dns,omitempty"`
 
 	Caps       []string `json:"caps"`

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -551,5 +552,64 @@ func TestDockerEvents(t *testing.T) {
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("events %v, want %v", got, want)
+	}
+}
+
+// TestBridgeNetwork runs the daemon in a network namespace the test made
+// (standing in for the host's), so the bridge, veths and nftables rules it
+// creates never touch the real host: containers reach each other over the
+// bridge, a published port answers on the "host", a taken port is refused,
+// and removal cleans up.
+func TestBridgeNetwork(t *testing.T) {
+	requireRoot(t)
+	ns := fmt.Sprintf("flke2e%d", os.Getpid()%100000)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	exec.Command("ip", "-n", ns, "link", "set", "lo", "up").Run()
+	d := startDaemon(t)
+	img := busyboxImage(t, d) // pulled while the daemon can reach the registry
+	d.Stop()
+	// nsenter, not "ip netns exec", which remounts /sys and hides the cgroups.
+	d.wrap = []string{"nsenter", "--net=/run/netns/" + ns}
+	d.extra = append(d.extra, "--bridge=flkbr0", "--bridge-subnet=10.213.0.0/24")
+	d.start()
+	inNS := func(args ...string) (string, error) {
+		out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	d.mustFlick(t, "run", "-d", "--name", "web", "-p", "18080:8000", img, "sh", "-c", "mkdir /www && echo hello-from-web > /www/index.html && httpd -f -p 8000 -h /www")
+	var full []struct {
+		NetworkSettings struct {
+			Networks map[string]struct{ IPAddress string }
+		}
+	}
+	json.Unmarshal([]byte(d.mustFlick(t, "inspect", "web").Stdout), &full)
+	ip := full[0].NetworkSettings.Networks["bridge"].IPAddress
+	if !strings.HasPrefix(ip, "10.213.0.") {
+		t.Fatalf("container address %q is not on the bridge subnet", ip)
+	}
+	// Container to container over the bridge.
+	var out string
+	waitFor(t, "web server", 10*time.Second, func() bool {
+		out = d.flick(t, "run", "--rm", img, "wget", "-qO-", "http://"+ip+":8000/").Stdout
+		return out == "hello-from-web\n"
+	})
+	// The published port, from the "host" (the daemon's namespace).
+	if out, err := inNS("/bin/busybox", "wget", "-qO-", "http://10.213.0.1:18080/"); err != nil || out != "hello-from-web\n" {
+		t.Fatalf("published port from the host: %v %q", err, out)
+	}
+	if ps := d.mustFlick(t, "ps").Stdout; !strings.Contains(ps, "web") {
+		t.Fatalf("ps: %s", ps)
+	}
+	// A taken port is refused with Docker's words; nothing is left of it.
+	if r := d.flick(t, "run", "-d", "--name", "clash", "-p", "18080:80", img, "sleep", "60"); r.Code == 0 || !strings.Contains(r.Stderr, "port is already allocated") {
+		t.Fatalf("port clash: %s", r)
+	}
+	d.flick(t, "rm", "-f", "clash")
+	d.mustFlick(t, "rm", "-f", "web")
+	if links, _ := inNS("ip", "-o", "link"); strings.Count(links, "veth") != 0 {
+		t.Fatalf("veths left after removal:\n%s", links)
 	}
 }

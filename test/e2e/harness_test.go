@@ -72,11 +72,13 @@ func (d *Daemon) args() []string {
 	a := []string{"daemon", "--data-root", d.DataRoot, "-H", "unix://" + d.Socket, "--config-file", "/dev/null", "--log-level", "debug"}
 	// Private ports: the broker and the HTTP trigger listener on free
 	// loopback ports (read back from /flick/v1/info), metrics on the socket.
-	defaults := map[string]string{"--mqtt-listen": "127.0.0.1:0", "--http-listen": "127.0.0.1:0", "--metrics-addr": ""}
+	// No bridge: tests do not change the host's network; the bridge test
+	// runs its daemon in a network namespace of its own.
+	defaults := map[string]string{"--mqtt-listen": "127.0.0.1:0", "--http-listen": "127.0.0.1:0", "--metrics-addr": "", "--bridge": "none"}
 	for _, x := range d.extra {
 		delete(defaults, strings.SplitN(x, "=", 2)[0])
 	}
-	for _, k := range []string{"--mqtt-listen", "--http-listen", "--metrics-addr"} {
+	for _, k := range []string{"--mqtt-listen", "--http-listen", "--metrics-addr", "--bridge"} {
 		if v, ok := defaults[k]; ok {
 			a = append(a, k+"="+v)
 		}
