@@ -71,6 +71,22 @@ type Inbound struct {
 // reason code 0x97 (quota exceeded).
 type Handler func(in Inbound) (wait func(context.Context) error, err error)
 
+// Tap sees every message published on the broker, by clients and by Flick
+// itself (function results), before a client's QoS 1/2 message is
+// acknowledged: the upstream forwarder appends what its routes match to
+// their durable outboxes there. An error wrapping ErrOverloaded refuses a
+// client's message (MQTT 5: 0x97).
+type Tap func(m Message) error
+
+// SetTap installs the tap (nil removes it).
+func (b *Broker) SetTap(t Tap) {
+	if t == nil {
+		b.tap.Store(nil)
+		return
+	}
+	b.tap.Store(&t)
+}
+
 // ErrOverloaded marks a message the handler refused for lack of room.
 var ErrOverloaded = errors.New("overloaded")
 
@@ -84,6 +100,7 @@ type Broker struct {
 	cancel context.CancelFunc
 
 	handler atomic.Pointer[Handler]
+	tap     atomic.Pointer[Tap]
 
 	Received  atomic.Uint64 // client publishes
 	Refused   atomic.Uint64 // answered 0x97
@@ -312,6 +329,22 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if tp := h.b.tap.Load(); tp != nil && !strings.HasPrefix(pk.TopicName, "$") {
+		m := Message{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
+			ContentType: pk.Properties.ContentType, CorrelationData: pk.Properties.CorrelationData}
+		if len(pk.Properties.User) > 0 {
+			m.UserProperties = map[string]string{}
+			for _, u := range pk.Properties.User {
+				m.UserProperties[u.Key] = u.Val
+			}
+		}
+		if err := (*tp)(m); err != nil && !cl.Net.Inline {
+			h.b.Refused.Add(1)
+			if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+				return pk, packets.ErrQuotaExceeded
+			}
+		}
+	}
 	if cl.Net.Inline {
 		return pk, nil
 	}
