@@ -1,0 +1,85 @@
+package upstream
+
+import (
+	"sync"
+	"time"
+)
+
+// tracker holds a sender's State.
+type tracker struct {
+	mu     sync.Mutex
+	st     State
+	log    func(msg string, args ...any)
+	debug  func(msg string, args ...any)
+	failed string // the last connection failure logged at warning level
+}
+
+func newTracker(url string, o Options) *tracker {
+	return &tracker{st: State{URL: url, Since: time.Now()}, log: o.Logger.Warn, debug: o.Logger.Debug}
+}
+
+func (t *tracker) State() State {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.st
+}
+
+func (t *tracker) setErr(e *Error) {
+	t.st.LastError, t.st.LastErrorAt = e, time.Now()
+}
+
+func (t *tracker) connected() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.st.Connects > 0 {
+		t.st.Reconnects++
+	}
+	t.failed = ""
+	t.st.Connects++
+	t.st.Connected, t.st.Since = true, time.Now()
+}
+
+func (t *tracker) disconnected(e *Error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.st.Connected {
+		t.st.Connected, t.st.Since = false, time.Now()
+	}
+	if e != nil {
+		t.setErr(e)
+		t.log("upstream connection lost", "url", t.st.URL, "err", e)
+	}
+}
+
+func (t *tracker) connectFailed(e *Error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.st.ConnectFailures++
+	t.setErr(e)
+	// The same failure every few seconds while the uplink is down is
+	// logged once at warning level.
+	if msg := e.Error(); msg != t.failed {
+		t.failed = msg
+		t.log("upstream connection failed", "url", t.st.URL, "err", e)
+	} else {
+		t.debug("upstream connection failed", "url", t.st.URL, "err", e, "failures", t.st.ConnectFailures)
+	}
+}
+
+// sent records the outcome of one Send.
+func (t *tracker) sent(written, acked, dups int, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.st.Sent += uint64(written)
+	t.st.Acked += uint64(acked)
+	t.st.Duplicates += uint64(dups)
+	if e, ok := err.(*Error); ok {
+		if e.Permanent {
+			t.st.Refused++
+			t.log("upstream refused a message", "url", t.st.URL, "err", e)
+		} else {
+			t.st.Failed++
+		}
+		t.setErr(e)
+	}
+}
