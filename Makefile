@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.7.0
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build functions bench-reflex bench-start demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
+.PHONY: help build functions bench-reflex bench-start bench-upstream demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -69,10 +69,14 @@ bench: build functions ## Go benchmarks, then bench/reflex.sh (Wasm vs native) a
 	$(GO) test -run='^$$' -bench=. -benchtime=3x ./internal/...
 	./bench/reflex.sh
 	./bench/start.sh
+	./bench/upstream.sh
 	./bench/pull.sh
 
 bench-reflex: build functions ## event-to-result latency and throughput, Wasm vs a native handler
 	./bench/reflex.sh
+
+bench-upstream: build ## forwarding to a local mosquitto through a route vs the raw client; outbox append rate
+	./bench/upstream.sh
 
 bench-start: build ## start-to-exit latency of /bin/true: flick (CLI, API, docker CLI) vs crun vs dockerd; daemon and monitor RSS
 	./bench/start.sh

@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/docker/go-units"
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/flickapi"
+	"github.com/flick-edge/flick/internal/route"
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 )
@@ -20,6 +22,15 @@ import (
 // deploy flags' names.
 type hubFile struct {
 	Functions []hubFunction `yaml:"functions"`
+	Routes    []hubRoute    `yaml:"routes"`
+}
+
+// hubRoute is a route in hub.yaml; keys are the 'flick route add' flags.
+type hubRoute struct {
+	route.Spec `yaml:",inline"`
+	TTL        string `yaml:"ttl"`
+	Linger     string `yaml:"linger"`
+	MaxSize    string `yaml:"max-size"`
 }
 
 type hubFunction struct {
@@ -59,6 +70,29 @@ func loadHub(path string, stdin io.Reader) (flickapi.ApplyRequest, error) {
 		return flickapi.ApplyRequest{}, errdefs.NewInvalidArgument(fmt.Errorf("%s: %w (keys are the 'flick fn deploy' flag names)", path, err))
 	}
 	var req flickapi.ApplyRequest
+	for _, hr := range hf.Routes {
+		sp := hr.Spec
+		for _, d := range []struct {
+			s   string
+			dst *time.Duration
+		}{{hr.TTL, &sp.TTL}, {hr.Linger, &sp.Linger}} {
+			if d.s != "" {
+				v, err := time.ParseDuration(d.s)
+				if err != nil {
+					return req, errdefs.NewInvalidArgument(fmt.Errorf("%s: route %s: %q: want a duration like 24h", path, sp.Name, d.s))
+				}
+				*d.dst = v
+			}
+		}
+		if hr.MaxSize != "" {
+			n, err := units.RAMInBytes(hr.MaxSize)
+			if err != nil {
+				return req, errdefs.NewInvalidArgument(fmt.Errorf("%s: route %s: max-size %q: %v", path, sp.Name, hr.MaxSize, err))
+			}
+			sp.MaxBytes = n
+		}
+		req.Routes = append(req.Routes, sp)
+	}
 	for _, h := range hf.Functions {
 		f := specFlags{image: h.Image, reply: h.Reply, deadLetter: h.DeadLetter, overflow: h.Overflow, memory: h.Memory,
 			maxOutput: h.MaxOutput, on: h.On, concurrency: h.Concurrency, queue: h.Queue, retries: h.Retries}
@@ -139,6 +173,12 @@ to the file):
 			}
 			for _, n := range out.Removed {
 				fmt.Fprintf(a.stdout, "removed %s\n", n)
+			}
+			for _, r := range out.Routes {
+				fmt.Fprintf(a.stdout, "route %s -> %s\n", r.Name, r.To)
+			}
+			for _, n := range out.RemovedRoutes {
+				fmt.Fprintf(a.stdout, "removed route %s\n", n)
 			}
 			return nil
 		},

@@ -14,6 +14,7 @@ func reflexFlags(f *pflag.FlagSet, r *config.Reflex, def config.Reflex) {
 	f.BoolVar(&r.MQTT.AllowAnonymous, "mqtt-allow-anonymous", false, "with users configured (config file, mqtt.users), also accept clients without a username")
 	f.StringVar(&r.HTTPListen, "http-listen", def.HTTPListen, "TCP address serving http: function triggers (\"\" = API socket only, under /flick/v1/hooks/)")
 	f.StringVar(&r.MetricsAddr, "metrics-addr", def.MetricsAddr, "TCP address serving Prometheus /metrics (\"\" = API socket only, at /metrics)")
+	f.StringVar(&r.HubID, "hub-id", "", "this hub's id upstream: {hub} in route destinations (default: the host name)")
 }
 
 func mergeReflex(f *pflag.FlagSet, merged *config.Reflex, flags config.Reflex) {
@@ -40,6 +41,9 @@ func mergeReflex(f *pflag.FlagSet, merged *config.Reflex, flags config.Reflex) {
 	}
 	if f.Changed("metrics-addr") {
 		merged.MetricsAddr = flags.MetricsAddr
+	}
+	if f.Changed("hub-id") {
+		merged.HubID = flags.HubID
 	}
 }
 

@@ -15,6 +15,7 @@ type Reflex struct {
 	MQTT        MQTT   `yaml:"mqtt"`
 	HTTPListen  string `yaml:"http-listen"`  // TCP address for http: triggers ("" = only on the API socket)
 	MetricsAddr string `yaml:"metrics-addr"` // Prometheus /metrics ("" = only on the API socket)
+	HubID       string `yaml:"hub-id"`       // this hub's name upstream ({hub} in route destinations); default: the host name
 }
 
 // MQTT is the embedded broker's section ("mqtt:" in the file).

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,9 +19,11 @@ import (
 	"github.com/flick-edge/flick/internal/config"
 	"github.com/flick-edge/flick/internal/content"
 	"github.com/flick-edge/flick/internal/flickapi"
+	"github.com/flick-edge/flick/internal/forward"
 	"github.com/flick-edge/flick/internal/function"
 	"github.com/flick-edge/flick/internal/reflex"
 	"github.com/flick-edge/flick/internal/registry"
+	"github.com/flick-edge/flick/internal/route"
 	"github.com/flick-edge/flick/internal/wasm"
 )
 
@@ -32,6 +35,8 @@ type reflexSide struct {
 	broker  *broker.Broker
 	engine  *reflex.Engine
 	api     *flickapi.Server
+	routes  *route.Store
+	fwd     *forward.Forwarder
 	metrics *metrics.Set
 	servers []*http.Server
 	httpAt  string
@@ -96,7 +101,20 @@ func startReflex(cfg config.Daemon, reg *registry.Client, log *slog.Logger) (_ *
 		return wait, err
 	})
 	r.brokerMetrics()
-	r.api = flickapi.New(flickapi.Config{Engine: r.engine, Registry: reg, Info: r.info, Logger: log.With("component", "flickapi")})
+	if r.routes, err = route.OpenStore(filepath.Join(cfg.DataRoot, "routes.db")); err != nil {
+		return r, err
+	}
+	hub := cfg.HubID
+	if hub == "" {
+		hub, _ = os.Hostname()
+	}
+	r.fwd = forward.New(forward.Config{Dir: filepath.Join(cfg.DataRoot, "outbox"), Hub: hub, Store: r.routes,
+		Local: r.broker.Publish, Metrics: r.metrics, Logger: log.With("component", "upstream")})
+	if err := r.fwd.Start(); err != nil {
+		return r, err
+	}
+	r.broker.SetTap(r.fwd.Tap)
+	r.api = flickapi.New(flickapi.Config{Engine: r.engine, Routes: r.fwd, Registry: reg, Info: r.info, Logger: log.With("component", "flickapi")})
 	if cfg.HTTPListen != "" {
 		if r.httpAt, err = r.serve(cfg.HTTPListen, r.api.Hooks(), "http triggers", "--http-listen"); err != nil {
 			return r, err
@@ -184,6 +202,12 @@ func (r *reflexSide) close(ctx context.Context) {
 	}
 	if r.broker != nil {
 		r.broker.Close()
+	}
+	if r.fwd != nil {
+		r.fwd.Close() // the outboxes keep what was not sent
+	}
+	if r.routes != nil {
+		r.routes.Close()
 	}
 	if r.engine != nil {
 		r.engine.Close(ctx)

@@ -20,9 +20,11 @@ import (
 	"github.com/flick-edge/flick/internal/dockerapi"
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/fnimage"
+	"github.com/flick-edge/flick/internal/forward"
 	"github.com/flick-edge/flick/internal/function"
 	"github.com/flick-edge/flick/internal/reflex"
 	"github.com/flick-edge/flick/internal/registry"
+	"github.com/flick-edge/flick/internal/route"
 )
 
 // Prefix is where Flick's API lives.
@@ -46,6 +48,7 @@ type Info struct {
 // Config wires the server.
 type Config struct {
 	Engine   *reflex.Engine
+	Routes   *forward.Forwarder
 	Registry *registry.Client
 	Info     func() Info
 	Logger   *slog.Logger
@@ -73,6 +76,10 @@ func New(cfg Config) *Server {
 	m.HandleFunc("POST "+Prefix+"/functions/{name}/invoke", s.invoke)
 	m.HandleFunc("GET "+Prefix+"/functions/{name}/logs", s.logs)
 	m.HandleFunc("GET "+Prefix+"/events", s.events)
+	m.HandleFunc("GET "+Prefix+"/routes", s.routeList)
+	m.HandleFunc("POST "+Prefix+"/routes", s.routeAdd)
+	m.HandleFunc("GET "+Prefix+"/routes/{name}", s.routeGet)
+	m.HandleFunc("DELETE "+Prefix+"/routes/{name}", s.routeRemove)
 	m.Handle(Prefix+"/hooks/", http.StripPrefix(Prefix+"/hooks", s.Hooks()))
 	return s
 }
@@ -124,16 +131,20 @@ type DeployRequest struct {
 }
 
 // ApplyRequest deploys a set atomically; with Prune, functions not in the
-// set are removed in the same transaction.
+// set are removed in the same transaction. Routes are applied after the
+// functions (in their own transaction), pruned likewise.
 type ApplyRequest struct {
 	Functions []DeployRequest `json:"functions"`
+	Routes    []route.Spec    `json:"routes,omitempty"`
 	Prune     bool            `json:"prune"`
 }
 
 // ApplyResponse says what changed.
 type ApplyResponse struct {
-	Deployed []function.Spec `json:"deployed"`
-	Removed  []string        `json:"removed,omitempty"`
+	Deployed      []function.Spec `json:"deployed"`
+	Removed       []string        `json:"removed,omitempty"`
+	Routes        []route.Spec    `json:"routes,omitempty"`
+	RemovedRoutes []string        `json:"removedRoutes,omitempty"`
 }
 
 func (s *Server) resolve(ctx context.Context, reqs []DeployRequest) ([]reflex.Deployment, error) {
@@ -218,7 +229,28 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	writeJSON(w, 200, ApplyResponse{Deployed: specs, Removed: remove})
+	resp := ApplyResponse{Deployed: specs, Removed: remove}
+	if s.cfg.Routes != nil && (len(req.Routes) > 0 || req.Prune) {
+		var gone []string
+		if req.Prune {
+			keep := map[string]bool{}
+			for _, rt := range req.Routes {
+				keep[rt.Name] = true
+			}
+			for _, st := range s.cfg.Routes.List() {
+				if !keep[st.Name] {
+					gone = append(gone, st.Name)
+				}
+			}
+		}
+		rs, err := s.cfg.Routes.Apply(req.Routes, gone)
+		if err != nil {
+			writeError(w, fmt.Errorf("functions applied; routes: %w", err))
+			return
+		}
+		resp.Routes, resp.RemovedRoutes = rs, gone
+	}
+	writeJSON(w, 200, resp)
 }
 
 // InvokeResponse is the outcome of POST .../invoke.
@@ -364,4 +396,40 @@ func (s *Server) Hooks() http.Handler {
 			http.Error(w, strings.TrimSpace(out.Error), http.StatusBadGateway)
 		}
 	})
+}
+
+func (s *Server) routeList(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, 200, s.cfg.Routes.List())
+}
+
+func (s *Server) routeGet(w http.ResponseWriter, r *http.Request) {
+	for _, st := range s.cfg.Routes.List() {
+		if st.Name == r.PathValue("name") {
+			writeJSON(w, 200, st)
+			return
+		}
+	}
+	writeError(w, errdefs.NewNotFound(fmt.Errorf("no such route: %s (see flick route ls)", r.PathValue("name"))))
+}
+
+func (s *Server) routeAdd(w http.ResponseWriter, r *http.Request) {
+	var sp route.Spec
+	if err := decode(r, &sp); err != nil {
+		writeError(w, err)
+		return
+	}
+	out, err := s.cfg.Routes.Apply([]route.Spec{sp}, nil)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, out[0])
+}
+
+func (s *Server) routeRemove(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.cfg.Routes.Apply(nil, []string{r.PathValue("name")}); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,11 @@ type Options struct {
 	Username string
 	Password string
 	Buffer   int // Messages capacity (default 1024)
+	// Persistent asks the broker to keep the session (subscriptions and
+	// queued QoS 1/2 messages) for an hour across disconnects.
+	Persistent bool
+	// OnDisconnect is called when the connection is lost.
+	OnDisconnect func()
 }
 
 var seq atomic.Uint64
@@ -44,9 +50,17 @@ func Connect(ctx context.Context, addr string, o Options) (*Client, error) {
 		return nil, err
 	}
 	cl := &Client{Messages: make(chan *paho.Publish, o.Buffer)}
+	var once sync.Once
+	lost := func() {
+		if o.OnDisconnect != nil {
+			once.Do(o.OnDisconnect)
+		}
+	}
 	cl.c = paho.NewClient(paho.ClientConfig{
-		ClientID: o.ClientID,
-		Conn:     conn,
+		ClientID:           o.ClientID,
+		Conn:               conn,
+		OnClientError:      func(error) { lost() },
+		OnServerDisconnect: func(*paho.Disconnect) { lost() },
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			select {
 			case cl.Messages <- pr.Packet:
@@ -56,7 +70,11 @@ func Connect(ctx context.Context, addr string, o Options) (*Client, error) {
 			return true, nil
 		}},
 	})
-	cp := &paho.Connect{ClientID: o.ClientID, CleanStart: true, KeepAlive: 30}
+	cp := &paho.Connect{ClientID: o.ClientID, CleanStart: !o.Persistent, KeepAlive: 30}
+	if o.Persistent {
+		expiry := uint32(3600)
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: &expiry}
+	}
 	if o.Username != "" {
 		cp.Username, cp.UsernameFlag = o.Username, true
 		cp.Password, cp.PasswordFlag = []byte(o.Password), true

@@ -64,10 +64,10 @@ func (s *Spec) Normalize() error {
 		return fmt.Errorf("route %s: give the destination with --to mqtt://host:port/prefix or nats://host:4222/subject", s.Name)
 	}
 	if s.QoS == 0 {
-		s.QoS = 1
+		s.QoS = 1 // routes deliver at least once: that is what the outbox is for
 	}
 	if s.QoS > 2 {
-		return fmt.Errorf("route %s: --qos %d: want 0, 1 or 2", s.Name, s.QoS)
+		return fmt.Errorf("route %s: --qos %d: want 1 or 2 (routes deliver at least once)", s.Name, s.QoS)
 	}
 	if s.Priority > 9 {
 		return fmt.Errorf("route %s: --priority %d: want 0-9", s.Name, s.Priority)

@@ -1,0 +1,111 @@
+// Command upstreamload measures forwarding to an upstream MQTT broker: N
+// publishers send QoS 1 messages of a given size to -pub (Flick's broker,
+// through a route, or the upstream itself for the raw peer figure) while a
+// subscriber on -sub counts arrivals. It prints throughput (messages/s,
+// first publish to last arrival) and the added latency (p50/p99) as JSON.
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/flick-edge/flick/internal/mqtttest"
+)
+
+func main() {
+	pub := flag.String("pub", "", "broker the devices publish to")
+	sub := flag.String("sub", "", "upstream broker to count arrivals on")
+	pubTopic := flag.String("pub-topic", "bench/up", "topic published")
+	subFilter := flag.String("sub-filter", "#", "filter on the upstream")
+	n := flag.Int("messages", 20000, "messages in total (bounded)")
+	clients := flag.Int("clients", 8, "publishing connections")
+	size := flag.Int("size", 200, "payload bytes (at least 16)")
+	label := flag.String("label", "run", "label")
+	timeout := flag.Duration("timeout", 3*time.Minute, "give up after")
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	s, err := mqtttest.Connect(ctx, *sub, mqtttest.Options{Buffer: 1 << 16})
+	if err != nil {
+		fail(err)
+	}
+	defer s.Close()
+	if err := s.Subscribe(ctx, 1, *subFilter); err != nil {
+		fail(err)
+	}
+	var got atomic.Int64
+	lat := make([]float64, 0, *n)
+	var last atomic.Int64
+	var mu sync.Mutex
+	go func() {
+		for {
+			m, err := s.Next(ctx)
+			if err != nil {
+				return
+			}
+			now := time.Now().UnixNano()
+			if len(m.Payload) >= 16 {
+				sent := int64(binary.BigEndian.Uint64(m.Payload[8:16]))
+				mu.Lock()
+				lat = append(lat, float64(now-sent)/1e3)
+				mu.Unlock()
+			}
+			last.Store(now)
+			got.Add(1)
+		}
+	}()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range *clients {
+		c, err := mqtttest.Connect(ctx, *pub, mqtttest.Options{})
+		if err != nil {
+			fail(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			buf := make([]byte, max(*size, 16))
+			for {
+				i := next.Add(1)
+				if i > int64(*n) {
+					return
+				}
+				binary.BigEndian.PutUint64(buf[0:8], uint64(i))
+				binary.BigEndian.PutUint64(buf[8:16], uint64(time.Now().UnixNano()))
+				if _, err := c.Publish(ctx, &paho.Publish{Topic: *pubTopic, QoS: 1, Payload: buf}); err != nil {
+					fail(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for got.Load() < int64(*n) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if ctx.Err() != nil {
+		fail(fmt.Errorf("timed out with %d of %d", got.Load(), *n))
+	}
+	secs := float64(last.Load()-start.UnixNano()) / 1e9
+	mu.Lock()
+	slices.Sort(lat)
+	q := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	out := map[string]any{"label": *label, "messages": *n, "seconds": secs, "perSecond": float64(*n) / secs, "p50_us": q(0.5), "p99_us": q(0.99)}
+	mu.Unlock()
+	json.NewEncoder(os.Stdout).Encode(out)
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "upstreamload:", err)
+	os.Exit(1)
+}
