@@ -103,14 +103,15 @@ start_registry() {
 # ---------------------------------------------------------------- flick daemon
 
 # start_flick DIR [ARGS...]: a flick daemon on DIR/root and DIR/flick.sock with
-# the broker and HTTP triggers on free loopback ports; sets FLICK_HOST,
+# the broker and HTTP triggers on free loopback ports and no bridge network
+# (benchmarks leave the host's networking alone); sets FLICK_HOST,
 # FLICK_PID, MQTT_ADDR and HTTP_ADDR.
 start_flick() {
 	local dir=$1 i
 	shift
 	mkdir -p "$dir"
 	"$FLICK" daemon --data-root "$dir/root" -H "unix://$dir/flick.sock" --config-file /dev/null \
-		--mqtt-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --metrics-addr "" "$@" >"$dir/daemon.log" 2>&1 &
+		--mqtt-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --metrics-addr "" --bridge none "$@" >"$dir/daemon.log" 2>&1 &
 	FLICK_PID=$!
 	PIDS+=("$FLICK_PID:flick daemon")
 	export FLICK_HOST="unix://$dir/flick.sock"

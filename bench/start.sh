@@ -7,7 +7,7 @@
 # free loopback port; each engine pulls it from there. Then, timed from the
 # shell (bash's EPOCHREALTIME, no fork), each path runs WARMUP untimed and RUNS
 # timed containers, one after the other:
-#   flick-cli          flick run --rm IMAGE true
+#   flick-cli          flick run --rm --network none IMAGE true
 #   flick-api-curl     the Docker Engine API on Flick's socket, one curl process
 #                      (--next): create, start, wait, delete
 #   flick-docker-cli   the real docker CLI on Flick's socket:
@@ -171,7 +171,7 @@ sleep 1
 FLICK_IDLE0=$(rss_kb "$FLICK_PID" VmRSS)
 log "flick daemon $FLICK_PID, idle VmRSS ${FLICK_IDLE0} KiB after the pull"
 
-bench_path flick-cli "flick run --rm IMAGE true" "$FLICK" run --rm "$IMAGE" true
+bench_path flick-cli "flick run --rm --network none IMAGE true" "$FLICK" run --rm --network none "$IMAGE" true
 bench_path flick-api-curl "API create+start+wait+delete (curl)" api_once "$FSOCK"
 HAVE_DOCKER_CLI=
 if [ -x "$DOCKER" ]; then
