@@ -182,6 +182,7 @@ func (m *Manager) Get(ref string) (Container, error) {
 	case 1:
 		return found[0], nil
 	case 0:
+		//lint:ignore ST1005 Docker's own wording, which docker CLI users and scripts match
 		return Container{}, errdefs.NewNotFound(fmt.Errorf("No such container: %s", ref))
 	}
 	return Container{}, errdefs.NewInvalidArgument(fmt.Errorf("multiple containers match %q: give more of the ID", ref))
@@ -230,6 +231,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 	img, err := m.cfg.Images.Resolve(req.Config.Image)
 	if err != nil {
 		if errdefs.Is(err, errdefs.NotFound) {
+			//lint:ignore ST1005 Docker's own wording, which docker CLI users and scripts match
 			return Container{}, errdefs.NewNotFound(fmt.Errorf("No such image: %s (pull it first: flick pull %s)", req.Config.Image, req.Config.Image))
 		}
 		return Container{}, err
@@ -252,6 +254,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 	} else if taken[name] {
 		for _, c := range all {
 			if c.Name == name {
+				//lint:ignore ST1005 Docker's own wording, which docker CLI users and scripts match
 				return Container{}, errdefs.NewConflict(fmt.Errorf("Conflict. The container name \"/%s\" is already in use by container \"%s\". You have to remove (or rename) that container to be able to reuse that name", name, c.ID))
 			}
 		}

@@ -65,6 +65,7 @@ func (m *Manager) GetExec(id string) (*Exec, error) {
 	if e, ok := m.execs.m[id]; ok {
 		return e, nil
 	}
+	//lint:ignore ST1005 Docker's own wording, which docker CLI users and scripts match
 	return nil, errdefs.NewNotFound(fmt.Errorf("No such exec instance: %s", id))
 }
 
