@@ -137,33 +137,11 @@ func (c *Client) connError(err error) error {
 // Docker's attach and exec start do) and returns the connection and a
 // reader positioned after the response headers.
 func (c *Client) Hijack(ctx context.Context, path string, query url.Values) (net.Conn, *bufio.Reader, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.socket)
-	if err != nil {
-		return nil, nil, c.connError(err)
-	}
-	u := "/v" + dockerapi.APIVersion + path
+	u := path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: flick\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n", u)
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodPost})
-	if err != nil {
-		conn.Close()
-		return nil, nil, err
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != http.StatusOK {
-		defer conn.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var e struct{ Message string }
-		msg := strings.TrimSpace(string(b))
-		if json.Unmarshal(b, &e) == nil && e.Message != "" {
-			msg = e.Message
-		}
-		return nil, nil, errdefs.New(dockerapi.ClassOfStatus(resp.StatusCode), errors.New(msg))
-	}
-	return conn, br, nil
+	return c.hijack(ctx, u, nil)
 }
 
 // HijackJSON is Hijack with a JSON body (exec start).
@@ -172,13 +150,21 @@ func (c *Client) HijackJSON(ctx context.Context, path string, body any) (net.Con
 	if err != nil {
 		return nil, nil, err
 	}
+	return c.hijack(ctx, path, b)
+}
+
+func (c *Client) hijack(ctx context.Context, pathQuery string, body []byte) (net.Conn, *bufio.Reader, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.socket)
 	if err != nil {
 		return nil, nil, c.connError(err)
 	}
-	fmt.Fprintf(conn, "POST /v%s%s HTTP/1.1\r\nHost: flick\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-		dockerapi.APIVersion, path, len(b), b)
+	ctype := ""
+	if body != nil {
+		ctype = "Content-Type: application/json\r\n"
+	}
+	fmt.Fprintf(conn, "POST /v%s%s HTTP/1.1\r\nHost: flick\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n%sContent-Length: %d\r\n\r\n%s",
+		dockerapi.APIVersion, pathQuery, ctype, len(body), body)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodPost})
 	if err != nil {

@@ -393,27 +393,12 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	withStdin := boolParam(q.Get("stdin")) && c.Config != nil && (c.Config.OpenStdin || c.Config.Tty)
-	hj, ok := w.(http.Hijacker)
+	tty := c.Config != nil && c.Config.Tty
+	conn, buf, ok := hijack(w, r, tty)
 	if !ok {
-		writeError(w, fmt.Errorf("connection cannot be hijacked"))
-		return
-	}
-	conn, buf, err := hj.Hijack()
-	if err != nil {
 		return
 	}
 	defer conn.Close()
-	tty := c.Config != nil && c.Config.Tty
-	ct := "application/vnd.docker.multiplexed-stream"
-	if tty {
-		ct = "application/vnd.docker.raw-stream"
-	}
-	if r.Header.Get("Upgrade") != "" {
-		fmt.Fprintf(buf, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nApi-Version: %s\r\n\r\n", ct, APIVersion)
-	} else {
-		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nApi-Version: %s\r\n\r\n", ct, APIVersion)
-	}
-	buf.Flush()
 	if !boolParam(q.Get("stream")) {
 		return
 	}
@@ -691,27 +676,12 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(200)
 		return
 	}
-	hj, ok := w.(http.Hijacker)
+	tty := e.Config.Tty
+	conn, buf, ok := hijack(w, r, tty)
 	if !ok {
-		writeError(w, fmt.Errorf("connection cannot be hijacked"))
-		return
-	}
-	conn, buf, err := hj.Hijack()
-	if err != nil {
 		return
 	}
 	defer conn.Close()
-	tty := e.Config.Tty
-	ct := "application/vnd.docker.multiplexed-stream"
-	if tty {
-		ct = "application/vnd.docker.raw-stream"
-	}
-	if r.Header.Get("Upgrade") != "" {
-		fmt.Fprintf(buf, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nApi-Version: %s\r\n\r\n", ct, APIVersion)
-	} else {
-		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nApi-Version: %s\r\n\r\n", ct, APIVersion)
-	}
-	buf.Flush()
 	var mu sync.Mutex
 	sio := container.ExecIO{}
 	if tty {
@@ -815,4 +785,30 @@ func macOf(s string) mnetwork.HardwareAddr {
 		return nil
 	}
 	return mnetwork.HardwareAddr(hw)
+}
+
+// hijack takes over the connection for a raw stream, as Docker's attach
+// and exec start do: 101 UPGRADED when the client asked to upgrade, else
+// 200 with the stream as the body; multiplexed frames unless tty.
+func hijack(w http.ResponseWriter, r *http.Request, tty bool) (net.Conn, *bufio.ReadWriter, bool) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		writeError(w, fmt.Errorf("connection cannot be hijacked"))
+		return nil, nil, false
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, false
+	}
+	ct := "application/vnd.docker.multiplexed-stream"
+	if tty {
+		ct = "application/vnd.docker.raw-stream"
+	}
+	if r.Header.Get("Upgrade") != "" {
+		fmt.Fprintf(buf, "HTTP/1.1 101 UPGRADED\r\nContent-Type: %s\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nApi-Version: %s\r\n\r\n", ct, APIVersion)
+	} else {
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nApi-Version: %s\r\n\r\n", ct, APIVersion)
+	}
+	buf.Flush()
+	return conn, buf, true
 }
