@@ -7,7 +7,8 @@
 #     event-to-result latencies of a short load run against a native baseline;
 #  3. the container-image side: a local registry with two releases of an app,
 #     a pull with progress bars, an update that fetches only the changed
-#     layer, images, disk usage, and the docker CLI against Flick's socket.
+#     layer, images, disk usage, and the docker CLI against Flick's socket;
+#     then an app container: flick run, ps, logs.
 # Everything is stopped and removed at the end.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +22,7 @@ need=()
 command -v curl >/dev/null || need+=(curl)
 command -v mosquitto_pub >/dev/null || need+=(mosquitto-clients)
 [ -f bin/functions/chime.wasm ] || command -v clang >/dev/null || need+=(clang lld wasi-libc libclang-rt-dev-wasm32)
+[ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "Installing what the demo needs: ${need[*]}"
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -91,6 +93,19 @@ if command -v docker >/dev/null; then
 	step "the docker CLI against Flick's socket: DOCKER_HOST=$FLICK_HOST docker images"
 	DOCKER_HOST=$FLICK_HOST docker images
 fi
+
+step "An app container from a busybox image: flick run (private namespaces, Docker's defaults)"
+go build -o "$TMP/busyboximage" ./bench/cmd/busyboximage
+"$TMP/busyboximage" -registry "$REGISTRY" -ref demo/busybox:1 >/dev/null
+"$FLICK" pull -q "$REGISTRY/demo/busybox:1"
+echo "+ flick run --rm --network none --memory 32m $REGISTRY/demo/busybox:1 sh -c '...'"
+"$FLICK" run --rm --network none --memory 32m "$REGISTRY/demo/busybox:1" sh -c 'echo "hello from container $(hostname): pid $$, $(ls -d /proc/[0-9]* | wc -l) processes visible, $(grep CapEff /proc/self/status)"'
+"$FLICK" run -d --name ticker --network none --restart unless-stopped "$REGISTRY/demo/busybox:1" sh -c 'while true; do date; sleep 1; done' >/dev/null
+sleep 2
+"$FLICK" ps
+"$FLICK" logs --tail 2 ticker
+"$FLICK" rm -f ticker >/dev/null
+"$FLICK" rmi "$REGISTRY/demo/busybox:1" >/dev/null
 
 step "flick rmi demo/app:v1, then flick image prune -a"
 "$FLICK" rmi "$REGISTRY/demo/app:v1"
