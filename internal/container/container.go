@@ -882,3 +882,14 @@ func (m *Manager) Resize(ctx context.Context, ref string, h, w uint16) error {
 	}
 	return conn.Close()
 }
+
+// ImageUser names a container created from the image, "" if none.
+func (m *Manager) ImageUser(id digest.Digest) string {
+	all, _ := m.List()
+	for _, c := range all {
+		if c.ImageID == id {
+			return c.Name
+		}
+	}
+	return ""
+}

@@ -101,6 +101,7 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	if err != nil {
 		return err
 	}
+	images.SetUsedBy(ctrs.ImageUser)
 	// Start-up cleanup: staging was emptied by snapshot.Open; now drop layer
 	// directories and blobs that no record accounts for (leftovers of a cut).
 	if n, err := images.CleanOrphans(ctx); err != nil {

@@ -28,8 +28,20 @@ type Store struct {
 	content   content.Store
 	snapshots *snapshot.Store
 	leased    func(digest.Digest) bool
+	usedBy    func(digest.Digest) string // a container using the image, "" if none
 	log       *slog.Logger
 	gcMu      sync.Mutex
+}
+
+// SetUsedBy tells the store which images containers use: such an image is
+// only untagged by rmi, not deleted, and prune -a keeps it, as Docker does.
+func (s *Store) SetUsedBy(fn func(image digest.Digest) (container string)) { s.usedBy = fn }
+
+func (s *Store) user(id digest.Digest) string {
+	if s.usedBy == nil {
+		return ""
+	}
+	return s.usedBy(id)
 }
 
 // New returns a Store. leased reports layers an in-flight pull holds (never
@@ -227,6 +239,12 @@ func (s *Store) Remove(ctx context.Context, name string, force bool) ([]Deletion
 	if !byName && len(mine) > 1 && !force {
 		return nil, errdefs.NewConflict(fmt.Errorf("unable to delete %s (must be forced) - image is referenced in multiple repositories", id.Encoded()[:12]))
 	}
+	if c := s.user(id); c != "" {
+		if byName {
+			return out, nil // untagged; the image stays for its container
+		}
+		return nil, errdefs.NewConflict(fmt.Errorf("unable to delete %s - image is being used by container %s: remove the container first", id.Encoded()[:12], c))
+	}
 	if !byName {
 		for _, t := range mine {
 			if r, err := reference.Parse(t); err == nil {
@@ -250,8 +268,8 @@ type PruneReport struct {
 	Reclaimed int64
 }
 
-// Prune removes dangling images (no tag), or with all every image (nothing
-// runs containers yet), then collects unused layers and blobs.
+// Prune removes dangling images (no tag), or with all every image no
+// container uses, then collects unused layers and blobs.
 func (s *Store) Prune(ctx context.Context, all bool) (PruneReport, error) {
 	imgs, err := s.List()
 	if err != nil {
@@ -259,7 +277,7 @@ func (s *Store) Prune(ctx context.Context, all bool) (PruneReport, error) {
 	}
 	var rep PruneReport
 	for _, img := range imgs {
-		if len(img.Tags) > 0 && !all {
+		if len(img.Tags) > 0 && !all || s.user(img.ID) != "" {
 			continue
 		}
 		for _, t := range img.Tags {

@@ -613,3 +613,28 @@ func TestBridgeNetwork(t *testing.T) {
 		t.Fatalf("veths left after removal:\n%s", links)
 	}
 }
+
+// TestImageInUseByContainer: rmi of an image a container uses untags it but
+// keeps it (by ID it is refused), prune -a keeps it, and the container can
+// start again; once the container is gone the image can go.
+func TestImageInUseByContainer(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	d.mustFlick(t, "run", "--name", "user", img, "true")
+	id := strings.TrimSpace(d.mustFlick(t, "images", "-q").Stdout)
+	if r := d.flick(t, "rmi", id); r.Code != 4 || !strings.Contains(r.Stderr, "being used by container user") {
+		t.Fatalf("rmi by ID of an image in use: %s", r)
+	}
+	d.mustFlick(t, "rmi", img) // untag only
+	d.mustFlick(t, "image", "prune", "-a", "-f")
+	if out := d.mustFlick(t, "start", "user").Stdout; !strings.Contains(out, "user") {
+		t.Fatalf("the container cannot start after its image was untagged and pruned: %s", out)
+	}
+	d.mustFlick(t, "wait", "user")
+	d.mustFlick(t, "rm", "user")
+	d.mustFlick(t, "image", "prune", "-a", "-f")
+	if out := d.mustFlick(t, "images", "-q").Stdout; out != "" {
+		t.Fatalf("image left after its container was removed: %q", out)
+	}
+}
