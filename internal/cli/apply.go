@@ -124,7 +124,7 @@ func (a *app) applyCmd() *cobra.Command {
 	var prune, jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE",
-		Short: "Deploy a set of functions from a file, atomically",
+		Short: "Deploy a set of functions (and routes) from a file, atomically",
 		Long: `Deploy every function a YAML file describes, in one step: every module is
 validated and compiled first, and if any is refused nothing changes. With
 --prune, deployed functions the file does not name are removed in the same
@@ -144,7 +144,16 @@ to the file):
       image: registry.lan:5000/fn/report:1.2
       on: ["every:5m"]
       retries: 2
-      dead-letter: dead/report`,
+      dead-letter: dead/report
+  routes:
+    - name: cloud
+      from: ["home/+/chime", "dead/#"]
+      to: mqtts://broker.example:8883/fleet/{hub}/{topic}
+      ttl: 24h
+      max-size: 256MiB
+
+Routes are applied after the functions; with --prune, routes the file does
+not name are removed too.`,
 		Example: `  flick apply -f hub.yaml
   flick apply -f hub.yaml --prune --json`,
 		Args: cobra.NoArgs,

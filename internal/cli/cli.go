@@ -38,11 +38,13 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Use:   "flick",
 		Short: "Flick: a single-binary edge engine for IoT hubs",
 		Long: `Flick runs Docker/OCI images on IoT gateways and turns device events into
-short-lived sandboxed functions. One binary: 'flick daemon' is the engine,
+short-lived sandboxed functions, forwarding results upstream through a durable
+outbox. One binary: 'flick daemon' is the engine,
 every other command talks to it over its unix socket (the Docker Engine API,
 so the docker CLI works too: DOCKER_HOST=unix:///run/flick/flick.sock).`,
 		Example: `  flick daemon &                       # start the engine on its defaults
   flick pull alpine                    # pull an image with progress bars
+  flick run -d --name app -p 8080:80 --restart unless-stopped app:1.0
   flick images --json                  # list images for scripts
   flick fn deploy chime --wasm chime.wasm --on 'mqtt:home/+/button' --reply 'home/{1}/chime'
   DOCKER_HOST=unix:///run/flick/flick.sock docker images`,
