@@ -373,3 +373,38 @@ func TestRouteToNATSJetStream(t *testing.T) {
 		t.Fatalf("first message: subject %s data %q headers %v", msg.Subject, msg.Data, msg.Header)
 	}
 }
+
+// TestRoutesInHubFile: routes declared in hub.yaml are applied with the
+// functions, and --prune removes the ones the file no longer names; an
+// upstream that is down is fine (the route waits).
+func TestRoutesInHubFile(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	dir := t.TempDir()
+	hub := filepath.Join(dir, "hub.yaml")
+	os.WriteFile(hub, []byte(`routes:
+  - name: cloud
+    from: ["home/#"]
+    to: mqtt://127.0.0.1:1/fleet/{hub}
+    ttl: 1h
+    max-size: 1MiB
+    when-full: refuse
+`), 0o644)
+	if out := d.mustFlick(t, "apply", "-f", hub).Stdout; !strings.Contains(out, "route cloud") {
+		t.Fatalf("apply: %s", out)
+	}
+	ls := d.mustFlick(t, "route", "ls").Stdout
+	if !strings.Contains(ls, "cloud") || !strings.Contains(ls, "waiting") {
+		t.Fatalf("route ls: %s", ls)
+	}
+	os.WriteFile(hub, []byte("routes: []\n"), 0o644)
+	if out := d.mustFlick(t, "apply", "-f", hub, "--prune").Stdout; !strings.Contains(out, "removed route cloud") {
+		t.Fatalf("apply --prune: %s", out)
+	}
+	if r := d.flick(t, "route", "add", "bad", "--from", "a/#/b", "--to", "mqtt://127.0.0.1:1"); r.Code != 2 {
+		t.Fatalf("bad filter accepted: %s", r)
+	}
+	if r := d.flick(t, "route", "add", "bad", "--from", "a", "--to", "ftp://x"); r.Code != 2 {
+		t.Fatalf("bad URL accepted: %s", r)
+	}
+}
