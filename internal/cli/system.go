@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"github.com/flick-edge/flick/internal/flickapi"
+	"github.com/flick-edge/flick/internal/image"
 	"io"
 	"net/http"
 	"runtime"
@@ -19,8 +20,57 @@ import (
 	"github.com/spf13/cobra"
 )
 
+func (a *app) systemCheckCmd() *cobra.Command {
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Verify the store: re-hash every blob, check every image, layer and tag against the metadata",
+		Long: `Verify the whole image store without changing it: every blob is re-hashed
+against its name, every image's manifest and config must exist and agree with
+its record, every layer an image uses must be committed with its directory
+and recorded size, every tag must name an image. Data no record accounts for
+(left by a crash) is listed; the daemon removes it at its next start.
+Exits 1 when a problem other than such leftovers is found.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var rep image.CheckReport
+			if err := c.JSON(cmd.Context(), http.MethodGet, "/flick/v1/system/check", nil, nil, &rep); err != nil {
+				return err
+			}
+			if jsonOut {
+				printJSON(a.stdout, rep)
+			} else {
+				fmt.Fprintf(a.stdout, "checked %d blobs (%s re-hashed), %d layers, %d images, %d tags\n", rep.Blobs, units.BytesSize(float64(rep.Bytes)), rep.Layers, rep.Images, rep.Tags)
+				for _, p := range rep.Problems {
+					fmt.Fprintf(a.stdout, "%-14s %s: %s\n", p.Kind, p.Object, p.Detail)
+				}
+			}
+			serious := 0
+			for _, p := range rep.Problems {
+				if !strings.HasPrefix(p.Kind, "orphan-") {
+					serious++
+				}
+			}
+			if serious > 0 {
+				return fmt.Errorf("%d problem(s) found in the store", serious)
+			}
+			if !jsonOut {
+				fmt.Fprintln(a.stdout, "store OK")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	return cmd
+}
+
 func (a *app) systemCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "system", Short: "Manage the Flick engine"}
+	cmd.AddCommand(a.systemCheckCmd())
 	var jsonOut bool
 	df := &cobra.Command{
 		Use:   "df",

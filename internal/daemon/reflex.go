@@ -182,6 +182,7 @@ var versioned = regexp.MustCompile(`^/v\d+\.\d+(/.*)$`)
 func (r *reflexSide) mount(api http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(flickapi.Prefix+"/", r.api)
+	mux.Handle(flickapi.Prefix+"/system/", api) // the image store's own checks live beside the Docker API
 	mux.HandleFunc("GET /metrics", r.serveMetrics)
 	mux.Handle("/", api)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

@@ -81,6 +81,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /images/json", s.imageList)
 	m.HandleFunc("POST /images/prune", s.imagePrune)
 	m.HandleFunc("GET /system/df", s.systemDF)
+	m.HandleFunc("GET /flick/v1/system/check", s.systemCheck)
 	s.containerRoutes()
 	// Image names contain slashes, so /images/{name}/json and friends are
 	// dispatched by suffix.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/flick-edge/flick/internal/image"
 	"net/http"
 	"net/netip"
 	"os"
@@ -190,4 +191,17 @@ func appendCIDR(l []netip.Prefix, s string) []netip.Prefix {
 		return append(l, p)
 	}
 	return l
+}
+
+// systemCheck is GET /flick/v1/system/check: a full verify of the store.
+func (s *Server) systemCheck(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.cfg.Images.Check(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if rep.Problems == nil {
+		rep.Problems = []image.Problem{}
+	}
+	writeJSON(w, 200, rep)
 }

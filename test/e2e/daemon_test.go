@@ -173,3 +173,40 @@ func TestCertsDirClientCertificate(t *testing.T) {
 		t.Fatalf("image not listed after the pull: %+v", d.images(t))
 	}
 }
+
+// TestSystemCheck: a healthy store checks clean; a flipped byte in a blob,
+// a removed layer directory and an orphan directory are each reported, and
+// the command fails for the real problems.
+func TestSystemCheck(t *testing.T) {
+	requireRoot(t)
+	reg := testregistry.Start(t)
+	d := startDaemon(t)
+	img := mustImage(t, []v1.Layer{randomLayer(t, 71, 3, 64<<10, imagegen.Gzip), randomLayer(t, 72, 3, 64<<10, imagegen.Gzip)})
+	reg.Push(t, reg.Ref("check/app:1"), img)
+	d.mustFlick(t, "pull", "-q", reg.Ref("check/app:1"))
+	if out := d.mustFlick(t, "system", "check").Stdout; !strings.Contains(out, "store OK") || !strings.Contains(out, "2 layers, 1 images, 1 tags") {
+		t.Fatalf("healthy store: %s", out)
+	}
+	// Damage: flip a byte of the config blob, remove a layer directory,
+	// leave an orphan directory.
+	cfgName, _ := img.ConfigName()
+	blob := filepath.Join(d.DataRoot, "content", "sha256", cfgName.Hex)
+	b, err := os.ReadFile(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(blob, b, 0o644)
+	layers := dirEntries(t, filepath.Join(d.DataRoot, "snapshots", "layers"))
+	os.RemoveAll(filepath.Join(d.DataRoot, "snapshots", "layers", layers[0]))
+	os.MkdirAll(filepath.Join(d.DataRoot, "snapshots", "layers", strings.Repeat("ab", 32)), 0o755)
+	r := d.flick(t, "system", "check")
+	if r.Code == 0 {
+		t.Fatalf("damaged store passed: %s", r)
+	}
+	for _, want := range []string{"corrupt-blob", "missing-layer", "orphan-layer"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("%s not reported:\n%s", want, r.Stdout)
+		}
+	}
+}
