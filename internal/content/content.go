@@ -49,7 +49,7 @@ var _ Store = (*Local)(nil)
 
 // Open creates root if needed and removes temporary leftovers of interrupted writes.
 func Open(root string) (*Local, error) {
-	if err := os.MkdirAll(filepath.Join(root, "sha256"), 0o700); err != nil {
+	if err := durable.MkdirAll(filepath.Join(root, "sha256"), 0o700); err != nil {
 		return nil, err
 	}
 	ents, err := os.ReadDir(filepath.Join(root, "sha256"))

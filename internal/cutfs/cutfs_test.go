@@ -254,6 +254,21 @@ func TestMkdirAllTree(t *testing.T) {
 	}
 }
 
+// durable.MkdirAll is the fix for what TestMkdirAllTree shows: every new
+// directory's entry is fsynced in its parent, so files made durable inside
+// survive a cut on a fresh data root.
+func TestDurableMkdirAll(t *testing.T) {
+	r := newRig(t)
+	if err := durable.MkdirAll(r.p("root/a/b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := durable.WriteFile(r.p("root/a/b/f"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.crash()
+	r.want("root/a/b/f", "kept")
+}
+
 // A subtree is made durable in a staging directory, then committed with one
 // rename (durable.CommitDir), as Flick commits layer snapshots.
 func TestCommitDir(t *testing.T) {

@@ -45,7 +45,7 @@ type Build struct {
 // Run runs the daemon until ctx is done, then shuts down cleanly. ready, if not
 // nil, is closed once the API is being served.
 func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, ready chan<- struct{}) error {
-	if err := os.MkdirAll(cfg.DataRoot, 0o711); err != nil {
+	if err := durable.MkdirAll(cfg.DataRoot, 0o711); err != nil {
 		return fmt.Errorf("create data root: %w", err)
 	}
 	unlock, err := lock(cfg.DataRoot)

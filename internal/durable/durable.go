@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // Syncer makes everything below a directory durable.
@@ -163,3 +164,31 @@ func RemoveAll(p string) error {
 
 // TrashPrefix marks directory entries that RemoveAll was deleting.
 const TrashPrefix = ".trash-"
+
+// MkdirAll is os.MkdirAll made durable: every directory it creates has its
+// entry fsynced in its parent, so a power cut cannot lose a new directory
+// (and everything later made durable inside it) on the way. The power-cut
+// harness (internal/cutfs) found plain MkdirAll followed by WriteFile losing
+// the whole new tree.
+func MkdirAll(dir string, perm os.FileMode) error {
+	dir = filepath.Clean(dir)
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return &os.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := MkdirAll(parent, perm); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, perm); err != nil {
+		if os.IsExist(err) {
+			return nil
+		}
+		return err
+	}
+	return FsyncDir(parent)
+}

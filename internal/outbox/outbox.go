@@ -321,7 +321,7 @@ func mkdirDurable(dir string) error {
 	if _, err := os.Stat(dir); err == nil {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := durable.MkdirAll(dir, 0o700); err != nil { // the route directory itself must survive a cut
 		return err
 	}
 	return durable.FsyncDir(filepath.Dir(filepath.Clean(dir)))

@@ -37,7 +37,7 @@ type Store struct {
 func Open(root string, syncer durable.Syncer) (*Store, error) {
 	s := &Store{root: root, syncer: syncer}
 	for _, d := range []string{s.layersDir(), s.stagingDir()} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := durable.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
 	}
