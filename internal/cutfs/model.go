@@ -44,10 +44,10 @@ type dnode struct {
 type opKind uint8
 
 const (
-	opAdd     opKind = iota // create, mkdir, symlink, mknod, link: dir/name -> child
-	opRemove                // unlink, rmdir: dir/name
-	opRename                // dir/name -> dir2/name2
-	opExchange              // RENAME_EXCHANGE
+	opAdd      opKind = iota // create, mkdir, symlink, mknod, link: dir/name -> child
+	opRemove                 // unlink, rmdir: dir/name
+	opRename                 // dir/name -> dir2/name2
+	opExchange               // RENAME_EXCHANGE
 )
 
 // nsOp is one namespace operation not yet durable.
@@ -392,8 +392,8 @@ func (f *FS) boot() error {
 	if err := f.mapLive(f.live, rootID); err != nil {
 		return err
 	}
-	byIno := map[uint64]uint64{}    // backing st_ino -> id (hard links)
-	liveOf := map[uint64]string{}   // id -> first live path
+	byIno := map[uint64]uint64{}  // backing st_ino -> id (hard links)
+	liveOf := map[uint64]string{} // id -> first live path
 	return f.bootDir(f.backing, f.live, rootID, byIno, liveOf)
 }
 
