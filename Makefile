@@ -9,7 +9,7 @@ STATICCHECK_VERSION := v0.7.0
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build functions bench-reflex bench-start bench-upstream demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
+.PHONY: help build functions bench-reflex bench-start bench-upstream powercut demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ fuzz: ## run each fuzzer briefly (FUZZTIME=3s); seed corpora live in testdata/fu
 	    $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s $$pkg || exit 1; \
 	  done; \
 	done
+
+powercut: build ## power-cut campaign: a cut at every filesystem operation of an image update (make test runs a sample)
+	FLICK_POWERCUT=full FLICK_BIN=$(CURDIR)/bin/flick $(GO) test -count=1 -v -timeout 30m -run 'TestPowerCut' ./test/e2e/
 
 fuzz-long: ## fuzz campaign: FUZZTIME=10m make fuzz-long
 	$(MAKE) fuzz FUZZTIME=$${FUZZTIME:-5m}
