@@ -141,7 +141,14 @@ func (r Ref) Familiar() string {
 	if err != nil { // cannot happen for a Ref made by Parse
 		return r.String()
 	}
-	return dref.FamiliarString(named)
+	fam := dref.FamiliarString(named)
+	// A Docker Hub path whose first component looks like a host
+	// ("docker.io/0.0/app") must keep its registry, or the short form
+	// would name another registry (fuzzing found it).
+	if first, _, ok := strings.Cut(fam, "/"); ok && r.domain == "docker.io" && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return "docker.io/" + fam
+	}
+	return fam
 }
 
 // Domain returns the registry part: "docker.io", "ghcr.io",
