@@ -76,6 +76,12 @@ func TestPubSubQoSRetainedWildcards(t *testing.T) {
 			t.Fatal(err)
 		}
 		m, err := sub.Next(ctx(t))
+		// The broker acknowledges a QoS 1 publish before fanning it out,
+		// so the retained message's live copy may also reach this newer
+		// subscriber (MQTT allows it): skip it.
+		for err == nil && m.Topic == "home/hall/temp" && !m.Retain {
+			m, err = sub.Next(ctx(t))
+		}
 		if err != nil || m.Topic != "alarm/door/open" || m.QoS != qos {
 			t.Fatalf("qos %d: %+v %v", qos, m, err)
 		}
