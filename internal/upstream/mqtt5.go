@@ -85,7 +85,7 @@ func (s *mqttSender) dial5(ctx context.Context) (mqttLink, *Error) {
 	l := &link5{sess: sess, conn: ec, qos: s.r.QoS}
 	l.cli = paho.NewClient(paho.ClientConfig{
 		ClientID:      s.clientID,
-		Conn:          packets.NewThreadSafeConn(ec),
+		Conn:          packets.NewThreadSafeConn(newCoalescingConn(ec)),
 		Session:       sess,
 		PacketTimeout: s.o.ConnectTimeout,
 		// We never subscribe; anything the server sends is dropped.
