@@ -31,20 +31,34 @@ func main() {
 	size := flag.Int("size", 200, "payload bytes (at least 16)")
 	label := flag.String("label", "run", "label")
 	timeout := flag.Duration("timeout", 3*time.Minute, "give up after")
+	clientID := flag.String("client-id", "", "subscriber client id (with -persistent: resume its session)")
+	persistent := flag.Bool("persistent", false, "subscriber keeps a persistent session")
+	mode := flag.String("mode", "both", "both: publish and count; publish: only publish; count: only count arrivals (rate from first to last)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	s, err := mqtttest.Connect(ctx, *sub, mqtttest.Options{Buffer: 1 << 16})
+	if *mode == "publish" {
+		publishAll(ctx, *pub, *pubTopic, *n, *clients, *size)
+		return
+	}
+	var s *mqtttest.Client
+	var err error
+	for { // the upstream may still be starting
+		if s, err = mqtttest.Connect(ctx, *sub, mqtttest.Options{Buffer: 1 << 16, ClientID: *clientID, Persistent: *persistent}); err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err != nil {
 		fail(err)
 	}
 	defer s.Close()
-	if err := s.Subscribe(ctx, 1, *subFilter); err != nil {
+	if err := s.Subscribe(ctx, 1, *subFilter); err != nil && !*persistent {
 		fail(err)
 	}
 	var got atomic.Int64
 	lat := make([]float64, 0, *n)
-	var last atomic.Int64
+	var first, last atomic.Int64
 	var mu sync.Mutex
 	go func() {
 		for {
@@ -59,13 +73,25 @@ func main() {
 				lat = append(lat, float64(now-sent)/1e3)
 				mu.Unlock()
 			}
+			first.CompareAndSwap(0, now)
 			last.Store(now)
 			got.Add(1)
 		}
 	}()
+	start := time.Now()
+	if *mode == "count" {
+		for got.Load() < int64(*n) && ctx.Err() == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if ctx.Err() != nil {
+			fail(fmt.Errorf("timed out with %d of %d", got.Load(), *n))
+		}
+		secs := float64(last.Load()-first.Load()) / 1e9
+		json.NewEncoder(os.Stdout).Encode(map[string]any{"label": *label, "messages": *n, "seconds": secs, "perSecond": float64(*n) / secs, "lastNs": last.Load()})
+		return
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now()
 	for range *clients {
 		c, err := mqtttest.Connect(ctx, *pub, mqtttest.Options{})
 		if err != nil {
@@ -108,4 +134,34 @@ func main() {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "upstreamload:", err)
 	os.Exit(1)
+}
+
+// publishAll sends n messages from the given number of clients and returns.
+func publishAll(ctx context.Context, addr, topic string, n, clients, size int) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range clients {
+		c, err := mqtttest.Connect(ctx, addr, mqtttest.Options{})
+		if err != nil {
+			fail(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			buf := make([]byte, max(size, 16))
+			for {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				binary.BigEndian.PutUint64(buf[0:8], uint64(i))
+				binary.BigEndian.PutUint64(buf[8:16], uint64(time.Now().UnixNano()))
+				if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: buf}); err != nil {
+					fail(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
