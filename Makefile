@@ -49,7 +49,7 @@ fuzz: ## run each fuzzer briefly (FUZZTIME=3s); seed corpora live in testdata/fu
 	  done; \
 	done
 
-powercut: build ## power-cut campaign: a cut at every filesystem operation of an image update (make test runs a sample)
+powercut: build ## power-cut campaign: a cut at every filesystem operation of an image update and of a function/route change (make test runs a sample)
 	FLICK_POWERCUT=full FLICK_BIN=$(CURDIR)/bin/flick $(GO) test -count=1 -v -timeout 30m -run 'TestPowerCut' ./test/e2e/
 
 fuzz-long: ## fuzz campaign: FUZZTIME=10m make fuzz-long
