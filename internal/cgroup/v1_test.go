@@ -136,7 +136,10 @@ func TestV1MemoryLimitOOMKill(t *testing.T) {
 	if st.Memory.Limit != limit || st.Memory.Unlimited {
 		t.Errorf("Stats limit %d unlimited %v, want %d", st.Memory.Limit, st.Memory.Unlimited, limit)
 	}
-	if st.Memory.MaxUsage < limit/2 || st.Memory.MaxUsage > limit {
+	// The peak may pass the limit by a page or a few: the kernel charges
+	// in batches and reclaims after (seen: limit + 4 KiB). More than 256 KiB
+	// over would mean the limit is not enforced.
+	if st.Memory.MaxUsage < limit/2 || st.Memory.MaxUsage > limit+256<<10 {
 		t.Errorf("MaxUsage %d not near the limit %d", st.Memory.MaxUsage, limit)
 	}
 	if st.Memory.Failcnt == 0 {
