@@ -1,0 +1,197 @@
+package delta
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+)
+
+// Base gives the applier the files of the base layers a delta reads.
+type Base interface {
+	// Open returns base layer i's regular file at p (a cleaned path relative
+	// to the layer root) and its size.
+	Open(layer int, p string) (io.ReadCloser, int64, error)
+	// Layers is how many base layers there are.
+	Layers() int
+}
+
+// MaxOuterWindow bounds the op stream's zstd window (the encoder uses 8 MiB).
+const MaxOuterWindow = 16 << 20
+
+// Apply rebuilds the target layer tar that blob describes, writing it to out,
+// and returns its digest (which the caller compares with the diffID it
+// expects). Every failure is an error; nothing in blob is trusted: sizes are
+// bounded, paths resolve inside the base (Base's duty), and the rebuilt bytes
+// must hash to what the blob's end record claims.
+func Apply(ctx context.Context, blob io.Reader, base Base, out io.Writer) (digest.Digest, error) {
+	var magic [len(Magic)]byte
+	if _, err := io.ReadFull(blob, magic[:]); err != nil || string(magic[:]) != Magic {
+		return "", corrupt("not a Flick delta (bad magic)")
+	}
+	zr, err := zstd.NewReader(blob, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(MaxOuterWindow))
+	if err != nil {
+		return "", err
+	}
+	defer zr.Close()
+	or := &opReader{r: bufio.NewReaderSize(zr, 64<<10)}
+	h := sha256.New()
+	w := io.MultiWriter(out, h)
+	var last string
+	for n := 0; ; n++ {
+		if n&255 == 0 {
+			if err := ctx.Err(); err != nil {
+				return "", err
+			}
+		}
+		op, err := or.r.ReadByte()
+		if err != nil {
+			return "", corrupt("op stream ends without an end record: %v", unexpected(err))
+		}
+		switch op {
+		case opHeader:
+			b, err := or.bytes("header", maxHeader)
+			if err != nil {
+				return "", err
+			}
+			hdr, err := tar.NewReader(bytes.NewReader(b)).Next()
+			if err != nil {
+				return "", corrupt("header op is not a tar header: %v", err)
+			}
+			last = cleanName(hdr.Name)
+			if _, err := w.Write(b); err != nil {
+				return "", err
+			}
+		case opLiteral:
+			n, err := or.uvarint("literal length", maxPatchOut)
+			if err != nil {
+				return "", err
+			}
+			if _, err := io.CopyN(w, or.r, int64(n)); err != nil {
+				return "", fmt.Errorf("literal: %w", wrapShort(err))
+			}
+		case opCopy, opPatch:
+			layer, err := or.uvarint("base layer", uint64(base.Layers()-1))
+			if err != nil {
+				return "", err
+			}
+			p, err := or.bytes("path", maxPath)
+			if err != nil {
+				return "", err
+			}
+			name := string(p)
+			if name == "" {
+				name = last
+			}
+			size, err := or.uvarint("size", maxPatchOut)
+			if err != nil {
+				return "", err
+			}
+			if op == opCopy {
+				err = copyBase(w, base, int(layer), name, int64(size))
+			} else if size > MaxPatchTarget {
+				err = corrupt("patch output of %d bytes is over the %d-byte limit", size, MaxPatchTarget)
+			} else {
+				err = patchBase(w, or, base, int(layer), name, int64(size))
+			}
+			if err != nil {
+				return "", err
+			}
+		case opEnd:
+			var sum [32]byte
+			if _, err := io.ReadFull(or.r, sum[:]); err != nil {
+				return "", corrupt("truncated end record")
+			}
+			if _, err := or.r.ReadByte(); err != io.EOF {
+				return "", corrupt("data after the end record")
+			}
+			got := digest.NewDigestFromBytes(digest.SHA256, h.Sum(nil))
+			want := digest.NewDigestFromBytes(digest.SHA256, sum[:])
+			if got != want {
+				return got, corrupt("rebuilt layer hashes to %s, the delta promised %s (the base differs from the one the delta was made against)", got, want)
+			}
+			return got, nil
+		default:
+			return "", corrupt("unknown op %d", op)
+		}
+	}
+}
+
+func wrapShort(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return corrupt("truncated")
+	}
+	return err
+}
+
+func copyBase(w io.Writer, base Base, layer int, name string, size int64) error {
+	f, have, err := base.Open(layer, name)
+	if err != nil {
+		return fmt.Errorf("base layer %d: %w", layer, err)
+	}
+	defer f.Close()
+	if have != size {
+		return corrupt("base file %s is %d bytes, the delta copies %d", name, have, size)
+	}
+	if _, err := io.CopyN(w, f, size); err != nil {
+		return fmt.Errorf("copy base file %s: %w", name, err)
+	}
+	return nil
+}
+
+func patchBase(w io.Writer, or *opReader, base Base, layer int, name string, size int64) error {
+	frame, err := or.bytes("patch", MaxPatchBase+(64<<20))
+	if err != nil {
+		return err
+	}
+	f, have, err := base.Open(layer, name)
+	if err != nil {
+		return fmt.Errorf("base layer %d: %w", layer, err)
+	}
+	defer f.Close()
+	if have > MaxPatchBase {
+		return corrupt("patch base %s is %d bytes, over the %d-byte limit", name, have, MaxPatchBase)
+	}
+	dict := make([]byte, have)
+	if _, err := io.ReadFull(f, dict); err != nil {
+		return fmt.Errorf("read base file %s: %w", name, err)
+	}
+	if len(dict) < 8 {
+		// zstd needs a dictionary of at least 8 bytes; the encoder never
+		// patches against a smaller one.
+		return corrupt("patch base %s is too small", name)
+	}
+	zr, err := zstd.NewReader(bytes.NewReader(frame), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderDictRaw(0, dict), zstd.WithDecoderMaxWindow(patchWindow(int64(len(dict)), size)))
+	if err != nil {
+		return err
+	}
+	defer zr.Close()
+	n, err := io.CopyN(w, zr, size)
+	if err != nil {
+		return corrupt("patch for %s: %v (%d of %d bytes)", name, err, n, size)
+	}
+	if m, _ := io.CopyN(io.Discard, zr, 1); m != 0 {
+		return corrupt("patch for %s yields more than %d bytes", name, size)
+	}
+	return nil
+}
+
+// patchWindow is the zstd window a patch needs: the dictionary and the output
+// must both be in reach.
+func patchWindow(dict, out int64) uint64 {
+	need := dict + out
+	w := uint64(1 << 10)
+	for int64(w) < need && w < 1<<30 {
+		w <<= 1
+	}
+	return w
+}

@@ -1,0 +1,315 @@
+package delta
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
+)
+
+// Stats describes one encoded target layer.
+type Stats struct {
+	DiffID      digest.Digest // of the target layer
+	TarBytes    int64         // uncompressed target layer
+	Entries     int
+	Copied      int64 // content bytes taken from the base unchanged
+	CopiedFiles int
+	Patched     int64 // content bytes rebuilt by patches
+	PatchFiles  int
+	PatchBytes  int64 // patch frames sent for them
+	Literal     int64 // content bytes sent as they are (compressed)
+	Headers     int64 // header bytes (compressed with the rest)
+}
+
+// memLimit is the largest file content the encoder holds in memory; larger
+// files are spooled to disk.
+const memLimit = 8 << 20
+
+// minPatch is the smallest file worth a patch; below it, literal bytes in the
+// compressed op stream cost less than a frame's overhead.
+const minPatch = 256
+
+// Encode writes the delta that rebuilds the target layer tar read from target
+// out of basis, and reports what it did.
+func Encode(ctx context.Context, target io.Reader, basis *Basis, w io.Writer) (Stats, error) {
+	var st Stats
+	if _, err := io.WriteString(w, Magic); err != nil {
+		return st, err
+	}
+	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(8<<20))
+	if err != nil {
+		return st, err
+	}
+	plain, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return st, err
+	}
+	defer plain.Close()
+	h := sha256.New()
+	cr := &countingReader{r: io.TeeReader(target, h)}
+	e := &encoder{ow: &opWriter{w: zw}, basis: basis, plain: plain, st: &st, r: cr}
+	defer e.cleanup()
+	s := &splitter{r: cr}
+	for {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		ent, err := s.next()
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, errTail) {
+			// End-of-archive marker, or something the splitter leaves
+			// alone: the rest goes verbatim.
+			e.literalBytes(ent.Header)
+			if err := e.literalStream(cr); err != nil {
+				return st, err
+			}
+			break
+		}
+		if err != nil {
+			return st, err
+		}
+		st.Entries++
+		if err := e.entry(ent); err != nil {
+			return st, err
+		}
+		if e.ow.err != nil {
+			return st, e.ow.err
+		}
+	}
+	e.flush()
+	e.ow.byte(opEnd)
+	sum := h.Sum(nil)
+	if e.ow.err == nil {
+		_, e.ow.err = zw.Write(sum)
+	}
+	if e.ow.err != nil {
+		zw.Close()
+		return st, e.ow.err
+	}
+	if err := zw.Close(); err != nil {
+		return st, err
+	}
+	st.DiffID = digest.NewDigestFromBytes(digest.SHA256, sum)
+	st.TarBytes = cr.n
+	return st, nil
+}
+
+type encoder struct {
+	ow    *opWriter
+	basis *Basis
+	plain *zstd.Encoder
+	st    *Stats
+	r     io.Reader
+	lit   []byte // pending literal bytes, merged into one op
+	spool *os.File
+}
+
+func (e *encoder) cleanup() {
+	if e.spool != nil {
+		e.spool.Close()
+		os.Remove(e.spool.Name())
+	}
+}
+
+func (e *encoder) literalBytes(b []byte) {
+	e.lit = append(e.lit, b...)
+	if len(e.lit) >= 1<<20 {
+		e.flush()
+	}
+}
+
+func (e *encoder) flush() {
+	if len(e.lit) > 0 {
+		e.ow.byte(opLiteral)
+		e.ow.bytes(e.lit)
+		e.lit = e.lit[:0]
+	}
+}
+
+// literalStream sends the rest of r as literal bytes.
+func (e *encoder) literalStream(r io.Reader) error {
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			e.literalBytes(buf[:n])
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return e.ow.err
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (e *encoder) entry(ent entry) error {
+	e.flush()
+	e.ow.byte(opHeader)
+	e.ow.bytes(ent.Header)
+	e.st.Headers += int64(len(ent.Header))
+	if ent.Size > 0 {
+		if ent.regular() {
+			if err := e.content(ent); err != nil {
+				return err
+			}
+		} else {
+			if err := e.literalN(ent.Size); err != nil {
+				return err
+			}
+		}
+	}
+	return e.literalN(ent.Pad)
+}
+
+func (e *encoder) literalN(n int64) error {
+	if n == 0 {
+		return nil
+	}
+	if n <= memLimit {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(e.r, b); err != nil {
+			return fmt.Errorf("target layer: %w", unexpected(err))
+		}
+		e.literalBytes(b)
+		return e.ow.err
+	}
+	e.flush()
+	e.ow.byte(opLiteral)
+	e.ow.uvarint(uint64(n))
+	if e.ow.err == nil {
+		if _, err := io.CopyN(e.ow.w, e.r, n); err != nil {
+			return fmt.Errorf("target layer: %w", unexpected(err))
+		}
+	}
+	return e.ow.err
+}
+
+// content encodes one regular file's bytes.
+func (e *encoder) content(ent entry) error {
+	var (
+		data []byte
+		sum  [32]byte
+		h    = sha256.New()
+	)
+	if ent.Size <= memLimit {
+		data = make([]byte, ent.Size)
+		if _, err := io.ReadFull(e.r, data); err != nil {
+			return fmt.Errorf("target layer: %s: %w", ent.Name, unexpected(err))
+		}
+		h.Write(data)
+	} else {
+		if e.spool == nil {
+			f, err := os.CreateTemp(e.basis.dir, "flick-delta-target-*")
+			if err != nil {
+				return err
+			}
+			e.spool = f
+		}
+		if err := e.spool.Truncate(0); err != nil {
+			return err
+		}
+		if _, err := e.spool.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if _, err := io.CopyN(io.MultiWriter(e.spool, h), e.r, ent.Size); err != nil {
+			return fmt.Errorf("target layer: %s: %w", ent.Name, unexpected(err))
+		}
+	}
+	h.Sum(sum[:0])
+	if ref, ok := e.basis.byHash[sum]; ok && ref.size == ent.Size {
+		e.ow.byte(opCopy)
+		e.ow.uvarint(uint64(ref.layer))
+		e.ow.bytes(samePath(ref.name, ent.Name))
+		e.ow.uvarint(uint64(ent.Size))
+		e.st.Copied += ent.Size
+		e.st.CopiedFiles++
+		return e.ow.err
+	}
+	if data == nil && ent.Size <= MaxPatchTarget {
+		b, err := os.ReadFile(e.spool.Name())
+		if err != nil {
+			return err
+		}
+		data = b
+	}
+	if data != nil {
+		if done, err := e.patch(ent, data); done || err != nil {
+			return err
+		}
+		e.literalBytes(data)
+		e.st.Literal += ent.Size
+		return e.ow.err
+	}
+	if _, err := e.spool.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	e.flush()
+	e.ow.byte(opLiteral)
+	e.ow.uvarint(uint64(ent.Size))
+	if e.ow.err == nil {
+		if _, err := io.CopyN(e.ow.w, e.spool, ent.Size); err != nil {
+			return err
+		}
+	}
+	e.st.Literal += ent.Size
+	return e.ow.err
+}
+
+// patch sends data as a zstd frame with a similar base file as dictionary,
+// if that beats compressing it alone.
+func (e *encoder) patch(ent entry, data []byte) (bool, error) {
+	if len(data) < minPatch {
+		return false, nil
+	}
+	ref, ok := e.basis.byPath[ent.Name]
+	if !ok || !patchable(ref) {
+		ref, ok = e.basis.byBase[path.Base(ent.Name)]
+	}
+	if !ok || !patchable(ref) {
+		return false, nil
+	}
+	dict := make([]byte, ref.size)
+	if _, err := e.basis.spools[ref.layer].ReadAt(dict, ref.off); err != nil {
+		return false, err
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderDictRaw(0, dict), zstd.WithWindowSize(int(patchWindow(ref.size, int64(len(data))))))
+	if err != nil {
+		return false, err
+	}
+	frame := enc.EncodeAll(data, nil)
+	enc.Close()
+	alone := e.plain.EncodeAll(data, nil)
+	if len(frame) >= len(alone) {
+		return false, nil
+	}
+	e.flush()
+	e.ow.byte(opPatch)
+	e.ow.uvarint(uint64(ref.layer))
+	e.ow.bytes(samePath(ref.name, ent.Name))
+	e.ow.uvarint(uint64(len(data)))
+	e.ow.bytes(frame)
+	e.st.Patched += int64(len(data))
+	e.st.PatchFiles++
+	e.st.PatchBytes += int64(len(frame))
+	return true, e.ow.err
+}
+
+func patchable(ref fileRef) bool { return ref.size >= 64 && ref.size <= MaxPatchBase }
+
+func samePath(base, target string) []byte {
+	if base == target {
+		return nil
+	}
+	return []byte(base)
+}
