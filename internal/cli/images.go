@@ -40,7 +40,7 @@ func registryAuthHeader(ref reference.Ref) string {
 }
 
 func (a *app) pullCmd() *cobra.Command {
-	var quiet, jsonOut bool
+	var quiet, jsonOut, noDelta bool
 	var platform string
 	cmd := &cobra.Command{
 		Use:   "pull [OPTIONS] NAME[:TAG|@DIGEST]",
@@ -48,11 +48,17 @@ func (a *app) pullCmd() *cobra.Command {
 		Long: `Pull an image. Layers stream straight from the registry into the store,
 verified as they arrive; nothing is visible until every layer and the config
 are durable, so an interrupted pull (network, power) leaves the old image in
-place. Pull again to resume: layers already committed are not fetched again.`,
+place. Pull again to resume: layers already committed are not fetched again.
+
+If the registry holds a delta (made by 'flick delta create --push') from an
+image this hub already has, Flick downloads the smallest one instead of the
+layers, rebuilds the layers from local content, and checks each against the
+image's diffIDs; a delta that fails falls back to the layer download.`,
 		Example: `  flick pull alpine
   flick pull --platform linux/arm/v7 registry.lan:5000/app:2.1
   flick pull -q app@sha256:4f2b...      # print only the reference
-  flick pull --json app | jq .status    # Docker-style JSON progress`,
+  flick pull --json app | jq .status    # Docker-style JSON progress
+  flick pull --no-delta app:2.1         # ignore deltas, download layers`,
 		Args: exactArgs(1, "an image reference, e.g. 'flick pull alpine:3.20'"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref, err := reference.Parse(args[0])
@@ -71,6 +77,9 @@ place. Pull again to resume: layers already committed are not fetched again.`,
 			}
 			if platform != "" {
 				q.Set("platform", platform)
+			}
+			if noDelta {
+				q.Set("nodelta", "1")
 			}
 			h := http.Header{}
 			if auth := registryAuthHeader(ref); auth != "" {
@@ -94,6 +103,7 @@ place. Pull again to resume: layers already committed are not fetched again.`,
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only the image reference")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the daemon's JSON progress stream, one object per line")
 	cmd.Flags().StringVar(&platform, "platform", "", "pull for this platform (e.g. linux/arm64, linux/arm/v7) instead of this machine's")
+	cmd.Flags().BoolVar(&noDelta, "no-delta", false, "download whole layers even if a delta from a local image exists")
 	return cmd
 }
 

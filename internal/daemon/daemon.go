@@ -121,7 +121,7 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 		System: dockerapi.SystemInfo{Version: build.Version, GitCommit: build.GitCommit, DataRoot: cfg.DataRoot,
 			InsecureRegs: cfg.InsecureRegistries, CgroupVersion: cgroupVersion(), Started: time.Now()},
 	})
-	rx, err := startReflex(cfg, reg, log)
+	rx, err := startReflex(cfg, reg, log, puller)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/flick-edge/flick/internal/flickapi"
 	"github.com/flick-edge/flick/internal/forward"
 	"github.com/flick-edge/flick/internal/function"
+	"github.com/flick-edge/flick/internal/pull"
 	"github.com/flick-edge/flick/internal/reflex"
 	"github.com/flick-edge/flick/internal/registry"
 	"github.com/flick-edge/flick/internal/route"
@@ -52,7 +53,7 @@ func (p publisher) Publish(m reflex.Message) error {
 		CorrelationData: m.CorrelationData, UserProperties: m.UserProperties})
 }
 
-func startReflex(cfg config.Daemon, reg *registry.Client, log *slog.Logger) (_ *reflexSide, err error) {
+func startReflex(cfg config.Daemon, reg *registry.Client, log *slog.Logger, puller *pull.Puller) (_ *reflexSide, err error) {
 	r := &reflexSide{log: log, metrics: metrics.NewSet()}
 	defer func() {
 		if err != nil {
@@ -101,6 +102,7 @@ func startReflex(cfg config.Daemon, reg *registry.Client, log *slog.Logger) (_ *
 		return wait, err
 	})
 	r.brokerMetrics()
+	pullMetrics(r.metrics, puller)
 	if r.routes, err = route.OpenStore(filepath.Join(cfg.DataRoot, "routes.db")); err != nil {
 		return r, err
 	}
@@ -167,6 +169,24 @@ func (r *reflexSide) brokerMetrics() {
 	stat("flick_mqtt_messages_sent_total", func(st broker.Stats) int64 { return st.MessagesSent })
 	stat("flick_mqtt_messages_dropped_total", func(st broker.Stats) int64 { return st.MessagesDropped })
 	stat("flick_mqtt_inflight_dropped_total", func(st broker.Stats) int64 { return st.InflightDropped })
+}
+
+// pullMetrics exports the puller's totals: how much the hub downloads, and
+// how much deltas saved.
+func pullMetrics(s *metrics.Set, p *pull.Puller) {
+	if p == nil {
+		return
+	}
+	st := p.Stats()
+	for name, v := range map[string]interface{ Load() int64 }{
+		"flick_pull_total":                   &st.Pulls,
+		"flick_pull_fetched_bytes_total":     &st.FetchedBytes,
+		"flick_pull_delta_total":             &st.DeltaPulls,
+		"flick_pull_delta_saved_bytes_total": &st.DeltaSaved,
+		"flick_pull_delta_fallbacks_total":   &st.DeltaFallbacks,
+	} {
+		s.NewGauge(name, func() float64 { return float64(v.Load()) })
+	}
 }
 
 func (r *reflexSide) serveMetrics(w http.ResponseWriter, _ *http.Request) {

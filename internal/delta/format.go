@@ -73,8 +73,8 @@ const (
 	MaxPatchBase = 24 << 20
 	// MaxPatchTarget bounds the file a patch rebuilds.
 	MaxPatchTarget = 32 << 20
-	maxPatchOut  = 1 << 40
-	maxLayers    = 1 << 12
+	maxPatchOut    = 1 << 40
+	maxLayers      = 1 << 12
 )
 
 // ErrCorrupt wraps every decoding failure of a delta blob.

@@ -109,7 +109,10 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 		}
 		sw.sendProgress(pm)
 	}
-	_, err = s.cfg.Puller.Pull(r.Context(), pull.Request{Ref: ref, Platform: plat, Credentials: cred}, emit)
+	// "nodelta" is Flick's own parameter (flick pull --no-delta); the docker
+	// CLI never sends it, so docker pull uses deltas when there are some.
+	noDelta := q.Get("nodelta") == "1" || q.Get("nodelta") == "true"
+	res, err := s.cfg.Puller.Pull(r.Context(), pull.Request{Ref: ref, Platform: plat, Credentials: cred, NoDelta: noDelta}, emit)
 	if err != nil {
 		s.log.Warn("pull failed", "ref", ref.String(), "err", err)
 		sw.mu.Lock()
@@ -122,7 +125,12 @@ func (s *Server) imageCreate(w http.ResponseWriter, r *http.Request) {
 		sw.sendProgress(progressMessage{Message: jsonstream.Message{Error: &jsonstream.Error{Message: err.Error()}}, errText: err.Error()})
 		return
 	}
-	s.log.Info("pulled", "ref", ref.String())
+	if res.Delta != nil {
+		s.log.Info("pulled with a delta", "ref", ref.String(), "delta", res.Delta.Artifact, "base", res.Delta.BaseImage,
+			"fetched", res.Fetched, "layer_bytes", res.Delta.FullBytes, "fallbacks", res.Delta.Fallbacks)
+		return
+	}
+	s.log.Info("pulled", "ref", ref.String(), "fetched", res.Fetched)
 }
 
 func (sw *streamWriter) sendProgress(pm progressMessage) {

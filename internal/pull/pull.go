@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flick-edge/flick/internal/archive"
@@ -45,7 +46,10 @@ type Config struct {
 	// Reserve is free space that a pull must leave on the data root's disk
 	// (default 64 MiB).
 	Reserve int64
-	Logger  *slog.Logger
+	// DeltaDir holds delta blobs while they download and apply (default
+	// <snapshots>/deltas).
+	DeltaDir string
+	Logger   *slog.Logger
 }
 
 // Puller pulls images. It is safe for concurrent use; two pulls needing the same
@@ -55,6 +59,10 @@ type Puller struct {
 	mu       sync.Mutex
 	inflight map[digest.Digest]*flight
 	leases   map[digest.Digest]int
+	stats    Stats
+	// deltaHook, if set (tests), runs after a delta blob is on disk and
+	// before it is applied.
+	deltaHook func()
 }
 
 type flight struct {
@@ -81,6 +89,9 @@ type Request struct {
 	Ref         reference.Ref
 	Platform    oci.Platform // zero: this machine's platform
 	Credentials registry.Credentials
+	// NoDelta skips the search for deltas: every missing layer is downloaded
+	// whole.
+	NoDelta bool
 }
 
 // Event reports progress. ID is a layer's short digest or empty for image-level
@@ -99,8 +110,21 @@ type Result struct {
 	ManifestDigest digest.Digest
 	Ref            reference.Ref
 	UpToDate       bool
-	Fetched        int64 // compressed bytes downloaded
+	Fetched        int64      // bytes downloaded (layers, or deltas)
+	Delta          *DeltaInfo // the delta used, if any
 }
+
+// Stats are a Puller's running totals (exported as Prometheus counters).
+type Stats struct {
+	Pulls          atomic.Int64 // pulls that fetched something
+	FetchedBytes   atomic.Int64 // bytes downloaded, layers and deltas
+	DeltaPulls     atomic.Int64 // pulls that used a delta
+	DeltaSaved     atomic.Int64 // layer bytes a delta made unnecessary
+	DeltaFallbacks atomic.Int64 // delta layers that fell back to a download
+}
+
+// Stats returns the running totals.
+func (p *Puller) Stats() *Stats { return &p.stats }
 
 // Leased reports whether a layer is in use by a running pull (and must not be
 // garbage-collected).
@@ -192,6 +216,17 @@ func (p *Puller) Pull(ctx context.Context, req Request, events func(Event)) (Res
 		missing = append(missing, i)
 		emit(Event{ID: ShortID(layers[i].Digest), Status: "Pulling fs layer"})
 	}
+	var plan *deltaPlan
+	if !req.NoDelta {
+		plan = p.planDelta(ctx, repo, res, missing, emit)
+	}
+	var info *DeltaInfo
+	if plan != nil {
+		// The base stays referenced until the pull ends: deleting the base
+		// image meanwhile must not pull its layers from under the delta.
+		defer p.lease(plan.base)()
+		info = &DeltaInfo{Artifact: plan.artifact, BaseImage: plan.baseImage, Bytes: plan.cost, FullBytes: plan.full}
+	}
 	if err := p.checkSpace(ctx, repo, layers, missing); err != nil {
 		return Result{}, err
 	}
@@ -222,9 +257,12 @@ func (p *Puller) Pull(ctx context.Context, req Request, events func(Event)) (Res
 			if stop {
 				return
 			}
-			n, err := p.layer(ctx, repo, layers[i], diffIDs[i], emit)
+			n, fellBack, err := p.layer(ctx, repo, plan, layers[i], diffIDs[i], emit)
 			mu.Lock()
 			fetched += n
+			if fellBack {
+				info.Fallbacks++
+			}
 			if err != nil && failed == nil {
 				failed = err
 			}
@@ -242,7 +280,18 @@ func (p *Puller) Pull(ctx context.Context, req Request, events func(Event)) (Res
 	if err != nil {
 		return Result{}, err
 	}
-	return p.finish(ctx, res, ref, img, emit, false, fetched)
+	p.stats.Pulls.Add(1)
+	p.stats.FetchedBytes.Add(fetched)
+	if info != nil {
+		p.stats.DeltaPulls.Add(1)
+		p.stats.DeltaSaved.Add(max(info.FullBytes-fetched, 0))
+		p.stats.DeltaFallbacks.Add(int64(info.Fallbacks))
+		emit(Event{Status: fmt.Sprintf("Delta: fetched %s instead of %s (%.0f%% saved)", humanBytes(fetched), humanBytes(info.FullBytes),
+			100*(1-float64(fetched)/float64(max(info.FullBytes, 1))))})
+	}
+	r, err := p.finish(ctx, res, ref, img, emit, false, fetched)
+	r.Delta = info
+	return r, err
 }
 
 func (p *Puller) finish(_ context.Context, res *resolved, ref reference.Ref, img metadata.Image, emit func(Event), upToDate bool, fetched int64) (Result, error) {
@@ -303,9 +352,10 @@ func (p *Puller) record(res *resolved, ref reference.Ref, plat oci.Platform) (me
 	return img, nil
 }
 
-// layer fetches one layer unless another pull already is; it returns the
-// compressed bytes it downloaded.
-func (p *Puller) layer(ctx context.Context, repo *registry.Repo, desc oci.Descriptor, diffID digest.Digest, emit func(Event)) (int64, error) {
+// layer fetches one layer unless another pull already is, through the delta
+// plan when it covers the layer (falling back to a layer download if the delta
+// fails); it returns the bytes it downloaded and whether it fell back.
+func (p *Puller) layer(ctx context.Context, repo *registry.Repo, plan *deltaPlan, desc oci.Descriptor, diffID digest.Digest, emit func(Event)) (int64, bool, error) {
 	p.mu.Lock()
 	if f := p.inflight[diffID]; f != nil {
 		p.mu.Unlock()
@@ -313,24 +363,41 @@ func (p *Puller) layer(ctx context.Context, repo *registry.Repo, desc oci.Descri
 		select {
 		case <-f.done:
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, false, ctx.Err()
 		}
 		if f.err != nil {
-			return 0, f.err
+			return 0, false, f.err
 		}
 		emit(Event{ID: ShortID(desc.Digest), Status: "Pull complete"})
-		return 0, nil
+		return 0, false, nil
 	}
 	f := &flight{done: make(chan struct{})}
 	p.inflight[diffID] = f
 	p.mu.Unlock()
-	n, err := p.fetchLayer(ctx, repo, desc, diffID, emit)
+	var (
+		n        int64
+		err      error
+		fellBack bool
+	)
+	if _, ok := plan.covers(diffID); ok {
+		n, err = p.fetchDelta(ctx, repo, plan, desc, diffID, emit)
+		if err != nil && ctx.Err() == nil {
+			p.cfg.Logger.Warn("delta failed; downloading the layer", "layer", diffID, "err", err)
+			emit(Event{ID: ShortID(desc.Digest), Status: "Delta failed, downloading layer"})
+			fellBack = true
+			var m int64
+			m, err = p.fetchLayer(ctx, repo, desc, diffID, emit)
+			n += m
+		}
+	} else {
+		n, err = p.fetchLayer(ctx, repo, desc, diffID, emit)
+	}
 	p.mu.Lock()
 	f.err = err
 	delete(p.inflight, diffID)
 	close(f.done)
 	p.mu.Unlock()
-	return n, err
+	return n, fellBack, err
 }
 
 func (p *Puller) fetchLayer(ctx context.Context, repo *registry.Repo, desc oci.Descriptor, diffID digest.Digest, emit func(Event)) (int64, error) {

@@ -34,6 +34,7 @@ type env struct {
 	meta *metadata.DB
 	ss   *snapshot.Store
 	p    *Puller
+	cs   content.Store
 }
 
 func newEnv(t *testing.T, root string) *env {
@@ -54,7 +55,7 @@ func newEnv(t *testing.T, root string) *env {
 	}
 	rc, _ := registry.New(registry.Options{MaxAttempts: 4, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
 	p := New(Config{Registry: rc, Content: cs, Snapshots: ss, Meta: meta, Archive: archive.Options{WriteBehind: 2 << 20}, Reserve: 1 << 20})
-	return &env{root: root, meta: meta, ss: ss, p: p}
+	return &env{root: root, meta: meta, ss: ss, p: p, cs: cs}
 }
 
 func (e *env) pull(t *testing.T, ref string) (Result, []Event, error) {

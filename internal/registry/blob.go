@@ -22,7 +22,15 @@ import (
 // capped back-off. progress, if set, is called with the total bytes read so far.
 // The caller closes the stream.
 func (r *Repo) OpenBlob(ctx context.Context, d digest.Digest, size int64, progress func(int64)) io.ReadCloser {
-	return &blobReader{ctx: ctx, r: r, d: d, size: size, h: d.Algorithm().Hash(), progress: progress,
+	return r.OpenBlobFrom(ctx, d, size, 0, d.Algorithm().Hash(), progress)
+}
+
+// OpenBlobFrom is OpenBlob resuming at byte off of the blob: h must already
+// hold the hash state of bytes [0, off) (a checkpoint restored with
+// encoding.BinaryUnmarshaler), so the digest is still checked at EOF.
+// progress receives absolute offsets.
+func (r *Repo) OpenBlobFrom(ctx context.Context, d digest.Digest, size, off int64, h hash.Hash, progress func(int64)) io.ReadCloser {
+	return &blobReader{ctx: ctx, r: r, d: d, size: size, off: off, h: h, progress: progress,
 		delay: r.c.opts.MinBackoff}
 }
 
