@@ -32,12 +32,13 @@ const maxDeltaCandidates = 16
 // deltaPlan is the delta a pull uses: which base layers it reads (leased for
 // the pull's duration) and which blob rebuilds which missing layer.
 type deltaPlan struct {
-	artifact  digest.Digest
-	baseImage string
-	base      []digest.Digest
-	blobs     map[digest.Digest]ocispec.Descriptor // by target diffID
-	cost      int64                                // bytes to fetch with it
-	full      int64                                // bytes a layer pull fetches
+	artifact     digest.Digest
+	baseImage    string
+	base         []digest.Digest
+	blobs        map[digest.Digest]ocispec.Descriptor // by target diffID
+	cost         int64                                // bytes to fetch with it
+	manifestSize int64
+	full         int64 // bytes a layer pull fetches
 }
 
 func (d *deltaPlan) covers(diffID digest.Digest) (ocispec.Descriptor, bool) {
@@ -120,6 +121,14 @@ func (p *Puller) planDelta(ctx context.Context, repo *registry.Repo, res *resolv
 	return best
 }
 
+// shortImage trims "name@sha256:<64 hex>" to "name@sha256:<12 hex>".
+func shortImage(s string) string {
+	if i := strings.LastIndex(s, "@sha256:"); i >= 0 && len(s) > i+20 {
+		return s[:i+20]
+	}
+	return s
+}
+
 // haveBase parses a delta's base layer list and reports whether every layer is
 // committed here.
 func (p *Puller) haveBase(list string) ([]digest.Digest, bool) {
@@ -158,7 +167,8 @@ func (p *Puller) readDelta(ctx context.Context, repo *registry.Repo, d ocispec.D
 	if m.Annotations[delta.AnnotationBaseLayers] != d.Annotations[delta.AnnotationBaseLayers] {
 		return nil, errdefs.NewInvalidArgument(fmt.Errorf("delta manifest %s: base layers differ from its referrers entry", dgst))
 	}
-	plan := &deltaPlan{artifact: dgst, baseImage: m.Annotations[delta.AnnotationBaseImage], blobs: map[digest.Digest]ocispec.Descriptor{}}
+	plan := &deltaPlan{artifact: dgst, baseImage: shortImage(m.Annotations[delta.AnnotationBaseImage]), blobs: map[digest.Digest]ocispec.Descriptor{},
+		manifestSize: int64(len(body))}
 	if plan.baseImage == "" {
 		plan.baseImage = "an image this hub holds"
 	}

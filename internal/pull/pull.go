@@ -280,13 +280,16 @@ func (p *Puller) Pull(ctx context.Context, req Request, events func(Event)) (Res
 	if err != nil {
 		return Result{}, err
 	}
+	if plan != nil {
+		fetched += plan.manifestSize
+	}
 	p.stats.Pulls.Add(1)
 	p.stats.FetchedBytes.Add(fetched)
 	if info != nil {
 		p.stats.DeltaPulls.Add(1)
 		p.stats.DeltaSaved.Add(max(info.FullBytes-fetched, 0))
 		p.stats.DeltaFallbacks.Add(int64(info.Fallbacks))
-		emit(Event{Status: fmt.Sprintf("Delta: fetched %s instead of %s (%.0f%% saved)", humanBytes(fetched), humanBytes(info.FullBytes),
+		emit(Event{Status: fmt.Sprintf("Delta: fetched %s instead of %s (%.1f%% saved)", humanBytes(fetched), humanBytes(info.FullBytes),
 			100*(1-float64(fetched)/float64(max(info.FullBytes, 1))))})
 	}
 	r, err := p.finish(ctx, res, ref, img, emit, false, fetched)
