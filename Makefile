@@ -74,6 +74,10 @@ bench: build functions ## Go benchmarks, then bench/reflex.sh (Wasm vs native) a
 	./bench/start.sh
 	./bench/upstream.sh
 	./bench/pull.sh
+	./bench/delta.sh
+
+bench-delta: build ## update bytes for five scenarios: layer pull vs balena-style rsync delta vs Flick's delta (needs debootstrap once)
+	./bench/delta.sh
 
 bench-reflex: build functions ## event-to-result latency and throughput, Wasm vs a native handler
 	./bench/reflex.sh

@@ -16,6 +16,10 @@
 #   d  a dependency tree of 2,000 files / ~20 MB with ~5% of files changed
 #   e  d's BASE rebuilt: identical contents, new timestamps, every layer
 #      digest different
+#   f  (opt-in, BENCH_DELTA_ONLY=f) a 1 GB image: Debian, the Go program and
+#      seven ~128 MB dependency layers; the program is rebuilt and 5% of the
+#      files of two layers change. It is the memory figure: peak RSS while
+#      applying a delta to a 1 GB image.
 #
 # For each pair it prints:
 #   layer pull   compressed bytes of TARGET's layers that BASE lacks (what
@@ -114,7 +118,7 @@ go build -o "$TMP/deltabench" ./bench/cmd/deltabench
 "$TMP/deltabench" corpus -registry "$REGISTRY" -only "$ONLY" -debian-base "$CACHE/debian-base" -debian-target "$CACHE/debian-target" \
 	-gobin1 "$TMP/gobin1" -gobin2 "$TMP/gobin2"
 
-declare -A DESC=([a]="app code, few KB changed" [b]="Go program rebuilt" [c]="Debian security update" [d]="deps tree, 5% changed" [e]="rebuild, new timestamps")
+declare -A DESC=([a]="app code, few KB changed" [b]="Go program rebuilt" [c]="Debian security update" [d]="deps tree, 5% changed" [e]="rebuild, new timestamps" [f]="1 GB image, 3 layers changed")
 ROWS=()
 for s in $(echo "$ONLY" | grep -o .); do
 	base=$REGISTRY/bench/$s:1 target=$REGISTRY/bench/$s:2

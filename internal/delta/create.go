@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
@@ -27,6 +28,25 @@ type Stats struct {
 	Headers     int64 // header bytes (compressed with the rest)
 }
 
+var streamEncoders = sync.Pool{New: func() any {
+	zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(8<<20))
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return zw
+}}
+
+// plainEncoder compresses a file alone, to judge whether a patch pays; its
+// EncodeAll is safe for concurrent use.
+var plainEncoder = sync.OnceValue(func() *zstd.Encoder {
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		panic(err)
+	}
+	return enc
+})
+
 // memLimit is the largest file content the encoder holds in memory; larger
 // files are spooled to disk.
 const memLimit = 8 << 20
@@ -42,16 +62,11 @@ func Encode(ctx context.Context, target io.Reader, basis *Basis, w io.Writer) (S
 	if _, err := io.WriteString(w, Magic); err != nil {
 		return st, err
 	}
-	zw, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(8<<20))
-	if err != nil {
-		return st, err
-	}
-	plain, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return st, err
-	}
-	defer plain.Close()
+	// Encoders at the best level allocate tens of MB of tables: reuse them.
+	zw := streamEncoders.Get().(*zstd.Encoder)
+	zw.Reset(w)
+	defer streamEncoders.Put(zw)
+	plain := plainEncoder()
 	h := sha256.New()
 	cr := &countingReader{r: io.TeeReader(target, h)}
 	e := &encoder{ow: &opWriter{w: zw}, basis: basis, plain: plain, st: &st, r: cr}
@@ -92,7 +107,6 @@ func Encode(ctx context.Context, target io.Reader, basis *Basis, w io.Writer) (S
 		_, e.ow.err = zw.Write(sum)
 	}
 	if e.ow.err != nil {
-		zw.Close()
 		return st, e.ow.err
 	}
 	if err := zw.Close(); err != nil {

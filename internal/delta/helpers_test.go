@@ -4,6 +4,7 @@ import (
 	"io"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,3 +17,5 @@ func newTestWriter(w io.Writer) *zstd.Encoder {
 }
 
 func mkfifo(p string) error { return unix.Mkfifo(p, 0o644) }
+
+func digestOf(b []byte) digest.Digest { return digest.FromBytes(b) }

@@ -44,11 +44,12 @@ var errTail = errors.New("tail")
 func (s *splitter) next() (entry, error) {
 	var hdr []byte
 	for {
-		if _, err := io.ReadFull(s.r, s.blk[:]); err != nil {
+		if n, err := io.ReadFull(s.r, s.blk[:]); err != nil {
 			if err == io.EOF && len(hdr) == 0 {
 				return entry{}, io.EOF
 			}
 			// A truncated header: hand back what we have as tail bytes.
+			hdr = append(hdr, s.blk[:n]...)
 			return entry{Header: hdr}, fmt.Errorf("%w: truncated tar header", errTail)
 		}
 		hdr = append(hdr, s.blk[:]...)
@@ -68,8 +69,8 @@ func (s *splitter) next() (entry, error) {
 			n := (size + block - 1) / block * block
 			start := len(hdr)
 			hdr = append(hdr, make([]byte, n)...)
-			if _, err := io.ReadFull(s.r, hdr[start:]); err != nil {
-				return entry{Header: hdr[:start]}, fmt.Errorf("%w: truncated tar record", errTail)
+			if n, err := io.ReadFull(s.r, hdr[start:]); err != nil {
+				return entry{Header: hdr[:start+n]}, fmt.Errorf("%w: truncated tar record", errTail)
 			}
 			continue
 		case tar.TypeXGlobalHeader, tar.TypeGNUSparse:

@@ -12,6 +12,9 @@
 //	c  a Debian base layer after a security update of a few packages
 //	d  a dependency tree of ~2,000 files / ~20 MB with ~5% of files changed
 //	e  d's BASE rebuilt with identical contents but new timestamps
+//	f  a 1 GB image (Debian, the Go program, seven ~128 MB dependency
+//	   layers) where the program is rebuilt and 5% of two layers' files
+//	   change: the memory figure (opt-in: -only f)
 //
 // balena computes what balenaEngine ships for an update: an rsync delta
 // (librsync-go, 512-byte blocks, BLAKE2 strong sums) of TARGET's new layers
@@ -373,6 +376,62 @@ func corpus(args []string) error {
 			if err := push(*reg, "bench/e", "2", os2, e2); err != nil {
 				return err
 			}
+		}
+	}
+	if want("f") {
+		b1, err := os.ReadFile(*gobin1)
+		if err != nil {
+			return err
+		}
+		b2, err := os.ReadFile(*gobin2)
+		if err != nil {
+			return err
+		}
+		base := []v1.Layer{osLayer}
+		target := []v1.Layer{osLayer}
+		prog1, err := tarLayer([]file{{name: "app/", dir: true, mode: 0o755}, {name: "app/run", body: b1, mode: 0o755}}, t0)
+		if err != nil {
+			return err
+		}
+		prog2, err := tarLayer([]file{{name: "app/", dir: true, mode: 0o755}, {name: "app/run", body: b2, mode: 0o755}}, t1)
+		if err != nil {
+			return err
+		}
+		base, target = append(base, prog1), append(target, prog2)
+		r := rand.New(rand.NewPCG(21, 21))
+		for i := 0; i < 7; i++ {
+			deps := depTree(uint64(100+i), 4000, 128<<20)
+			for j := range deps {
+				deps[j].name = strings.Replace(deps[j].name, "app/", fmt.Sprintf("app/layer%d/", i), 1)
+			}
+			l1, err := tarLayer(deps, t0)
+			if err != nil {
+				return err
+			}
+			base = append(base, l1)
+			if i >= 2 {
+				target = append(target, l1)
+				continue
+			}
+			deps2 := append([]file(nil), deps...)
+			for j := range deps2 {
+				if deps2[j].body != nil && r.IntN(20) == 0 {
+					deps2[j].body = edit(r, deps2[j].body, 0.1)
+				}
+			}
+			l2, err := tarLayer(deps2, t1)
+			if err != nil {
+				return err
+			}
+			target = append(target, l2)
+			say("f: layer %d of 7", i+1)
+		}
+		say("f: 1 GB image")
+		if err := push(*reg, "bench/f", "1", base...); err != nil {
+			return err
+		}
+		if err := push(*reg, "bench/f", "2", target...); err != nil {
+			return err
 		}
 	}
 	return nil
