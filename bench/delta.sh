@@ -16,6 +16,8 @@
 #   d  a dependency tree of 2,000 files / ~20 MB with ~5% of files changed
 #   e  d's BASE rebuilt: identical contents, new timestamps, every layer
 #      digest different
+#   g  b's program built stripped (-ldflags "-s -w"): without the
+#      zlib-compressed DWARF sections, which change whole on any rebuild
 #   f  (opt-in, BENCH_DELTA_ONLY=f) a 1 GB image: Debian, the Go program and
 #      seven ~128 MB dependency layers; the program is rebuilt and 5% of the
 #      files of two layers change. It is the memory figure: peak RSS while
@@ -37,7 +39,7 @@
 # (scenario c; the two root filesystems are cached in BENCH_CACHE).
 #
 # Environment:
-#   BENCH_DELTA_ONLY   scenarios to run (default abcde)
+#   BENCH_DELTA_ONLY   scenarios to run (default abcdeg)
 #   BENCH_CACHE        where the Debian trees are kept (default /var/cache/flick-bench)
 #   BENCH_TMPDIR       parent of the temporary directory
 #   DEBIAN_MIRROR      default http://deb.debian.org/debian
@@ -48,7 +50,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 REGISTRY_BIN=${FLICK_TEST_REGISTRY_BIN:-/usr/bin/docker-registry}
 FLICK=${FLICK:-$ROOT/bin/flick}
-ONLY=${BENCH_DELTA_ONLY:-abcde}
+ONLY=${BENCH_DELTA_ONLY:-abcdeg}
 CACHE=${BENCH_CACHE:-/var/cache/flick-bench}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
@@ -87,6 +89,8 @@ go_programs() {
 	printf '{"Replace":{"%s":"%s"}}' "$ROOT/$src" "$TMP/main.go" >"$TMP/overlay.json"
 	CGO_ENABLED=0 go build -trimpath -overlay "$TMP/overlay.json" -o "$TMP/gobin2" ./bench/cmd/benchimage
 	cmp -s "$TMP/gobin1" "$TMP/gobin2" && die "the rebuilt program is identical"
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$TMP/gobin1s" ./bench/cmd/benchimage
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -overlay "$TMP/overlay.json" -o "$TMP/gobin2s" ./bench/cmd/benchimage
 	log "Go program: $(stat -c %s "$TMP/gobin1") bytes"
 }
 
@@ -111,14 +115,14 @@ hub_pull() {
 
 human() { numfmt --to=iec --suffix=B --format='%.1f' "$1"; }
 
-[[ $ONLY == *c* || $ONLY == *a* || $ONLY == *b* || $ONLY == *d* || $ONLY == *e* ]] && debian_trees
+debian_trees
 go_programs
 start_registry
 go build -o "$TMP/deltabench" ./bench/cmd/deltabench
 "$TMP/deltabench" corpus -registry "$REGISTRY" -only "$ONLY" -debian-base "$CACHE/debian-base" -debian-target "$CACHE/debian-target" \
-	-gobin1 "$TMP/gobin1" -gobin2 "$TMP/gobin2"
+	-gobin1 "$TMP/gobin1" -gobin2 "$TMP/gobin2" -gobin1s "$TMP/gobin1s" -gobin2s "$TMP/gobin2s"
 
-declare -A DESC=([a]="app code, few KB changed" [b]="Go program rebuilt" [c]="Debian security update" [d]="deps tree, 5% changed" [e]="rebuild, new timestamps" [f]="1 GB image, 3 layers changed")
+declare -A DESC=([a]="app code, few KB changed" [b]="Go program rebuilt" [c]="Debian security update" [d]="deps tree, 5% changed" [e]="rebuild, new timestamps" [g]="Go program, stripped" [f]="1 GB image, 3 layers changed")
 ROWS=()
 for s in $(echo "$ONLY" | grep -o .); do
 	base=$REGISTRY/bench/$s:1 target=$REGISTRY/bench/$s:2

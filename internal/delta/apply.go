@@ -78,7 +78,7 @@ func Apply(ctx context.Context, blob io.Reader, base Base, out io.Writer) (diges
 			if _, err := io.CopyN(w, or.r, int64(n)); err != nil {
 				return "", fmt.Errorf("literal: %w", wrapShort(err))
 			}
-		case opCopy, opPatch:
+		case opCopy, opPatch, opDiff:
 			layer, err := or.uvarint("base layer", uint64(base.Layers()-1))
 			if err != nil {
 				return "", err
@@ -99,6 +99,8 @@ func Apply(ctx context.Context, blob io.Reader, base Base, out io.Writer) (diges
 				err = copyBase(w, base, int(layer), name, int64(size))
 			} else if size > MaxPatchTarget {
 				err = corrupt("patch output of %d bytes is over the %d-byte limit", size, MaxPatchTarget)
+			} else if op == opDiff {
+				err = diffBase(ctx, w, or, base, int(layer), name, int64(size))
 			} else {
 				err = patchBase(w, or, base, int(layer), name, int64(size))
 			}
@@ -143,6 +145,52 @@ func copyBase(w io.Writer, base Base, layer int, name string, size int64) error 
 	}
 	if _, err := io.CopyN(w, f, size); err != nil {
 		return fmt.Errorf("copy base file %s: %w", name, err)
+	}
+	return nil
+}
+
+// readBase reads a base file whole, as a patch's reference.
+func readBase(base Base, layer int, name string) ([]byte, error) {
+	f, have, err := base.Open(layer, name)
+	if err != nil {
+		return nil, fmt.Errorf("base layer %d: %w", layer, err)
+	}
+	defer f.Close()
+	if have > MaxPatchBase {
+		return nil, corrupt("patch base %s is %d bytes, over the %d-byte limit", name, have, MaxPatchBase)
+	}
+	b := make([]byte, have)
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, fmt.Errorf("read base file %s: %w", name, err)
+	}
+	return b, nil
+}
+
+func diffBase(_ context.Context, w io.Writer, or *opReader, base Base, layer int, name string, size int64) error {
+	var streams [3][]byte
+	for i, what := range []string{"diff control", "diff", "diff extra"} {
+		b, err := or.bytes(what, MaxPatchTarget+(1<<20))
+		if err != nil {
+			return err
+		}
+		streams[i] = b
+	}
+	old, err := readBase(base, layer, name)
+	if err != nil {
+		return err
+	}
+	var rs [3]*zstd.Decoder
+	for i := range rs {
+		d, err := zstd.NewReader(bytes.NewReader(streams[i]), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(MaxOuterWindow))
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		rs[i] = d
+	}
+	if err := bspatch(w, old, size, bufio.NewReader(rs[0]), rs[1], rs[2]); err != nil {
+		return fmt.Errorf("diff for %s: %w", name, err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package delta
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -23,6 +24,7 @@ type Stats struct {
 	CopiedFiles int
 	Patched     int64 // content bytes rebuilt by patches
 	PatchFiles  int
+	DiffFiles   int   // of which bsdiff-style
 	PatchBytes  int64 // patch frames sent for them
 	Literal     int64 // content bytes sent as they are (compressed)
 	Headers     int64 // header bytes (compressed with the rest)
@@ -69,7 +71,7 @@ func Encode(ctx context.Context, target io.Reader, basis *Basis, w io.Writer) (S
 	plain := plainEncoder()
 	h := sha256.New()
 	cr := &countingReader{r: io.TeeReader(target, h)}
-	e := &encoder{ow: &opWriter{w: zw}, basis: basis, plain: plain, st: &st, r: cr}
+	e := &encoder{ctx: ctx, ow: &opWriter{w: zw}, basis: basis, plain: plain, st: &st, r: cr}
 	defer e.cleanup()
 	s := &splitter{r: cr}
 	for {
@@ -118,6 +120,7 @@ func Encode(ctx context.Context, target io.Reader, basis *Basis, w io.Writer) (S
 }
 
 type encoder struct {
+	ctx   context.Context
 	ow    *opWriter
 	basis *Basis
 	plain *zstd.Encoder
@@ -304,6 +307,23 @@ func (e *encoder) patch(ent entry, data []byte) (bool, error) {
 	frame := enc.EncodeAll(data, nil)
 	enc.Close()
 	alone := e.plain.EncodeAll(data, nil)
+	if len(data) >= minDiff {
+		if streams, ok := e.diff(dict, data); ok && diffCost(streams) < min(len(frame), len(alone)) {
+			e.flush()
+			e.ow.byte(opDiff)
+			e.ow.uvarint(uint64(ref.layer))
+			e.ow.bytes(samePath(ref.name, ent.Name))
+			e.ow.uvarint(uint64(len(data)))
+			for _, s := range streams {
+				e.ow.bytes(s)
+			}
+			e.st.Patched += int64(len(data))
+			e.st.PatchFiles++
+			e.st.DiffFiles++
+			e.st.PatchBytes += int64(diffCost(streams))
+			return true, e.ow.err
+		}
+	}
 	if len(frame) >= len(alone) {
 		return false, nil
 	}
@@ -318,6 +338,34 @@ func (e *encoder) patch(ent entry, data []byte) (bool, error) {
 	e.st.PatchBytes += int64(len(frame))
 	return true, e.ow.err
 }
+
+// minDiff is the smallest file worth a bsdiff-style difference (building a
+// suffix array costs more than it saves on small files).
+const minDiff = 32 << 10
+
+// diff computes the bsdiff streams, compressed, or false if it ran over its
+// budget.
+func (e *encoder) diff(old, new []byte) ([3][]byte, bool) {
+	var out [3][]byte
+	ctrl, d, extra, err := bsdiff(e.ctx, old, new)
+	if err != nil {
+		return out, false
+	}
+	zw := streamEncoders.Get().(*zstd.Encoder)
+	defer streamEncoders.Put(zw)
+	for i, s := range [][]byte{ctrl, d, extra} {
+		var b bytes.Buffer
+		zw.Reset(&b)
+		zw.Write(s)
+		if err := zw.Close(); err != nil {
+			return out, false
+		}
+		out[i] = b.Bytes()
+	}
+	return out, true
+}
+
+func diffCost(s [3][]byte) int { return len(s[0]) + len(s[1]) + len(s[2]) + 12 }
 
 func patchable(ref fileRef) bool { return ref.size >= 64 && ref.size <= MaxPatchBase }
 

@@ -6,7 +6,8 @@
 // file's content is sent as a reference when any base layer holds a file with the
 // same bytes (whatever its path or layer: moved and renamed files match), as a
 // zstd patch that uses the base file at the same path (or with the same name) as
-// its dictionary when that is smaller, and otherwise as literal bytes. The op
+// its dictionary or as a bsdiff-style difference (for executables) when either is
+// smaller, and otherwise as literal bytes. The op
 // stream is zstd-compressed at the highest level. Because the result must hash to
 // the target's diffID before the hub commits it, a wrong, corrupt or mismatched
 // delta can only fail; it can never produce a wrong layer.
@@ -17,6 +18,8 @@
 //	opLiteral uvarint n, n bytes         content or padding bytes
 //	opCopy    uvarint layer, string path, uvarint size
 //	opPatch   uvarint layer, string path, uvarint size, uvarint n, n bytes (zstd frame, dict = base file)
+//	opDiff    uvarint layer, string path, uvarint size, then three zstd streams,
+//	          each uvarint n, n bytes: bsdiff control, difference, extra
 //	opEnd     32 bytes                   sha256 of the rebuilt tar (the diffID)
 //
 // A string is uvarint length then bytes; the empty path means "the path of the
@@ -62,6 +65,7 @@ const (
 	opLiteral
 	opCopy
 	opPatch
+	opDiff
 )
 
 // Limits a decoder enforces on untrusted input.

@@ -12,6 +12,7 @@
 //	c  a Debian base layer after a security update of a few packages
 //	d  a dependency tree of ~2,000 files / ~20 MB with ~5% of files changed
 //	e  d's BASE rebuilt with identical contents but new timestamps
+//	g  b's program built stripped (-ldflags "-s -w"), as many images ship it
 //	f  a 1 GB image (Debian, the Go program, seven ~128 MB dependency
 //	   layers) where the program is rebuilt and 5% of two layers' files
 //	   change: the memory figure (opt-in: -only f)
@@ -250,6 +251,8 @@ func corpus(args []string) error {
 	debTarget := fl.String("debian-target", "", "the same after a security update")
 	gobin1 := fl.String("gobin1", "", "a statically linked Go program")
 	gobin2 := fl.String("gobin2", "", "the same rebuilt after a one-line change")
+	gobin1s := fl.String("gobin1s", "", "gobin1 stripped")
+	gobin2s := fl.String("gobin2s", "", "gobin2 stripped")
 	only := fl.String("only", "abcde", "scenarios to build")
 	fl.Parse(args)
 	t0 := time.Unix(1750000000, 0)
@@ -290,12 +293,15 @@ func corpus(args []string) error {
 			return err
 		}
 	}
-	if want("b") {
-		b1, err := os.ReadFile(*gobin1)
+	for _, sc := range []struct{ name, f1, f2 string }{{"b", *gobin1, *gobin2}, {"g", *gobin1s, *gobin2s}} {
+		if !want(sc.name) {
+			continue
+		}
+		b1, err := os.ReadFile(sc.f1)
 		if err != nil {
 			return err
 		}
-		b2, err := os.ReadFile(*gobin2)
+		b2, err := os.ReadFile(sc.f2)
 		if err != nil {
 			return err
 		}
@@ -310,11 +316,11 @@ func corpus(args []string) error {
 		if err != nil {
 			return err
 		}
-		say("b: Go program (%d bytes)", len(b1))
-		if err := push(*reg, "bench/b", "1", osLayer, l1); err != nil {
+		say("%s: Go program (%d bytes)", sc.name, len(b1))
+		if err := push(*reg, "bench/"+sc.name, "1", osLayer, l1); err != nil {
 			return err
 		}
-		if err := push(*reg, "bench/b", "2", osLayer, l2); err != nil {
+		if err := push(*reg, "bench/"+sc.name, "2", osLayer, l2); err != nil {
 			return err
 		}
 	}
@@ -463,12 +469,7 @@ func balena(args []string) error {
 	for _, l := range bl {
 		id, _ := l.DiffID()
 		have[id] = true
-		rc, err := l.Uncompressed()
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		readers = append(readers, rc)
+		readers = append(readers, &lazy{l: l})
 	}
 	sig, err := librsync.Signature(io.MultiReader(readers...), io.Discard, 512, 32, librsync.BLAKE2_SIG_MAGIC)
 	if err != nil {
@@ -484,12 +485,7 @@ func balena(args []string) error {
 		if have[id] {
 			continue
 		}
-		rc, err := l.Uncompressed()
-		if err != nil {
-			return err
-		}
-		defer rc.Close()
-		newLayers = append(newLayers, rc)
+		newLayers = append(newLayers, &lazy{l: l})
 	}
 	f, err := os.CreateTemp(*tmp, "balena-delta-*")
 	if err != nil {
@@ -507,6 +503,29 @@ func balena(args []string) error {
 	}
 	fmt.Println(cw.n)
 	return nil
+}
+
+// lazy opens a layer when first read and closes it at EOF: go-containerregistry
+// limits concurrent blob fetches, so a basis of many layers cannot open them
+// all at once.
+type lazy struct {
+	l  v1.Layer
+	rc io.ReadCloser
+}
+
+func (z *lazy) Read(p []byte) (int, error) {
+	if z.rc == nil {
+		rc, err := z.l.Uncompressed()
+		if err != nil {
+			return 0, err
+		}
+		z.rc = rc
+	}
+	n, err := z.rc.Read(p)
+	if err == io.EOF {
+		z.rc.Close()
+	}
+	return n, err
 }
 
 type counter struct{ n int64 }
