@@ -23,7 +23,8 @@ type Base interface {
 	Layers() int
 }
 
-// MaxOuterWindow bounds the op stream's zstd window (the encoder uses 8 MiB).
+// MaxOuterWindow bounds the zstd window of the op stream and of bsdiff
+// streams (the encoder uses 4 MiB and 1 MiB).
 const MaxOuterWindow = 16 << 20
 
 // Apply rebuilds the target layer tar that blob describes, writing it to out,
@@ -43,6 +44,8 @@ func Apply(ctx context.Context, blob io.Reader, base Base, out io.Writer) (diges
 	}
 	defer zr.Close()
 	or := &opReader{r: bufio.NewReaderSize(zr, 64<<10)}
+	a := &applier{}
+	defer a.close()
 	h := sha256.New()
 	w := io.MultiWriter(out, h)
 	var last string
@@ -100,9 +103,9 @@ func Apply(ctx context.Context, blob io.Reader, base Base, out io.Writer) (diges
 			} else if size > MaxPatchTarget {
 				err = corrupt("patch output of %d bytes is over the %d-byte limit", size, MaxPatchTarget)
 			} else if op == opDiff {
-				err = diffBase(ctx, w, or, base, int(layer), name, int64(size))
+				err = a.diffBase(w, or, base, int(layer), name, int64(size))
 			} else {
-				err = patchBase(w, or, base, int(layer), name, int64(size))
+				err = a.patchBase(w, or, base, int(layer), name, int64(size))
 			}
 			if err != nil {
 				return "", err
@@ -149,8 +152,24 @@ func copyBase(w io.Writer, base Base, layer int, name string, size int64) error 
 	return nil
 }
 
+// applier holds what patches reuse within one layer, so that a layer with
+// many patched files does not leave a trail of megabyte buffers for the GC
+// (peak memory is what matters on a hub).
+type applier struct {
+	scratch []byte
+	dec     [3]*zstd.Decoder
+}
+
+func (a *applier) close() {
+	for _, d := range a.dec {
+		if d != nil {
+			d.Close()
+		}
+	}
+}
+
 // readBase reads a base file whole, as a patch's reference.
-func readBase(base Base, layer int, name string) ([]byte, error) {
+func (a *applier) readBase(base Base, layer int, name string) ([]byte, error) {
 	f, have, err := base.Open(layer, name)
 	if err != nil {
 		return nil, fmt.Errorf("base layer %d: %w", layer, err)
@@ -159,14 +178,18 @@ func readBase(base Base, layer int, name string) ([]byte, error) {
 	if have > MaxPatchBase {
 		return nil, corrupt("patch base %s is %d bytes, over the %d-byte limit", name, have, MaxPatchBase)
 	}
-	b := make([]byte, have)
+	if int64(cap(a.scratch)) < have {
+		a.scratch = nil // let the old one go before the new one is made
+		a.scratch = make([]byte, have)
+	}
+	b := a.scratch[:have]
 	if _, err := io.ReadFull(f, b); err != nil {
 		return nil, fmt.Errorf("read base file %s: %w", name, err)
 	}
 	return b, nil
 }
 
-func diffBase(_ context.Context, w io.Writer, or *opReader, base Base, layer int, name string, size int64) error {
+func (a *applier) diffBase(w io.Writer, or *opReader, base Base, layer int, name string, size int64) error {
 	var streams [3][]byte
 	for i, what := range []string{"diff control", "diff", "diff extra"} {
 		b, err := or.bytes(what, MaxPatchTarget+(1<<20))
@@ -175,42 +198,37 @@ func diffBase(_ context.Context, w io.Writer, or *opReader, base Base, layer int
 		}
 		streams[i] = b
 	}
-	old, err := readBase(base, layer, name)
+	old, err := a.readBase(base, layer, name)
 	if err != nil {
 		return err
 	}
-	var rs [3]*zstd.Decoder
-	for i := range rs {
-		d, err := zstd.NewReader(bytes.NewReader(streams[i]), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-			zstd.WithDecoderMaxWindow(MaxOuterWindow))
-		if err != nil {
-			return err
+	for i := range a.dec {
+		if a.dec[i] == nil {
+			d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+				zstd.WithDecoderMaxWindow(MaxOuterWindow))
+			if err != nil {
+				return err
+			}
+			a.dec[i] = d
 		}
-		defer d.Close()
-		rs[i] = d
+		if err := a.dec[i].Reset(bytes.NewReader(streams[i])); err != nil {
+			return corrupt("diff stream: %v", err)
+		}
 	}
-	if err := bspatch(w, old, size, bufio.NewReader(rs[0]), rs[1], rs[2]); err != nil {
+	if err := bspatch(w, old, size, bufio.NewReader(a.dec[0]), a.dec[1], a.dec[2]); err != nil {
 		return fmt.Errorf("diff for %s: %w", name, err)
 	}
 	return nil
 }
 
-func patchBase(w io.Writer, or *opReader, base Base, layer int, name string, size int64) error {
+func (a *applier) patchBase(w io.Writer, or *opReader, base Base, layer int, name string, size int64) error {
 	frame, err := or.bytes("patch", MaxPatchBase+(64<<20))
 	if err != nil {
 		return err
 	}
-	f, have, err := base.Open(layer, name)
+	dict, err := a.readBase(base, layer, name)
 	if err != nil {
-		return fmt.Errorf("base layer %d: %w", layer, err)
-	}
-	defer f.Close()
-	if have > MaxPatchBase {
-		return corrupt("patch base %s is %d bytes, over the %d-byte limit", name, have, MaxPatchBase)
-	}
-	dict := make([]byte, have)
-	if _, err := io.ReadFull(f, dict); err != nil {
-		return fmt.Errorf("read base file %s: %w", name, err)
+		return err
 	}
 	if len(dict) < 8 {
 		// zstd needs a dictionary of at least 8 bytes; the encoder never

@@ -8,7 +8,7 @@
 // zstd patch that uses the base file at the same path (or with the same name) as
 // its dictionary or as a bsdiff-style difference (for executables) when either is
 // smaller, and otherwise as literal bytes. The op
-// stream is zstd-compressed at the highest level. Because the result must hash to
+// stream is zstd-compressed at the highest level (4 MiB window). Because the result must hash to
 // the target's diffID before the hub commits it, a wrong, corrupt or mismatched
 // delta can only fail; it can never produce a wrong layer.
 //
