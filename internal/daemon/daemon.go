@@ -109,6 +109,11 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	} else if n > 0 {
 		log.Info("start-up cleanup reclaimed space", "bytes", n)
 	}
+	if n, err := puller.CleanDeltas(7 * 24 * time.Hour); err != nil {
+		log.Warn("start-up cleanup of delta downloads failed", "err", err)
+	} else if n > 0 {
+		log.Info("start-up cleanup removed stale delta downloads", "bytes", n)
+	}
 	// Adopt containers whose monitors kept running; start by restart policy
 	// those the host stopped; remove --rm containers as they exit.
 	ctrs.Recover(ctx)

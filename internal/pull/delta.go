@@ -407,3 +407,30 @@ func humanBytes(n int64) string {
 	}
 	return strconv.FormatInt(n, 10) + " B"
 }
+
+// CleanDeltas runs at start-up: it removes temporary files a cut left in the
+// delta directory, and delta downloads untouched for longer than maxAge (an
+// update that was abandoned). Younger partial downloads stay, so the next pull
+// resumes them. It returns the bytes freed.
+func (p *Puller) CleanDeltas(maxAge time.Duration) (int64, error) {
+	ents, err := os.ReadDir(p.deltaDir())
+	if os.IsNotExist(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var freed int64
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if strings.HasPrefix(e.Name(), ".") || time.Since(fi.ModTime()) > maxAge {
+			if os.Remove(filepath.Join(p.deltaDir(), e.Name())) == nil {
+				freed += fi.Size()
+			}
+		}
+	}
+	return freed, nil
+}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flick-edge/flick/internal/delta"
 	"github.com/flick-edge/flick/internal/deltabuild"
@@ -412,4 +413,26 @@ func TestDeltaDownloadResumesAfterRestart(t *testing.T) {
 		t.Fatalf("the resumed pull fetched %d of the %d-byte delta", res.Fetched, blobSize)
 	}
 	t.Logf("delta %d bytes; fetched %d after the restart", blobSize, res.Fetched)
+}
+
+func TestCleanDeltas(t *testing.T) {
+	e := newEnv(t, t.TempDir())
+	dir := e.p.deltaDir()
+	os.MkdirAll(dir, 0o700)
+	for _, n := range []string{".abc.ckpt.tmp-1", "old.part", "young.part", "young.ckpt"} {
+		os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o600)
+	}
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	os.Chtimes(filepath.Join(dir, "old.part"), old, old)
+	if _, err := e.p.CleanDeltas(7 * 24 * time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, ",") != "young.ckpt,young.part" {
+		t.Fatalf("left %v; want the young download only", left)
+	}
 }

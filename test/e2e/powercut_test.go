@@ -58,8 +58,12 @@ func TestPowerCutDuringPull(t *testing.T) {
 	v2ID, _ := pc.v2.ConfigName()
 	pc.v1ID, pc.v2ID = v1ID.String(), v2ID.String()
 
-	// Calibration: an uncut v2 pull, counted; then the power is cut after the
-	// pull has returned, and the acknowledged pull must survive.
+	pc.sweep(t, "pull", 20)
+}
+
+// sweep calibrates with an uncut v2 pull, then cuts at about `points` evenly
+// spread operations of it (every one with FLICK_POWERCUT=full).
+func (pc *powerCut) sweep(t *testing.T, what string, want uint64) {
 	var total uint64
 	var summaries []string
 	start := time.Now()
@@ -72,7 +76,7 @@ func TestPowerCutDuringPull(t *testing.T) {
 		t.Fatal("calibration failed: the uncut v2 pull made no counted operation")
 	}
 	step := uint64(3)
-	if s := (total + 19) / 20; s > step {
+	if s := (total + want - 1) / want; s > step {
 		step = s
 	}
 	full := os.Getenv("FLICK_POWERCUT") == "full"
@@ -93,7 +97,42 @@ func TestPowerCutDuringPull(t *testing.T) {
 			summaries = append(summaries, res.String())
 		})
 	}
-	t.Logf("power cut during pull, %d mutating operations in an uncut v2 pull, %s:\n%s", total, time.Since(start).Round(time.Second), strings.Join(summaries, "\n"))
+	t.Logf("power cut during %s, %d mutating operations in an uncut v2 pull, %s:\n%s", what, total, time.Since(start).Round(time.Second), strings.Join(summaries, "\n"))
+}
+
+// TestPowerCutDuringDeltaPull is TestPowerCutDuringPull with a delta: the hub
+// holds v1, the registry holds a delta from v1 to v2 ('flick delta create
+// --push'), so the v2 pull downloads the delta to snapshots/deltas with its
+// checkpoints, rebuilds the layers from v1's and commits them. The same
+// invariants hold at every cut, and the pull after the reboot completes
+// (resuming the delta download where its last checkpoint says).
+func TestPowerCutDuringDeltaPull(t *testing.T) {
+	requireRoot(t)
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("needs /dev/fuse")
+	}
+	reg := testregistry.Start(t)
+	shared := randomLayer(t, 81, 3, 64<<10, imagegen.Gzip)
+	bin := program(8, 600<<10)
+	bin2 := append(append([]byte(nil), bin[:1000]...), append([]byte("v2 adds a line"), bin[1000:]...)...)
+	app := func(b []byte, extra string) v1.Layer {
+		return fileLayer(t, imagegen.Gzip,
+			imagegen.File{Name: "app/", Typeflag: '5', Mode: 0o755},
+			imagegen.File{Name: "app/server", Body: b, Mode: 0o755},
+			imagegen.File{Name: "app/notes.txt", Body: program(9, 300<<10), Mode: 0o644},
+			imagegen.File{Name: "app/extra", Body: []byte(extra), Mode: 0o644})
+	}
+	pc := &powerCut{
+		reg:   reg,
+		ref:   reg.Ref("cut/delta:1"),
+		v1:    mustImage(t, []v1.Layer{shared, app(bin, "one")}),
+		v2:    mustImage(t, []v1.Layer{shared, app(bin2, "two")}),
+		delta: true,
+	}
+	v1ID, _ := pc.v1.ConfigName()
+	v2ID, _ := pc.v2.ConfigName()
+	pc.v1ID, pc.v2ID = v1ID.String(), v2ID.String()
+	pc.sweep(t, "delta pull", 12)
 }
 
 type powerCut struct {
@@ -101,6 +140,8 @@ type powerCut struct {
 	ref        string
 	v1, v2     v1.Image
 	v1ID, v2ID string
+	delta      bool // publish a v1 -> v2 delta; every v2 pull must use it
+	deltaMade  bool
 }
 
 type cutResult struct {
@@ -159,6 +200,14 @@ func (pc *powerCut) cycle(t *testing.T, n uint64) (res cutResult) {
 	d := startDaemon(t, withDataRoot(filepath.Join(mp, "root")), withArgs("--sync-mode", "fsync"))
 	d.mustFlick(t, "pull", "-q", pc.ref)
 	pc.reg.Push(t, pc.ref, pc.v2)
+	if pc.delta && !pc.deltaMade {
+		v1d, _ := pc.v1.Digest()
+		base := pc.ref[:strings.LastIndexByte(pc.ref, ':')] + "@" + v1d.String()
+		if r := run(t, nil, flickBin(t), "delta", "create", "--push", base, pc.ref); r.Code != 0 {
+			t.Fatalf("delta create: %s", r)
+		}
+		pc.deltaMade = true
+	}
 
 	fs := cur
 	proc := d.cmd.Process
@@ -193,6 +242,9 @@ func (pc *powerCut) cycle(t *testing.T, n uint64) (res cutResult) {
 	}
 	d.cmd = nil
 	preLog := d.Log()
+	if pc.delta && n == 0 && !strings.Contains(preLog, "pulled with a delta") {
+		violate("the uncut v2 pull did not use the delta:\n%s", tailString(preLog, 2000))
+	}
 
 	// Reboot.
 	if err := fs.Unmount(); err != nil {
