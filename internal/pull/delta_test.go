@@ -436,3 +436,38 @@ func TestCleanDeltas(t *testing.T) {
 		t.Fatalf("left %v; want the young download only", left)
 	}
 }
+
+// TestSeveralBases publishes deltas to one target from two releases: a hub
+// uses the one whose base it holds, and a hub holding both takes the smaller.
+func TestSeveralBases(t *testing.T) {
+	requireRoot(t)
+	reg := testregistry.Start(t)
+	v1r, v2r := releases(t, reg, "multi/app", 40)
+	// v0: an older release, further from v2 (no shared app files).
+	v0img := mustImg(t, must(imagegen.RandomLayer(40, 20, 512<<10, imagegen.Gzip)),
+		must(imagegen.Layer([]imagegen.File{{Name: "app/server", Body: code(99, 200<<10), Mode: 0o755}}, imagegen.Gzip)))
+	v0ref := reg.Ref("multi/app:0")
+	reg.Push(t, v0ref, v0img)
+	v0r := release{img: v0img, ref: v0ref}
+	from0 := makeDelta(t, v0r, v2r, true)
+	from1 := makeDelta(t, v1r, v2r, true)
+	if from1.DeltaPull >= from0.DeltaPull {
+		t.Fatalf("test premise: the delta from v1 (%d) should be smaller than from v0 (%d)", from1.DeltaPull, from0.DeltaPull)
+	}
+	d0 := must(v0img.Digest())
+	d1 := must(v1r.img.Digest())
+
+	e := newEnv(t, t.TempDir())
+	e.pull(t, v0ref)
+	res, _, err := e.pull(t, v2r.ref)
+	if err != nil || res.Delta == nil || !strings.Contains(res.Delta.BaseImage, d0.Hex[:12]) {
+		t.Fatalf("hub with v0: %+v %v", res.Delta, err)
+	}
+	e2 := newEnv(t, t.TempDir())
+	e2.pull(t, v0ref)
+	e2.pull(t, v1r.ref)
+	res, _, err = e2.pull(t, v2r.ref)
+	if err != nil || res.Delta == nil || !strings.Contains(res.Delta.BaseImage, d1.Hex[:12]) {
+		t.Fatalf("hub with v0 and v1 did not take the smaller delta (from v1): %+v %v", res.Delta, err)
+	}
+}
