@@ -131,26 +131,28 @@ for s in $(echo "$ONLY" | grep -o .); do
 	layer=$(jq .layerPullBytes "$TMP/$s.json")
 	flick=$(jq .deltaPullBytes "$TMP/$s.json")
 	create_s=$(jq .seconds "$TMP/$s.json")
+	create_mb=$(jq .peakRSSMiB "$TMP/$s.json")
 	balena=$("$TMP/deltabench" balena -tmp "$TMP" -base "$base" -target "$target")
 	hub_pull "$s-delta" "$base" "$target"
 	grep -q "Using delta" "$TMP/hub-$s-delta.out" 2>/dev/null || true
 	d_s=$PULL_S d_mb=$PEAK_MB
 	hub_pull "$s-full" "$base" "$target" --no-delta
 	f_s=$PULL_S f_mb=$PEAK_MB
-	ROWS+=("$(printf '%-1s %-26s %10s %10s %10s %8.1fx %8.2fx %6.2fs %6.2fs %6.1f %6.1f %6.1fs' \
+	ROWS+=("$(printf '%-1s %-26s %10s %10s %10s %8.1fx %8.2fx %6.2fs %6.2fs %6.1f %6.1f %6.1fs %6.1f' \
 		"$s" "${DESC[$s]}" "$(human "$layer")" "$(human "$balena")" "$(human "$flick")" \
 		"$(echo "$layer / $flick" | bc -l)" "$(echo "$balena / $flick" | bc -l)" \
-		"$d_s" "$f_s" "$d_mb" "$f_mb" "$create_s")")
+		"$d_s" "$f_s" "$d_mb" "$f_mb" "$create_s" "$create_mb")")
 	RATIO+=("$(echo "$layer / $flick" | bc -l)")
 	PCT+=("$(echo "100 * $flick / $layer" | bc -l)")
 done
 
 echo
 echo "Bytes a hub holding BASE downloads to get TARGET (this run, local docker-registry)"
-printf '%-1s %-26s %10s %10s %10s %9s %9s %7s %7s %6s %6s %7s\n' "" scenario "layer pull" balena flick "layer/fl" "balena/fl" "apply" "full" "rssD" "rssF" "create"
+printf '%-1s %-26s %10s %10s %10s %9s %9s %7s %7s %6s %6s %7s %6s\n' "" scenario "layer pull" balena flick "layer/fl" "balena/fl" "apply" "full" "rssD" "rssF" "create" "rssC"
 for r in "${ROWS[@]}"; do echo "$r"; done
 echo
 echo "apply/full: wall time of 'flick pull TARGET' with the delta / with --no-delta; rssD/rssF: daemon peak RSS (MiB) for that pull."
+echo "create/rssC: wall time and peak RSS (MiB) of 'flick delta create --push'."
 echo "layer/fl: how many times fewer bytes than a layer pull; balena/fl: how many times fewer than the balena-style delta."
 i=0
 for s in $(echo "$ONLY" | grep -o .); do

@@ -17,6 +17,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/flick-edge/flick/internal/delta"
@@ -62,6 +63,7 @@ type Result struct {
 	Artifact       string        `json:"artifact,omitempty"`
 	Pushed         bool          `json:"pushed"`
 	Seconds        float64       `json:"seconds"`
+	PeakRSSMiB     float64       `json:"peakRSSMiB"` // of this process, so far
 }
 
 // Create computes the delta from Base to Target, and pushes it if asked.
@@ -197,6 +199,7 @@ func Create(ctx context.Context, o Options) (*Result, error) {
 	}
 	if len(blobs) == 0 {
 		res.Seconds = time.Since(start).Seconds()
+		res.PeakRSSMiB = peakRSS()
 		return res, nil
 	}
 	emptyCfg := []byte("{}")
@@ -245,7 +248,17 @@ func Create(ctx context.Context, o Options) (*Result, error) {
 		res.Pushed = true
 	}
 	res.Seconds = time.Since(start).Seconds()
+	res.PeakRSSMiB = peakRSS()
 	return res, nil
+}
+
+// peakRSS is the process's peak resident set, in MiB (0 if unknown).
+func peakRSS() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Maxrss) / 1024 // KiB on Linux
 }
 
 func encodeLayer(ctx context.Context, l v1.Layer, basis *delta.Basis, lr *LayerResult) error {
