@@ -25,7 +25,8 @@ type entry struct {
 // regular reports whether the content is a regular file's data (the only
 // content a delta copies or patches).
 func (e *entry) regular() bool {
-	return e.Typeflag == tar.TypeReg || e.Typeflag == tar.TypeRegA || e.Typeflag == tar.TypeCont
+	// The NUL type flag is what very old tars write for regular files.
+	return e.Typeflag == tar.TypeReg || e.Typeflag == 0 || e.Typeflag == tar.TypeCont
 }
 
 // splitter walks a tar stream, handing out raw header bytes and leaving the
