@@ -37,7 +37,9 @@ func TestReferrers(t *testing.T) {
 	// The fallback tag's index (the registry would want the listed manifests
 	// to exist; the real round trip is in internal/pull's delta tests).
 	fallback := index(entry("application/vnd.flick.delta.v1", dA), entry("application/vnd.example.sbom", dB))
-	proxy.Intercept(func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/manifests/sha256-"+subject.Encoded()) },
+	proxy.Intercept(func(r *http.Request) bool {
+		return strings.HasSuffix(r.URL.Path, "/manifests/sha256-"+subject.Encoded())
+	},
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/vnd.oci.image.index.v1+json")
 			w.Write(fallback)
