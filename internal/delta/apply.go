@@ -158,10 +158,11 @@ func copyBase(w io.Writer, base Base, layer int, name string, size int64) error 
 type applier struct {
 	scratch []byte
 	dec     [3]*zstd.Decoder
+	patch   *zstd.Decoder
 }
 
 func (a *applier) close() {
-	for _, d := range a.dec {
+	for _, d := range append(a.dec[:], a.patch) {
 		if d != nil {
 			d.Close()
 		}
@@ -235,12 +236,18 @@ func (a *applier) patchBase(w io.Writer, or *opReader, base Base, layer int, nam
 		// patches against a smaller one.
 		return corrupt("patch base %s is too small", name)
 	}
-	zr, err := zstd.NewReader(bytes.NewReader(frame), zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderDictRaw(0, dict), zstd.WithDecoderMaxWindow(patchWindow(int64(len(dict)), size)))
-	if err != nil {
-		return err
+	if a.patch == nil {
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(patchWindow(MaxPatchBase, MaxPatchTarget)))
+		if err != nil {
+			return err
+		}
+		a.patch = d
 	}
-	defer zr.Close()
+	zr := a.patch
+	if err := zr.ResetWithOptions(bytes.NewReader(frame), zstd.WithDecoderDictRaw(0, dict)); err != nil {
+		return corrupt("patch for %s: %v", name, err)
+	}
 	n, err := io.CopyN(w, zr, size)
 	if err != nil {
 		return corrupt("patch for %s: %v (%d of %d bytes)", name, err, n, size)

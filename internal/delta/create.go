@@ -310,13 +310,10 @@ func (e *encoder) patch(ent entry, data []byte) (bool, error) {
 	if _, err := e.basis.spools[ref.layer].ReadAt(dict, ref.off); err != nil {
 		return false, err
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderDictRaw(0, dict), zstd.WithWindowSize(int(patchWindow(ref.size, int64(len(data))))))
+	frame, err := patchFrame(dict, data)
 	if err != nil {
 		return false, err
 	}
-	frame := enc.EncodeAll(data, nil)
-	enc.Close()
 	alone := e.plain.EncodeAll(data, nil)
 	if len(data) >= minDiff {
 		if streams, ok := e.diff(dict, data); ok && diffCost(streams) < min(len(frame), len(alone)) {
@@ -348,6 +345,33 @@ func (e *encoder) patch(ent entry, data []byte) (bool, error) {
 	e.st.PatchFiles++
 	e.st.PatchBytes += int64(len(frame))
 	return true, e.ow.err
+}
+
+// patchEncoders keeps one best-level encoder per window size: each holds tens
+// of MB of tables, and a layer can have hundreds of patched files. The
+// dictionary is swapped with ResetWithOptions.
+var patchEncoders sync.Map // window -> *sync.Pool
+
+func patchFrame(dict, data []byte) ([]byte, error) {
+	window := int(patchWindow(int64(len(dict)), int64(len(data))))
+	pv, _ := patchEncoders.LoadOrStore(window, &sync.Pool{New: func() any {
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(window), zstd.WithEncoderDictRaw(0, []byte("placeholder dictionary")))
+		if err != nil {
+			panic(err) // only for invalid options
+		}
+		return enc
+	}})
+	pool := pv.(*sync.Pool)
+	enc := pool.Get().(*zstd.Encoder)
+	if err := enc.ResetWithOptions(nil, zstd.WithEncoderDictRaw(0, dict)); err != nil {
+		return nil, err
+	}
+	frame := enc.EncodeAll(data, nil)
+	// Drop the reference to this file before the encoder waits in the pool.
+	enc.ResetWithOptions(nil, zstd.WithEncoderDictRaw(0, []byte("placeholder dictionary")))
+	pool.Put(enc)
+	return frame, nil
 }
 
 // minDiff is the smallest file worth a bsdiff-style difference (building a

@@ -211,6 +211,15 @@ func (p *Puller) fetchDelta(ctx context.Context, repo *registry.Repo, plan *delt
 	if p.deltaHook != nil {
 		p.deltaHook()
 	}
+	// One delta is applied at a time, whatever the download concurrency: a
+	// patch holds its base file and a zstd window in memory, and a hub's
+	// memory is what bounds this, not its CPU.
+	select {
+	case p.applying <- struct{}{}:
+	case <-ctx.Done():
+		return fetched, ctx.Err()
+	}
+	defer func() { <-p.applying }()
 	f, err := os.Open(path)
 	if err != nil {
 		return fetched, err

@@ -60,6 +60,7 @@ type Puller struct {
 	inflight map[digest.Digest]*flight
 	leases   map[digest.Digest]int
 	stats    Stats
+	applying chan struct{} // one delta apply at a time
 	// deltaHook, if set (tests), runs after a delta blob is on disk and
 	// before it is applied.
 	deltaHook func()
@@ -81,7 +82,7 @@ func New(cfg Config) *Puller {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Puller{cfg: cfg, inflight: map[digest.Digest]*flight{}, leases: map[digest.Digest]int{}}
+	return &Puller{cfg: cfg, inflight: map[digest.Digest]*flight{}, leases: map[digest.Digest]int{}, applying: make(chan struct{}, 1)}
 }
 
 // Request names what to pull.
