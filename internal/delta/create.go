@@ -34,20 +34,25 @@ type Stats struct {
 // decoders hold one window each, and on a hub peak memory matters more than
 // the last percent of compression (measured on bench/delta.sh: 4 MiB and
 // 1 MiB cost under 1% against 8 MiB).
-var (
-	streamEncoders = encoderPool(4 << 20)
-	diffEncoders   = encoderPool(1 << 20)
+const (
+	streamWindow = 4 << 20
+	diffWindow   = 1 << 20
 )
 
-func encoderPool(window int) *sync.Pool {
-	return &sync.Pool{New: func() any {
-		zw, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(window))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return zw
-	}}
+// A best-level zstd encoder holds about 30 MB of match tables whatever its
+// window, so an Encode keeps a handful and reuses them (patch encoders swap
+// their dictionary), instead of making one per file: memory stays bounded
+// however many files a layer patches.
+func newEncoder(window int, dict []byte) *zstd.Encoder {
+	opts := []zstd.EOption{zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(window)}
+	if dict != nil {
+		opts = append(opts, zstd.WithEncoderDictRaw(0, dict))
+	}
+	zw, err := zstd.NewWriter(nil, opts...)
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return zw
 }
 
 // plainEncoder compresses a file alone, to judge whether a patch pays; its
@@ -76,13 +81,12 @@ func Encode(ctx context.Context, target io.Reader, basis *Basis, w io.Writer) (S
 		return st, err
 	}
 	// Encoders at the best level allocate tens of MB of tables: reuse them.
-	zw := streamEncoders.Get().(*zstd.Encoder)
+	zw := newEncoder(streamWindow, nil)
 	zw.Reset(w)
-	defer streamEncoders.Put(zw)
 	plain := plainEncoder()
 	h := sha256.New()
 	cr := &countingReader{r: io.TeeReader(target, h)}
-	e := &encoder{ctx: ctx, ow: &opWriter{w: zw}, basis: basis, plain: plain, st: &st, r: cr}
+	e := &encoder{ctx: ctx, ow: &opWriter{w: zw}, basis: basis, plain: plain, st: &st, r: cr, zw: zw}
 	defer e.cleanup()
 	s := &splitter{r: cr}
 	for {
@@ -131,17 +135,26 @@ func Encode(ctx context.Context, target io.Reader, basis *Basis, w io.Writer) (S
 }
 
 type encoder struct {
-	ctx   context.Context
-	ow    *opWriter
-	basis *Basis
-	plain *zstd.Encoder
-	st    *Stats
-	r     io.Reader
-	lit   []byte // pending literal bytes, merged into one op
-	spool *os.File
+	zw       *zstd.Encoder
+	patchEnc [2]*zstd.Encoder // windows of 8 MiB and 64 MiB
+	diffEnc  *zstd.Encoder
+	ctx      context.Context
+	ow       *opWriter
+	basis    *Basis
+	plain    *zstd.Encoder
+	st       *Stats
+	r        io.Reader
+	lit      []byte // pending literal bytes, merged into one op
+	spool    *os.File
 }
 
 func (e *encoder) cleanup() {
+	e.zw.Close()
+	for _, z := range append(e.patchEnc[:], e.diffEnc) {
+		if z != nil {
+			z.Close()
+		}
+	}
 	if e.spool != nil {
 		e.spool.Close()
 		os.Remove(e.spool.Name())
@@ -310,7 +323,7 @@ func (e *encoder) patch(ent entry, data []byte) (bool, error) {
 	if _, err := e.basis.spools[ref.layer].ReadAt(dict, ref.off); err != nil {
 		return false, err
 	}
-	frame, err := patchFrame(dict, data)
+	frame, err := e.patchFrame(dict, data)
 	if err != nil {
 		return false, err
 	}
@@ -347,31 +360,19 @@ func (e *encoder) patch(ent entry, data []byte) (bool, error) {
 	return true, e.ow.err
 }
 
-// patchEncoders keeps one best-level encoder per window size: each holds tens
-// of MB of tables, and a layer can have hundreds of patched files. The
-// dictionary is swapped with ResetWithOptions.
-var patchEncoders sync.Map // window -> *sync.Pool
-
-func patchFrame(dict, data []byte) ([]byte, error) {
-	window := int(patchWindow(int64(len(dict)), int64(len(data))))
-	pv, _ := patchEncoders.LoadOrStore(window, &sync.Pool{New: func() any {
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(window), zstd.WithEncoderDictRaw(0, []byte("placeholder dictionary")))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return enc
-	}})
-	pool := pv.(*sync.Pool)
-	enc := pool.Get().(*zstd.Encoder)
-	if err := enc.ResetWithOptions(nil, zstd.WithEncoderDictRaw(0, dict)); err != nil {
+// patchFrame compresses data with dict as raw dictionary, with a window that
+// reaches from the end of data back to the start of dict.
+func (e *encoder) patchFrame(dict, data []byte) ([]byte, error) {
+	i, window := 0, 8<<20
+	if patchWindow(int64(len(dict)), int64(len(data))) > 8<<20 {
+		i, window = 1, 64<<20
+	}
+	if e.patchEnc[i] == nil {
+		e.patchEnc[i] = newEncoder(window, dict)
+	} else if err := e.patchEnc[i].ResetWithOptions(nil, zstd.WithEncoderDictRaw(0, dict)); err != nil {
 		return nil, err
 	}
-	frame := enc.EncodeAll(data, nil)
-	// Drop the reference to this file before the encoder waits in the pool.
-	enc.ResetWithOptions(nil, zstd.WithEncoderDictRaw(0, []byte("placeholder dictionary")))
-	pool.Put(enc)
-	return frame, nil
+	return e.patchEnc[i].EncodeAll(data, nil), nil
 }
 
 // minDiff is the smallest file worth a bsdiff-style difference (building a
@@ -386,8 +387,10 @@ func (e *encoder) diff(old, new []byte) ([3][]byte, bool) {
 	if err != nil {
 		return out, false
 	}
-	zw := diffEncoders.Get().(*zstd.Encoder)
-	defer diffEncoders.Put(zw)
+	if e.diffEnc == nil {
+		e.diffEnc = newEncoder(diffWindow, nil)
+	}
+	zw := e.diffEnc
 	for i, s := range [][]byte{ctrl, d, extra} {
 		var b bytes.Buffer
 		zw.Reset(&b)
