@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"runtime/debug"
 	"text/tabwriter"
 
 	"github.com/docker/go-units"
@@ -49,6 +51,12 @@ file, and new ones compressed. Credentials come from docker config.json.`,
   flick delta create --json app:1.4 app:1.5 | jq .deltaPullBytes`,
 		Args: exactArgs(2, "a base and a target image reference"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if os.Getenv("GOMEMLIMIT") == "" {
+				// Best-level zstd encoders and suffix arrays make garbage
+				// in bursts; a soft limit makes the collector keep up
+				// instead of letting the heap double. GOMEMLIMIT overrides.
+				debug.SetMemoryLimit(512 << 20)
+			}
 			o := deltabuild.Options{Base: args[0], Target: args[1], Push: push, Insecure: insecure, TempDir: tmp}
 			if platform != "" {
 				p, err := oci.ParsePlatform(platform)

@@ -136,7 +136,7 @@ func Encode(ctx context.Context, target io.Reader, basis *Basis, w io.Writer) (S
 
 type encoder struct {
 	zw       *zstd.Encoder
-	patchEnc [2]*zstd.Encoder // windows of 8 MiB and 64 MiB
+	patchEnc [2]*zstd.Encoder // window 8 MiB; [1] stays nil (64 MiB, not kept)
 	diffEnc  *zstd.Encoder
 	ctx      context.Context
 	ow       *opWriter
@@ -366,6 +366,13 @@ func (e *encoder) patchFrame(dict, data []byte) ([]byte, error) {
 	i, window := 0, 8<<20
 	if patchWindow(int64(len(dict)), int64(len(data))) > 8<<20 {
 		i, window = 1, 64<<20
+	}
+	if i == 1 {
+		// Large files are few, and a 64 MiB window costs 200 MB of encoder:
+		// use one and let it go.
+		enc := newEncoder(window, dict)
+		defer enc.Close()
+		return enc.EncodeAll(data, nil), nil
 	}
 	if e.patchEnc[i] == nil {
 		e.patchEnc[i] = newEncoder(window, dict)
