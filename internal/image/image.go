@@ -252,7 +252,7 @@ func (s *Store) Remove(ctx context.Context, name string, force bool) ([]Deletion
 			}
 		}
 	}
-	if err := s.meta.DeleteImage(id); err != nil {
+	if err := s.meta.DeleteImageAndLayers(id, s.leased); err != nil {
 		return nil, err
 	}
 	out = append(out, Deletion{Deleted: id.String()})
@@ -285,7 +285,7 @@ func (s *Store) Prune(ctx context.Context, all bool) (PruneReport, error) {
 				rep.Deleted = append(rep.Deleted, Deletion{Untagged: r.Familiar()})
 			}
 		}
-		if err := s.meta.DeleteImage(img.ID); err != nil && !errdefs.Is(err, errdefs.NotFound) {
+		if err := s.meta.DeleteImageAndLayers(img.ID, s.leased); err != nil && !errdefs.Is(err, errdefs.NotFound) {
 			return rep, err
 		}
 		rep.Deleted = append(rep.Deleted, Deletion{Deleted: img.ID.String()})

@@ -276,11 +276,46 @@ func (db *DB) DeleteTag(name string) error {
 }
 
 // DeleteImage removes an image record and every tag pointing at it.
-func (db *DB) DeleteImage(id digest.Digest) error {
+func (db *DB) DeleteImage(id digest.Digest) error { return db.DeleteImageAndLayers(id, nil) }
+
+// DeleteImageAndLayers deletes image id and its tags and, in the same
+// transaction, the records of its layers that no other image uses and that
+// keep (if not nil) does not claim. Their directories are then orphans, which
+// any GC and the start-up cleanup remove: a power cut between the record and
+// the directory can leave garbage for one boot, never a leak (a recorded
+// layer nobody uses is kept at start-up, as an interrupted pull's).
+func (db *DB) DeleteImageAndLayers(id digest.Digest, keep func(digest.Digest) bool) error {
 	return db.b.Update(func(tx *bolt.Tx) error {
 		ib := tx.Bucket(bucketImages)
-		if ib.Get([]byte(id.String())) == nil {
+		raw := ib.Get([]byte(id.String()))
+		if raw == nil {
 			return errdefs.NewNotFound(fmt.Errorf("no such image: %s", id))
+		}
+		if keep != nil {
+			var img Image
+			if err := json.Unmarshal(raw, &img); err != nil {
+				return err
+			}
+			used := map[digest.Digest]bool{}
+			err := forEachImage(tx, func(o Image) error {
+				if o.ID != id {
+					for _, l := range o.Layers {
+						used[l.DiffID] = true
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			lb := tx.Bucket(bucketLayers)
+			for _, l := range img.Layers {
+				if !used[l.DiffID] && !keep(l.DiffID) {
+					if err := lb.Delete([]byte(l.DiffID.String())); err != nil {
+						return err
+					}
+				}
+			}
 		}
 		tb := tx.Bucket(bucketTags)
 		var dead [][]byte

@@ -61,3 +61,27 @@ func TestImageNeedsCommittedLayersAndTagsSwitchAtomically(t *testing.T) {
 		t.Fatalf("after reopen: %d images %d layers", len(imgs), len(ls))
 	}
 }
+
+func TestDeleteImageAndLayers(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	x, y, z, w := digest.FromString("x"), digest.FromString("y"), digest.FromString("z"), digest.FromString("w")
+	for _, l := range []digest.Digest{x, y, z, w} {
+		db.PutLayer(Layer{DiffID: l})
+	}
+	a := Image{ID: digest.FromString("a"), Layers: []LayerRef{{DiffID: x}, {DiffID: y}, {DiffID: w}}}
+	b := Image{ID: digest.FromString("b"), Layers: []LayerRef{{DiffID: y}, {DiffID: z}}}
+	db.CommitImage(a, []string{"a:1"})
+	db.CommitImage(b, []string{"b:1"})
+	// w is held (a pull or a container): its record stays.
+	if err := db.DeleteImageAndLayers(a.ID, func(d digest.Digest) bool { return d == w }); err != nil {
+		t.Fatal(err)
+	}
+	has := func(d digest.Digest) bool { _, ok, _ := db.Layer(d); return ok }
+	if has(x) || !has(y) || !has(z) || !has(w) {
+		t.Fatalf("after deleting a: x=%v (want false) y=%v z=%v w=%v (want true)", has(x), has(y), has(z), has(w))
+	}
+}

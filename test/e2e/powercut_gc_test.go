@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flick-edge/flick/internal/cutfs"
+	"github.com/flick-edge/flick/internal/imagegen"
+	"github.com/flick-edge/flick/internal/testregistry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// TestPowerCutDuringRemoval cuts power while an image is removed and the
+// store pruned (`flick rmi app:1`, then `flick image prune -f`), at a
+// sweep of points. app:2 shares a layer with app:1 and must come through
+// whole; app:1 is either still complete or gone; after start-up cleanup the
+// layer directories on disk are exactly those of the images listed (no
+// orphan left to fill the disk, nothing an image needs missing), and the
+// store checks clean.
+func TestPowerCutDuringRemoval(t *testing.T) {
+	requireRoot(t)
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("needs /dev/fuse")
+	}
+	reg := testregistry.Start(t)
+	shared := randomLayer(t, 91, 4, 96<<10, imagegen.Gzip)
+	own1 := randomLayer(t, 92, 6, 128<<10, imagegen.Gzip)
+	own2 := randomLayer(t, 93, 3, 64<<10, imagegen.Gzip)
+	img1 := mustImage(t, []v1.Layer{shared, own1})
+	img2 := mustImage(t, []v1.Layer{shared, own2})
+	ref1, ref2 := reg.Ref("gc/app:1"), reg.Ref("gc/app:2")
+	reg.Push(t, ref1, img1)
+	reg.Push(t, ref2, img2)
+	id1, _ := img1.ConfigName()
+	id2, _ := img2.ConfigName()
+	layersOf := func(img v1.Image) []string {
+		var out []string
+		ls, _ := img.Layers()
+		for _, l := range ls {
+			d, _ := l.DiffID()
+			out = append(out, d.Hex)
+		}
+		return out
+	}
+
+	run := func(t *testing.T, n uint64) (ops uint64) {
+		backing, mp := t.TempDir(), t.TempDir()
+		var cur *cutfs.FS
+		mount := func() {
+			f, err := cutfs.Mount(backing, mp, cutfs.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cur = f
+		}
+		t.Cleanup(func() {
+			if cur != nil {
+				cur.Unmount()
+			}
+		})
+		mount()
+		d := startDaemon(t, withDataRoot(filepath.Join(mp, "root")), withArgs("--sync-mode", "fsync"))
+		d.mustFlick(t, "pull", "-q", ref1)
+		d.mustFlick(t, "pull", "-q", ref2)
+		fs := cur
+		proc := d.cmd.Process
+		fs.OnCut(func() { proc.Kill() })
+		before := fs.Stats().Ops
+		if n > 0 {
+			fs.CutAfter(n)
+		}
+		rmi := d.flick(t, "rmi", ref1)
+		d.flick(t, "image", "prune", "-f")
+		ops = fs.Stats().Ops - before
+		if !fs.Stats().Cut {
+			fs.Cut()
+		}
+		select {
+		case <-d.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("daemon did not die after the cut")
+		}
+		d.cmd = nil
+		fs.Unmount()
+		cur = nil
+		mount()
+		d.log.Reset()
+		d.start()
+		d.Restart() // the second start has cleaned up whatever the first found
+
+		images := d.images(t)
+		has1, has2 := false, false
+		for _, img := range images {
+			switch img.ID {
+			case id1.String():
+				has1 = true
+			case id2.String():
+				has2 = true
+			}
+		}
+		if !has2 || !hasTag(images, ref2) {
+			t.Errorf("N=%d: app:2 lost in the removal of app:1: %+v", n, images)
+		}
+		if has1 && rmi.Code == 0 && n == 0 {
+			t.Errorf("N=%d: rmi reported success but app:1 is back", n)
+		}
+		want := map[string]bool{}
+		for _, h := range layersOf(img2) {
+			want[h] = true
+		}
+		if has1 {
+			for _, h := range layersOf(img1) {
+				want[h] = true
+			}
+		}
+		var wantList []string
+		for h := range want {
+			wantList = append(wantList, h)
+		}
+		sort.Strings(wantList)
+		got := d.layerDirs(t)
+		sort.Strings(got)
+		if strings.Join(got, ",") != strings.Join(wantList, ",") {
+			t.Errorf("N=%d: layer directories %v, want exactly %v (app:1 present: %v)", n, got, wantList, has1)
+		}
+		if r := d.flick(t, "system", "check"); r.Code != 0 {
+			t.Errorf("N=%d: system check: %s", n, r)
+		}
+		// Both images run their course: app:2 (and app:1 if kept) inspect.
+		if r := d.flick(t, "image", "inspect", ref2); r.Code != 0 {
+			t.Errorf("N=%d: inspect app:2: %s", n, r)
+		}
+		d.Stop()
+		return ops
+	}
+	var total uint64
+	t.Run("uncut", func(t *testing.T) { total = run(t, 0) })
+	if total == 0 {
+		t.Fatal("the removal made no filesystem operations")
+	}
+	step := max(uint64(2), (total+9)/10)
+	if os.Getenv("FLICK_POWERCUT") == "full" {
+		step = 1
+	}
+	for n := uint64(1); n <= total; n += step {
+		t.Run(fmt.Sprintf("cut%03d", n), func(t *testing.T) { run(t, n) })
+	}
+	t.Logf("%d filesystem operations in rmi + prune; cut every %d", total, step)
+}
