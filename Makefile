@@ -49,8 +49,14 @@ fuzz: ## run each fuzzer briefly (FUZZTIME=3s); seed corpora live in testdata/fu
 	  done; \
 	done
 
-powercut: build ## power-cut campaign: a cut at every filesystem operation of an image update and of a function/route change (make test runs a sample)
-	FLICK_POWERCUT=full FLICK_BIN=$(CURDIR)/bin/flick $(GO) test -count=1 -v -timeout 30m -run 'TestPowerCut' ./test/e2e/
+powercut: build ## power-cut campaign, over 1,000 cuts: every operation plus 130 random ones (seeded, FLICK_POWERCUT_SEED) of a pull, a delta pull, an image removal, a function/route change and outbox traffic; prints a table (make test runs a sample)
+	@rm -f bin/powercut-report.tsv; \
+	FLICK_POWERCUT=$${FLICK_POWERCUT:-full} FLICK_POWERCUT_RANDOM=$${FLICK_POWERCUT_RANDOM:-130} FLICK_POWERCUT_REPORT=$(CURDIR)/bin/powercut-report.tsv \
+	  FLICK_BIN=$(CURDIR)/bin/flick $(GO) test -count=1 -v -timeout 120m -run 'TestPowerCut' ./test/e2e/ >bin/powercut.log 2>&1; rc=$$?; \
+	grep -E -e '^(--- FAIL|ok|FAIL)' -e 'operations, [0-9]+ cuts' -e 'SEED=' bin/powercut.log; \
+	{ printf 'workload\tops\tcuts\tviolations\tseconds\n'; cat bin/powercut-report.tsv; } | column -t -s "$$(printf '\t')"; \
+	awk -F'\t' '{c+=$$3; v+=$$4} END {printf "total: %d cuts, %d with violations (full log: bin/powercut.log)\n", c, v}' bin/powercut-report.tsv; \
+	exit $$rc
 
 fuzz-long: ## fuzz campaign: FUZZTIME=10m make fuzz-long
 	$(MAKE) fuzz FUZZTIME=$${FUZZTIME:-5m}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -98,12 +97,5 @@ func TestPowerCutDuringDeploy(t *testing.T) {
 	if total == 0 {
 		t.Fatal("the deploy made no filesystem operations")
 	}
-	step := max(uint64(3), (total+9)/10)
-	if os.Getenv("FLICK_POWERCUT") == "full" {
-		step = 1
-	}
-	for n := uint64(1); n <= total; n += step {
-		t.Run("cut", func(t *testing.T) { run(t, n) })
-	}
-	t.Logf("%d filesystem operations in the deploy and route add; cut every %d", total, step)
+	campaign(t, "function and route change", total, 10, func(t *testing.T, n uint64) { run(t, n) })
 }

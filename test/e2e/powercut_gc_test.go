@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -143,12 +142,5 @@ func TestPowerCutDuringRemoval(t *testing.T) {
 	if total == 0 {
 		t.Fatal("the removal made no filesystem operations")
 	}
-	step := max(uint64(2), (total+9)/10)
-	if os.Getenv("FLICK_POWERCUT") == "full" {
-		step = 1
-	}
-	for n := uint64(1); n <= total; n += step {
-		t.Run(fmt.Sprintf("cut%03d", n), func(t *testing.T) { run(t, n) })
-	}
-	t.Logf("%d filesystem operations in rmi + prune; cut every %d", total, step)
+	campaign(t, "image removal and GC", total, 10, func(t *testing.T, n uint64) { run(t, n) })
 }

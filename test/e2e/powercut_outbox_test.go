@@ -161,18 +161,12 @@ func TestPowerCutDuringOutbox(t *testing.T) {
 	if total == 0 {
 		t.Fatal("the workload made no filesystem operations")
 	}
-	step := max(uint64(3), (total+9)/10)
-	if os.Getenv("FLICK_POWERCUT") == "full" {
-		step = 1
-	}
 	var summary []string
-	for n := uint64(1); n <= total; n += step {
-		t.Run(fmt.Sprintf("cut%04d", n), func(t *testing.T) {
-			_, acc := cycle(t, n)
-			summary = append(summary, fmt.Sprintf("N=%d accepted=%d", n, acc))
-		})
-	}
-	t.Logf("%d filesystem operations for %d events through a route; cut every %d: %s", total, events, step, strings.Join(summary, ", "))
+	campaign(t, "outbox traffic", total, 10, func(t *testing.T, n uint64) {
+		_, acc := cycle(t, n)
+		summary = append(summary, fmt.Sprintf("N=%d accepted=%d", n, acc))
+	})
+	t.Logf("%d events through a route: %s", events, strings.Join(summary, ", "))
 }
 
 // eventually polls cond every 50 ms until it holds or d passes.

@@ -75,28 +75,10 @@ func (pc *powerCut) sweep(t *testing.T, what string, want uint64) {
 	if total == 0 {
 		t.Fatal("calibration failed: the uncut v2 pull made no counted operation")
 	}
-	step := uint64(3)
-	if s := (total + want - 1) / want; s > step {
-		step = s
-	}
-	full := os.Getenv("FLICK_POWERCUT") == "full"
-	if full {
-		step = 1
-	}
-	var points []uint64
-	for n := uint64(1); n <= total; n += step {
-		points = append(points, n)
-	}
-	if points[len(points)-1] != total {
-		points = append(points, total) // the pull's last operation
-	}
-	t.Logf("uncut v2 pull: %d mutating operations; cutting at %d points (step %d, full=%v): %v", total, len(points), step, full, points)
-	for _, n := range points {
-		t.Run(fmt.Sprintf("cut%03d", n), func(t *testing.T) {
-			res := pc.cycle(t, n)
-			summaries = append(summaries, res.String())
-		})
-	}
+	campaign(t, what, total, want, func(t *testing.T, n uint64) {
+		res := pc.cycle(t, n)
+		summaries = append(summaries, res.String())
+	})
 	t.Logf("power cut during %s, %d mutating operations in an uncut v2 pull, %s:\n%s", what, total, time.Since(start).Round(time.Second), strings.Join(summaries, "\n"))
 }
 

@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Power-cut campaigns share how cut points are chosen and how results are
+// reported.
+//
+//	default                 about `want` points spread evenly over the workload
+//	FLICK_POWERCUT=full     every operation of the workload
+//	FLICK_POWERCUT_RANDOM=K K more points drawn at random (seeded)
+//	FLICK_POWERCUT_SEED=S   the seed (default: the time; it is logged, so a
+//	                        run that found something can be replayed)
+//	FLICK_POWERCUT_AT=a,b   exactly these points (a reproducer)
+//	FLICK_POWERCUT_REPORT=F append "workload cuts violations seconds" lines
+//	                        to F (make powercut prints them as a table)
+
+// cutPoints lists where to cut a workload of total operations.
+func cutPoints(t *testing.T, total, want uint64) []uint64 {
+	if at := os.Getenv("FLICK_POWERCUT_AT"); at != "" {
+		var pts []uint64
+		for _, s := range strings.Split(at, ",") {
+			n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+			if err != nil || n == 0 {
+				t.Fatalf("FLICK_POWERCUT_AT: bad point %q", s)
+			}
+			pts = append(pts, min(n, total))
+		}
+		return pts
+	}
+	step := max(uint64(2), (total+want-1)/want)
+	if os.Getenv("FLICK_POWERCUT") == "full" {
+		step = 1
+	}
+	seen := map[uint64]bool{}
+	var pts []uint64
+	add := func(n uint64) {
+		if !seen[n] {
+			seen[n] = true
+			pts = append(pts, n)
+		}
+	}
+	for n := uint64(1); n <= total; n += step {
+		add(n)
+	}
+	add(total) // the workload's last operation
+	if k, _ := strconv.Atoi(os.Getenv("FLICK_POWERCUT_RANDOM")); k > 0 {
+		seed, err := strconv.ParseUint(os.Getenv("FLICK_POWERCUT_SEED"), 10, 64)
+		if err != nil {
+			seed = uint64(time.Now().UnixNano())
+		}
+		t.Logf("random cut points: FLICK_POWERCUT_SEED=%d", seed)
+		r := rand.New(rand.NewPCG(seed, 0))
+		for range k {
+			pts = append(pts, 1+r.Uint64N(total)) // repeats welcome: timing differs
+		}
+	}
+	sort.Slice(pts, func(i, j int) bool { return pts[i] < pts[j] })
+	return pts
+}
+
+// campaign runs cycle at each point as a subtest and reports the tally.
+func campaign(t *testing.T, workload string, total, want uint64, cycle func(t *testing.T, n uint64)) {
+	start := time.Now()
+	pts := cutPoints(t, total, want)
+	violations := 0
+	var failed []string
+	for i, n := range pts {
+		if !t.Run(fmt.Sprintf("cut%04d_%d", n, i), func(t *testing.T) { cycle(t, n) }) {
+			violations++
+			failed = append(failed, strconv.FormatUint(n, 10))
+		}
+	}
+	t.Logf("%s: %d operations, %d cuts, %d with violations %v, %s (replay: FLICK_POWERCUT_AT=%s)",
+		workload, total, len(pts), violations, failed, time.Since(start).Round(time.Second), strings.Join(failed, ","))
+	if f := os.Getenv("FLICK_POWERCUT_REPORT"); f != "" {
+		fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintf(fh, "%s\t%d\t%d\t%d\t%.0f\n", workload, total, len(pts), violations, time.Since(start).Seconds())
+			fh.Close()
+		}
+	}
+}
