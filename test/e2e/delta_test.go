@@ -71,6 +71,7 @@ func TestDeltaCreatePushPull(t *testing.T) {
 	if human.Code != 0 || !strings.Contains(human.Stdout, "Hub download:") || !strings.Contains(human.Stdout, "add --push") {
 		t.Fatalf("delta create (table): %s", human)
 	}
+	t.Logf("flick delta create:\n%s", human.Stdout)
 
 	// Hub A: flick pull.
 	d := startDaemon(t)
