@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"sort"
@@ -484,12 +485,14 @@ func (a *applier) regular(hdr *tar.Header, rel string, pfd int, base string, bod
 		}
 	}()
 	w := newWriteBehind(f, a.opts.WriteBehind)
+	var sum uint32
 	for {
 		n, rerr := body.Read(a.buf)
 		if n > 0 {
 			if _, werr := w.Write(a.buf[:n]); werr != nil {
 				return fsErr(name, "write file", werr)
 			}
+			sum = crc32.Update(sum, castagnoli, a.buf[:n])
 			a.stats.Bytes += int64(n)
 		}
 		if rerr == io.EOF {
@@ -516,6 +519,14 @@ func (a *applier) regular(hdr *tar.Header, rel string, pfd int, base string, bod
 	if err := unix.UtimesNanoAt(pfd, base, tarTimes(hdr), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fsErr(name, "set times", err)
 	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fsErr(name, "stat file", err)
+	}
+	if a.stats.Contents == nil {
+		a.stats.Contents = map[uint64]uint32{}
+	}
+	a.stats.Contents[st.Ino] = sum
 	err = f.Close()
 	f = nil
 	if err != nil {
@@ -524,6 +535,8 @@ func (a *applier) regular(hdr *tar.Header, rel string, pfd int, base string, bod
 	a.stats.Files++
 	return nil
 }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // directory creates (or updates) a directory. Its mode and times are
 // applied at the end by finishDirs.

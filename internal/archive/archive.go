@@ -78,6 +78,10 @@ type Stats struct {
 	Fifos          int   // FIFOs created
 	DroppedXattrs  int   // xattrs not applied (not allowed, or user.* unsupported)
 	Bytes          int64 // regular file bytes written
+	// Contents maps the inode of every regular file written to the CRC-32C
+	// of its content, computed as it was written: snapshot.TreeDigest uses
+	// it to record what the layer holds without reading it back.
+	Contents map[uint64]uint32
 }
 
 var bufPool = sync.Pool{New: func() any {

@@ -24,11 +24,14 @@ func (a *app) systemCheckCmd() *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "Verify the store: re-hash every blob, check every image, layer and tag against the metadata",
+		Short: "Verify the store: re-hash every blob and layer tree, check every image, layer and tag against the metadata",
 		Long: `Verify the whole image store without changing it: every blob is re-hashed
-against its name, every image's manifest and config must exist and agree with
-its record, every layer an image uses must be committed with its directory
-and recorded size, every tag must name an image. Data no record accounts for
+against its name, every layer's extracted files are re-read and checked
+against the tree digest recorded when it was committed (paths, modes,
+owners, sizes, CRC-32C of contents, symlink targets), every image's manifest
+and config must exist and agree with its record, every layer an image uses
+must be committed with its directory and recorded size, every tag must name
+an image. Data no record accounts for
 (left by a crash) is listed; the daemon removes it at its next start.
 Exits 1 when a problem other than such leftovers is found.`,
 		Args: cobra.NoArgs,
@@ -44,7 +47,7 @@ Exits 1 when a problem other than such leftovers is found.`,
 			if jsonOut {
 				printJSON(a.stdout, rep)
 			} else {
-				fmt.Fprintf(a.stdout, "checked %d blobs (%s re-hashed), %d layers, %d images, %d tags\n", rep.Blobs, units.BytesSize(float64(rep.Bytes)), rep.Layers, rep.Images, rep.Tags)
+				fmt.Fprintf(a.stdout, "checked %d blobs and %d layer trees (%s re-read), %d layers, %d images, %d tags\n", rep.Blobs, rep.TreesHashed, units.BytesSize(float64(rep.Bytes)), rep.Layers, rep.Images, rep.Tags)
 				for _, p := range rep.Problems {
 					fmt.Fprintf(a.stdout, "%-14s %s: %s\n", p.Kind, p.Object, p.Detail)
 				}

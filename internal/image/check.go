@@ -7,28 +7,33 @@ import (
 	"path/filepath"
 
 	"github.com/flick-edge/flick/internal/oci"
+	"github.com/flick-edge/flick/internal/snapshot"
 	"github.com/opencontainers/go-digest"
 )
 
 // Problem is one thing `flick system check` found wrong.
 type Problem struct {
-	Kind   string `json:"kind"` // corrupt-blob, missing-blob, missing-layer, missing-image, size-mismatch, orphan-layer, orphan-blob, bad-config
+	Kind   string `json:"kind"` // corrupt-blob, corrupt-layer, missing-blob, missing-layer, missing-image, size-mismatch, orphan-layer, orphan-blob, bad-config
 	Object string `json:"object"`
 	Detail string `json:"detail"`
 }
 
 // CheckReport is the result of a full verify of the store.
 type CheckReport struct {
-	Blobs    int       `json:"blobs"`
-	Layers   int       `json:"layers"`
-	Images   int       `json:"images"`
-	Tags     int       `json:"tags"`
-	Bytes    int64     `json:"bytesHashed"`
-	Problems []Problem `json:"problems"`
+	Blobs  int   `json:"blobs"`
+	Layers int   `json:"layers"`
+	Images int   `json:"images"`
+	Tags   int   `json:"tags"`
+	Bytes  int64 `json:"bytesHashed"`
+	// TreesHashed counts layers whose extracted files were re-read and
+	// checked against the tree digest recorded at commit.
+	TreesHashed int       `json:"treesHashed"`
+	Problems    []Problem `json:"problems"`
 }
 
 // Check verifies the whole store against its metadata: every blob is
-// re-hashed against its name; every image's manifest and config exist and
+// re-hashed against its name; every layer tree is re-read against the tree
+// digest recorded at commit; every image's manifest and config exist and
 // the config parses and names the image's layers; every layer an image
 // uses is recorded and its directory exists with the size recorded at
 // commit; every tag names an image; and it lists what no record accounts
@@ -76,6 +81,21 @@ func (s *Store) Check(ctx context.Context) (CheckReport, error) {
 		}
 		if n, err := s.snapshots.Usage(l.DiffID); err == nil && n != l.Size {
 			add("size-mismatch", l.DiffID, "layer holds %d bytes on disk, %d were committed", n, l.Size)
+		}
+		if l.Tree != "" {
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
+			// Re-read every file of the tree against what was extracted.
+			got, n, err := snapshot.TreeDigest(p, nil)
+			rep.Bytes += n
+			switch {
+			case err != nil:
+				add("corrupt-layer", l.DiffID, "reading the layer tree: %v", err)
+			case got != l.Tree:
+				add("corrupt-layer", l.DiffID, "layer tree hashes to %s, %s was committed: a file was changed, truncated, added or removed; remove the images using it and pull again", got, l.Tree)
+			}
+			rep.TreesHashed++
 		}
 	}
 	imgs, err := s.meta.Images()

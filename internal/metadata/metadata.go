@@ -28,6 +28,9 @@ type Layer struct {
 	DiffID    digest.Digest `json:"diffID"`
 	Size      int64         `json:"size"` // bytes on disk
 	Committed time.Time     `json:"committed"`
+	// Tree is snapshot.TreeDigest of the extracted tree at commit (empty for
+	// layers committed before Flick recorded it).
+	Tree digest.Digest `json:"tree,omitempty"`
 }
 
 // LayerRef is a layer as one image uses it.

@@ -19,7 +19,6 @@ import (
 	"github.com/flick-edge/flick/internal/delta"
 	"github.com/flick-edge/flick/internal/durable"
 	"github.com/flick-edge/flick/internal/errdefs"
-	"github.com/flick-edge/flick/internal/metadata"
 	"github.com/flick-edge/flick/internal/oci"
 	"github.com/flick-edge/flick/internal/registry"
 	"github.com/opencontainers/go-digest"
@@ -234,8 +233,10 @@ func (p *Puller) fetchDelta(ctx context.Context, repo *registry.Repo, plan *delt
 	pr, pw := io.Pipe()
 	dh := digest.SHA256.Digester()
 	applied := make(chan error, 1)
+	var stats archive.Stats
 	go func() {
-		_, err := archive.Apply(ctx, st.Path, io.TeeReader(pr, dh.Hash()), p.cfg.Archive)
+		var err error
+		stats, err = archive.Apply(ctx, st.Path, io.TeeReader(pr, dh.Hash()), p.cfg.Archive)
 		// Drain so the delta side never blocks on a failed extraction.
 		io.Copy(io.Discard, pr)
 		applied <- err
@@ -254,14 +255,7 @@ func (p *Puller) fetchDelta(ctx context.Context, repo *registry.Repo, plan *delt
 		p.dropDelta(blob.Digest)
 		return fetched, errdefs.NewInvalidArgument(fmt.Errorf("delta for layer %s rebuilt content hashing to %s, but the image config says %s", id, got, diffID))
 	}
-	if err := st.Commit(diffID); err != nil {
-		return fetched, err
-	}
-	usage, err := p.cfg.Snapshots.Usage(diffID)
-	if err != nil {
-		return fetched, err
-	}
-	if err := p.cfg.Meta.PutLayer(metadata.Layer{DiffID: diffID, Size: usage, Committed: time.Now().UTC()}); err != nil {
+	if err := p.commit(st, diffID, stats); err != nil {
 		return fetched, err
 	}
 	p.dropDelta(blob.Digest)

@@ -428,7 +428,7 @@ func (p *Puller) fetchLayer(ctx context.Context, repo *registry.Repo, desc oci.D
 	}
 	defer dr.Close()
 	dh := digest.SHA256.Digester()
-	_, aerr := archive.Apply(ctx, st.Path, io.TeeReader(dr, dh.Hash()), p.cfg.Archive)
+	stats, aerr := archive.Apply(ctx, st.Path, io.TeeReader(dr, dh.Hash()), p.cfg.Archive)
 	// Drain the blob so its size and digest are checked even if the
 	// decompressor stopped early; a transport or digest error is the root cause
 	// and wins over an extraction error it caused.
@@ -443,18 +443,29 @@ func (p *Puller) fetchLayer(ctx context.Context, repo *registry.Repo, desc oci.D
 		return read, errdefs.NewInvalidArgument(fmt.Errorf("layer %s: uncompressed content hashes to %s, but the image config says %s", id, got, diffID))
 	}
 	emit(Event{ID: id, Status: "Download complete"})
-	if err := st.Commit(diffID); err != nil {
-		return read, err
-	}
-	usage, err := p.cfg.Snapshots.Usage(diffID)
-	if err != nil {
-		return read, err
-	}
-	if err := p.cfg.Meta.PutLayer(metadata.Layer{DiffID: diffID, Size: usage, Committed: time.Now().UTC()}); err != nil {
+	if err := p.commit(st, diffID, stats); err != nil {
 		return read, err
 	}
 	emit(Event{ID: id, Status: "Pull complete"})
 	return read, nil
+}
+
+// commit makes a verified staging tree the layer diffID: its tree digest (from
+// the checksums taken during extraction; nothing is read back), then sync and
+// rename, then the record.
+func (p *Puller) commit(st *snapshot.Staging, diffID digest.Digest, stats archive.Stats) error {
+	tree, _, err := snapshot.TreeDigest(st.Path, stats.Contents)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", ShortID(diffID), err)
+	}
+	if err := st.Commit(diffID); err != nil {
+		return err
+	}
+	usage, err := p.cfg.Snapshots.Usage(diffID)
+	if err != nil {
+		return err
+	}
+	return p.cfg.Meta.PutLayer(metadata.Layer{DiffID: diffID, Size: usage, Committed: time.Now().UTC(), Tree: tree})
 }
 
 var _ = durable.FreeBytes

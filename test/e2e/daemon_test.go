@@ -3,6 +3,7 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -174,8 +175,9 @@ func TestCertsDirClientCertificate(t *testing.T) {
 	}
 }
 
-// TestSystemCheck: a healthy store checks clean; a flipped byte in a blob,
-// a removed layer directory and an orphan directory are each reported, and
+// TestSystemCheck: a healthy store checks clean; a flipped byte in a blob, a
+// flipped byte in a file of an extracted layer, a removed layer directory and
+// an orphan directory are each reported, and
 // the command fails for the real problems.
 func TestSystemCheck(t *testing.T) {
 	requireRoot(t)
@@ -184,7 +186,7 @@ func TestSystemCheck(t *testing.T) {
 	img := mustImage(t, []v1.Layer{randomLayer(t, 71, 3, 64<<10, imagegen.Gzip), randomLayer(t, 72, 3, 64<<10, imagegen.Gzip)})
 	reg.Push(t, reg.Ref("check/app:1"), img)
 	d.mustFlick(t, "pull", "-q", reg.Ref("check/app:1"))
-	if out := d.mustFlick(t, "system", "check").Stdout; !strings.Contains(out, "store OK") || !strings.Contains(out, "2 layers, 1 images, 1 tags") {
+	if out := d.mustFlick(t, "system", "check").Stdout; !strings.Contains(out, "store OK") || !strings.Contains(out, "2 layer trees") || !strings.Contains(out, "2 layers, 1 images, 1 tags") {
 		t.Fatalf("healthy store: %s", out)
 	}
 	// Damage: flip a byte of the config blob, remove a layer directory,
@@ -200,11 +202,25 @@ func TestSystemCheck(t *testing.T) {
 	layers := dirEntries(t, filepath.Join(d.DataRoot, "snapshots", "layers"))
 	os.RemoveAll(filepath.Join(d.DataRoot, "snapshots", "layers", layers[0]))
 	os.MkdirAll(filepath.Join(d.DataRoot, "snapshots", "layers", strings.Repeat("ab", 32)), 0o755)
+	// Bit rot inside the other layer: one byte of one file, same size.
+	var victim string
+	filepath.WalkDir(filepath.Join(d.DataRoot, "snapshots", "layers", layers[1]), func(p string, de fs.DirEntry, err error) error {
+		if err == nil && de.Type().IsRegular() && victim == "" {
+			victim = p
+		}
+		return nil
+	})
+	if victim == "" {
+		t.Fatal("no file in the layer")
+	}
+	vb, _ := os.ReadFile(victim)
+	vb[0] ^= 1
+	os.WriteFile(victim, vb, 0o644)
 	r := d.flick(t, "system", "check")
 	if r.Code == 0 {
 		t.Fatalf("damaged store passed: %s", r)
 	}
-	for _, want := range []string{"corrupt-blob", "missing-layer", "orphan-layer"} {
+	for _, want := range []string{"corrupt-blob", "missing-layer", "orphan-layer", "corrupt-layer"} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("%s not reported:\n%s", want, r.Stdout)
 		}
