@@ -117,7 +117,7 @@ type config struct {
 	numCPU             int
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`) })
 
 func newConfig(opts []Option) (*config, error) {
 	c := &config{root: DefaultRoot, parent: DefaultParent}
@@ -127,7 +127,7 @@ func newConfig(opts []Option) (*config, error) {
 	if c.numCPU <= 0 {
 		c.numCPU = runtime.NumCPU()
 	}
-	if !nameRE.MatchString(c.parent) {
+	if !nameRE().MatchString(c.parent) {
 		return nil, errdefs.NewInvalidArgument(fmt.Errorf("invalid cgroup parent name %q", c.parent))
 	}
 	if c.mode == "" {
@@ -182,7 +182,7 @@ func newBackend(cfg *config, id string) (backend, error) {
 }
 
 func checkID(id string) error {
-	if !nameRE.MatchString(id) {
+	if !nameRE().MatchString(id) {
 		return errdefs.NewInvalidArgument(fmt.Errorf("invalid container id %q for a cgroup name", id))
 	}
 	return nil
@@ -484,12 +484,31 @@ func Sweep(keep map[string]bool, opts ...Option) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	var gone []string
+	for _, id := range ids {
+		if !keep[id] {
+			gone = append(gone, id)
+		}
+	}
+	return removeAll(cfg, gone)
+}
+
+// Reclaim removes the cgroups of these ids, where they exist, killing their
+// processes first: a daemon's own containers whose monitors died with it.
+// Unlike Sweep it leaves every other cgroup under the parent alone, so two
+// daemons (two data roots) on one host never kill each other's containers.
+func Reclaim(ids []string, opts ...Option) ([]string, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return removeAll(cfg, ids)
+}
+
+func removeAll(cfg *config, ids []string) ([]string, error) {
 	var removed []string
 	var errs []error
 	for _, id := range ids {
-		if keep[id] {
-			continue
-		}
 		c, err := open(cfg, id)
 		if errdefs.Is(err, errdefs.NotFound) {
 			continue
@@ -529,7 +548,7 @@ func listIDs(cfg *config) ([]string, error) {
 			return nil, fmt.Errorf("list cgroups: %w", err)
 		}
 		for _, e := range ents {
-			if e.IsDir() && nameRE.MatchString(e.Name()) {
+			if e.IsDir() && nameRE().MatchString(e.Name()) {
 				set[e.Name()] = true
 			}
 		}

@@ -483,6 +483,39 @@ func TestV1Sweep(t *testing.T) {
 	}
 }
 
+// Reclaim removes only the cgroups it is given: another daemon's container
+// under the same parent keeps running.
+func TestV1Reclaim(t *testing.T) {
+	requireV1(t)
+	opts := testParent(t)
+	mine, err := New("mine", Resources{}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newTestCgroup(t, "other", Resources{}, opts)
+	hm := startHelper(t, "sleep")
+	ho := startHelper(t, "sleep")
+	if err := mine.Add(hm.pid()); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Add(ho.pid()); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := Reclaim([]string{"mine", "never-made"}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(removed, []string{"mine"}) {
+		t.Errorf("Reclaim removed %v, want [mine]", removed)
+	}
+	if ws := hm.wait(); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("reclaimed container's process ended with %v", ws)
+	}
+	if !alive(ho.pid()) {
+		t.Error("the other daemon's container was killed")
+	}
+}
+
 func TestV1SwapSemantics(t *testing.T) {
 	requireV1(t)
 	opts := testParent(t)

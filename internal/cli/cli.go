@@ -61,7 +61,7 @@ so the docker CLI works too: DOCKER_HOST=unix:///run/flick/flick.sock).`,
 		a.pullCmd(), a.imagesCmd(), a.rmiCmd(), a.tagCmd(), a.imageCmd(),
 		a.systemCmd(), a.versionCmd(), a.infoCmd(), a.loginCmd(), a.logoutCmd(),
 		a.fnCmd(), a.applyCmd(), a.eventsCmd(), a.routeCmd(), a.deltaCmd(),
-		a.runCmd(), a.psCmd(), a.logsCmd(), a.statsCmd(), a.topCmd(), a.containerGroupCmd(), a.volumeCmd(), a.execCmd(),
+		a.runCmd(), a.createCmd(), a.psCmd(), a.logsCmd(), a.statsCmd(), a.topCmd(), a.containerGroupCmd(), a.volumeCmd(), a.execCmd(),
 	)
 	root.AddCommand(a.containerCmds()...)
 	err := root.ExecuteContext(ctx)

@@ -186,34 +186,77 @@ without stopping it.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			var created mcontainer.CreateResponse
-			q := url.Values{}
-			if f.name != "" {
-				q.Set("name", f.name)
-			}
-			if err := c.JSON(ctx, http.MethodPost, "/containers/create", q, req, &created); err != nil {
+			id, err := a.create(cmd, c, f.name, req)
+			if err != nil {
 				return err
 			}
-			for _, w := range created.Warnings {
-				fmt.Fprintln(a.stderr, "WARNING:", w)
-			}
 			if !f.detach {
-				return a.runAttached(cmd, c, created.ID, f)
+				return a.runAttached(cmd, c, id, f)
 			}
-			if f.detach {
-				if err := c.JSON(ctx, http.MethodPost, "/containers/"+created.ID+"/start", nil, nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintln(a.stdout, created.ID)
-				return nil
+			if err := c.JSON(cmd.Context(), http.MethodPost, "/containers/"+id+"/start", nil, nil, nil); err != nil {
+				return err
 			}
+			fmt.Fprintln(a.stdout, id)
 			return nil
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
 	// -h is --hostname, as in docker run; help is --help only.
 	cmd.Flags().Bool("help", false, "help for run")
+	f.add(cmd.Flags())
+	return cmd
+}
+
+// create asks the daemon for a container and prints its warnings.
+func (a *app) create(cmd *cobra.Command, c *client.Client, name string, req mcontainer.CreateRequest) (string, error) {
+	var created mcontainer.CreateResponse
+	q := url.Values{}
+	if name != "" {
+		q.Set("name", name)
+	}
+	if err := c.JSON(cmd.Context(), http.MethodPost, "/containers/create", q, req, &created); err != nil {
+		return "", err
+	}
+	for _, w := range created.Warnings {
+		fmt.Fprintln(a.stderr, "WARNING:", w)
+	}
+	return created.ID, nil
+}
+
+func (a *app) createCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "create [OPTIONS] IMAGE [COMMAND] [ARG...]",
+		Short: "Create a container without starting it",
+		Long: `Create a container as 'flick run' would (same flags), print its ID and leave
+it stopped: 'flick start NAME' runs it later, and 'flick wait NAME' prints its
+exit status when it ends.
+The container keeps its image even after the tag moves to a newer one.`,
+		Example: `  flick create --name sensor --device /dev/ttyUSB0 sensor:2.1
+  flick start sensor`,
+		Args: minArgs(1, "an image, e.g. 'flick create --name app alpine sleep 60'"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.detach {
+				return usageError{fmt.Errorf("-d has no meaning for create: the container is not started")}
+			}
+			req, err := f.request(args[0], args[1:])
+			if err != nil {
+				return err
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			id, err := a.create(cmd, c, f.name, req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.stdout, id)
+			return nil
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().Bool("help", false, "help for create")
 	f.add(cmd.Flags())
 	return cmd
 }

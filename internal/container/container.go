@@ -30,6 +30,7 @@ import (
 
 	"github.com/docker/go-units"
 	"github.com/flick-edge/flick/internal/cgroup"
+	"github.com/flick-edge/flick/internal/durable"
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/image"
 	"github.com/flick-edge/flick/internal/network"
@@ -108,7 +109,7 @@ type Manager struct {
 // New opens the container store.
 func New(cfg Config) (*Manager, error) {
 	for _, d := range []string{cfg.Root, cfg.Volumes} {
-		if err := os.MkdirAll(d, 0o711); err != nil {
+		if err := durable.MkdirAll(d, 0o711); err != nil {
 			return nil, err
 		}
 	}
@@ -188,7 +189,7 @@ func (m *Manager) Get(ref string) (Container, error) {
 	return Container{}, errdefs.NewInvalidArgument(fmt.Errorf("multiple containers match %q: give more of the ID", ref))
 }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`) })
 
 var adjectives = []string{"brave", "calm", "eager", "fond", "keen", "lucid", "merry", "nimble", "quiet", "sharp", "swift", "tidy", "vivid", "witty", "zesty"}
 var nouns = []string{"lovelace", "turing", "hopper", "noether", "curie", "tesla", "volta", "ohm", "faraday", "maxwell", "kepler", "euler", "gauss", "hertz", "shannon"}
@@ -249,7 +250,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 	name := strings.TrimPrefix(req.Name, "/")
 	if name == "" {
 		name = randomName(taken)
-	} else if !nameRE.MatchString(name) {
+	} else if !nameRE().MatchString(name) {
 		return Container{}, errdefs.NewInvalidArgument(fmt.Errorf("invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
 	} else if taken[name] {
 		for _, c := range all {
@@ -269,28 +270,42 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 		return Container{}, err
 	}
 	rec.Warnings = warnings
+	// The bundle is built under a hidden name and renamed into place whole,
+	// so a power cut leaves the container complete or absent (Recover
+	// deletes a partial one). A container that outlives its run is synced
+	// before the rename: once create has answered, it survives a cut, as a
+	// gateway app with --restart must. An --rm one need not.
 	b := m.bundle(rec.ID)
-	if err := os.MkdirAll(b, 0o711); err != nil {
+	stage := filepath.Join(m.cfg.Root, stagePrefix+rec.ID)
+	if err := os.Mkdir(stage, 0o711); err != nil {
 		return Container{}, err
 	}
 	fail := func(err error) (Container, error) {
-		os.RemoveAll(b)
+		os.RemoveAll(stage)
 		return Container{}, err
 	}
-	if err := writeEtc(b, spec, req.HostConfig); err != nil {
+	if err := writeEtc(stage, spec, req.HostConfig); err != nil {
 		return fail(err)
 	}
-	if err := runtime.WriteSpec(b, spec); err != nil {
+	if err := runtime.WriteSpec(stage, spec); err != nil {
 		return fail(err)
 	}
 	// The log exists from creation on, so a client attached before start
 	// holds it open even if the container is removed the moment it exits.
-	if err := os.WriteFile(filepath.Join(b, runtime.LogFile), nil, 0o640); err != nil {
+	if err := os.WriteFile(filepath.Join(stage, runtime.LogFile), nil, 0o640); err != nil {
 		return fail(err)
 	}
 	raw, _ := json.Marshal(rec)
-	if err := os.WriteFile(filepath.Join(b, "container.json"), raw, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(stage, "container.json"), raw, 0o600); err != nil {
 		return fail(err)
+	}
+	if req.HostConfig.AutoRemove {
+		err = os.Rename(stage, b)
+	} else if err = durable.FsyncTree(stage); err == nil {
+		err = durable.CommitDir(stage, b)
+	}
+	if err != nil {
+		return fail(fmt.Errorf("create container: %w", err))
 	}
 	m.inUseMu.Lock()
 	m.inUse = nil
@@ -473,7 +488,7 @@ func (m *Manager) parseBind(bind string) (runtime.Mount, error) {
 		mt.Source = filepath.Clean(src)
 		return mt, nil
 	}
-	if !nameRE.MatchString(src) {
+	if !nameRE().MatchString(src) {
 		return mt, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume specification: '%s': %q is neither an absolute host path nor a volume name", bind, src))
 	}
 	dir := filepath.Join(m.cfg.Volumes, src, "_data")
@@ -551,7 +566,13 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	if c.Running() {
 		return nil // Docker: starting a running container is a no-op
 	}
-	os.Remove(filepath.Join(c.Bundle, runtime.StopFile))
+	if err := os.Remove(filepath.Join(c.Bundle, runtime.StopFile)); err == nil {
+		// Started again by hand: a restart policy applies again after a
+		// reboot, so the stop mark must stay gone.
+		if err := durable.FsyncDir(c.Bundle); err != nil {
+			return err
+		}
+	}
 	os.Remove(filepath.Join(c.Bundle, runtime.StateFile))
 	if err := m.attachNetwork(c); err != nil {
 		return err
@@ -629,7 +650,7 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(c.Bundle, runtime.StopFile), nil, 0o600); err != nil {
+	if err := markStopped(c.Bundle); err != nil {
 		return err
 	}
 	if !c.Running() {
@@ -692,7 +713,7 @@ func (m *Manager) Kill(ref, sigName string) error {
 		return errdefs.NewConflict(fmt.Errorf("cannot kill container: %s: container %s is not running", ref, c.ID))
 	}
 	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
-		os.WriteFile(filepath.Join(c.Bundle, runtime.StopFile), nil, 0o600)
+		markStopped(c.Bundle)
 	}
 	m.emit(c, mevents.ActionKill, map[string]string{"signal": strconv.Itoa(int(sig))})
 	return signal(c, sig)
@@ -708,7 +729,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 		if !force {
 			return errdefs.NewConflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+c.Name))
 		}
-		os.WriteFile(filepath.Join(c.Bundle, runtime.StopFile), nil, 0o600)
+		markStopped(c.Bundle)
 		signal(c, syscall.SIGKILL)
 		if !m.waitShim(ctx, c, 10*time.Second) {
 			return errdefs.NewUnavailable(fmt.Errorf("container %s did not stop", c.Name))
@@ -722,7 +743,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 	if err := m.detachNetwork(c); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(c.Bundle); err != nil {
+	if err := removeBundle(c); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.Name, err)
 	}
 	m.emit(c, mevents.ActionDestroy, nil)
@@ -892,4 +913,39 @@ func (m *Manager) ImageUser(id digest.Digest) string {
 		}
 	}
 	return ""
+}
+
+// Hidden names in the containers directory: a bundle being created, and one
+// being removed. Recover deletes both.
+const (
+	stagePrefix = ".new-"
+	trashPrefix = durable.TrashPrefix
+)
+
+// markStopped records that the user stopped the container, durably: after
+// a power cut an unless-stopped container must stay down.
+func markStopped(bundle string) error {
+	if err := os.WriteFile(filepath.Join(bundle, runtime.StopFile), nil, 0o600); err != nil {
+		return err
+	}
+	return durable.FsyncDir(bundle)
+}
+
+// removeBundle deletes a container's bundle: renamed away first (fsynced,
+// unless the container was --rm), so a power cut never leaves half a
+// container that lists but cannot start.
+func removeBundle(c Container) error {
+	trash := filepath.Join(filepath.Dir(c.Bundle), trashPrefix+filepath.Base(c.Bundle))
+	if err := os.Rename(c.Bundle, trash); err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	if c.HostConfig == nil || !c.HostConfig.AutoRemove {
+		if err := durable.FsyncDir(filepath.Dir(c.Bundle)); err != nil {
+			return err
+		}
+	}
+	return os.RemoveAll(trash)
 }

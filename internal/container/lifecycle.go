@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/flick-edge/flick/internal/cgroup"
@@ -14,8 +15,20 @@ import (
 // adopted as they are (the daemon was restarted or replaced, the apps were
 // not). Containers that were running when the host went down (their monitor
 // is gone) are marked exited and started again if their restart policy
-// says so, as Docker does at boot. Leftover cgroups are swept.
+// says so, as Docker does at boot. The leftover cgroups of its containers are removed.
 func (m *Manager) Recover(ctx context.Context) {
+	if ents, err := os.ReadDir(m.cfg.Root); err == nil {
+		for _, e := range ents {
+			if n := e.Name(); strings.HasPrefix(n, stagePrefix) || strings.HasPrefix(n, trashPrefix) {
+				// A create or a removal cut short by a crash.
+				if err := os.RemoveAll(filepath.Join(m.cfg.Root, n)); err != nil {
+					m.log.Warn("remove leftover container bundle", "dir", n, "err", err)
+				} else {
+					m.log.Info("removed leftover container bundle", "dir", n)
+				}
+			}
+		}
+	}
 	all, err := m.List()
 	if err != nil {
 		m.log.Error("list containers", "err", err)
@@ -59,7 +72,15 @@ func (m *Manager) Recover(ctx context.Context) {
 			}
 		}
 	}
-	if swept, err := cgroup.Sweep(keep); err != nil {
+	// Only this store's containers: another daemon's (another data root)
+	// share the cgroup parent and are none of ours.
+	var gone []string
+	for _, c := range all {
+		if !keep[c.ID] {
+			gone = append(gone, c.ID)
+		}
+	}
+	if swept, err := cgroup.Reclaim(gone); err != nil {
 		m.log.Warn("sweep container cgroups", "err", err)
 	} else if len(swept) > 0 {
 		m.log.Info("removed leftover container cgroups", "ids", swept)

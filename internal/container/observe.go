@@ -234,7 +234,7 @@ func (m *Manager) volumeUsers(name string) []string {
 
 // RemoveVolume deletes a named volume no container uses.
 func (m *Manager) RemoveVolume(name string, force bool) error {
-	if !nameRE.MatchString(name) {
+	if !nameRE().MatchString(name) {
 		return errdefs.NewInvalidArgument(fmt.Errorf("invalid volume name %q", name))
 	}
 	dir := filepath.Join(m.cfg.Volumes, name)

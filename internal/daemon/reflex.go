@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -195,7 +196,7 @@ func (r *reflexSide) serveMetrics(w http.ResponseWriter, _ *http.Request) {
 	metrics.WriteProcessMetrics(w)
 }
 
-var versioned = regexp.MustCompile(`^/v\d+\.\d+(/.*)$`)
+var versioned = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^/v\d+\.\d+(/.*)$`) })
 
 // mount routes /flick/v1/ and /metrics (with or without a Docker-style
 // /vX.Y prefix) to the reflex side, the rest to api.
@@ -206,7 +207,7 @@ func (r *reflexSide) mount(api http.Handler) http.Handler {
 	mux.HandleFunc("GET /metrics", r.serveMetrics)
 	mux.Handle("/", api)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if m := versioned.FindStringSubmatch(req.URL.Path); m != nil && (strings.HasPrefix(m[1], flickapi.Prefix+"/") || m[1] == "/metrics") {
+		if m := versioned().FindStringSubmatch(req.URL.Path); m != nil && (strings.HasPrefix(m[1], flickapi.Prefix+"/") || m[1] == "/metrics") {
 			req.URL.Path, req.URL.RawPath = m[1], ""
 		}
 		mux.ServeHTTP(w, req)

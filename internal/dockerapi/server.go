@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/flick-edge/flick/internal/container"
@@ -89,13 +90,13 @@ func (s *Server) routes() {
 	m.HandleFunc("/", s.unsupported)
 }
 
-var versionPrefix = regexp.MustCompile(`^/v(\d+\.\d+)(/.*)$`)
+var versionPrefix = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^/v(\d+\.\d+)(/.*)$`) })
 
 // ServeHTTP strips the /vX.Y prefix (refusing versions below the minimum),
 // sets Docker's headers and logs each request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	if m := versionPrefix.FindStringSubmatch(r.URL.Path); m != nil {
+	if m := versionPrefix().FindStringSubmatch(r.URL.Path); m != nil {
 		if versionLess(m[1], MinAPIVersion) {
 			writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("client version %s is too old. Minimum supported API version is %s, please upgrade your client to a newer version", m[1], MinAPIVersion)))
 			return

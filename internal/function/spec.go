@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/go-units"
@@ -140,12 +141,12 @@ type Spec struct {
 	Deployed    time.Time         `json:"deployed" yaml:"-"`
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`) })
 
 // Normalize applies defaults and validates; it returns a clear error for
 // the first problem found.
 func (s *Spec) Normalize() error {
-	if !nameRE.MatchString(s.Name) {
+	if !nameRE().MatchString(s.Name) {
 		return fmt.Errorf("function name %q: use 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", s.Name)
 	}
 	if s.Builtin != "" && s.Builtin != "echo" {
@@ -203,7 +204,7 @@ func (s *Spec) Normalize() error {
 		seen[t.String()] = true
 	}
 	if s.Reply != "" {
-		probe := placeholderRE.ReplaceAllString(s.Reply, "x")
+		probe := placeholderRE().ReplaceAllString(s.Reply, "x")
 		if err := ValidateTopic(probe); err != nil {
 			return fmt.Errorf("function %s: --reply: %w", s.Name, err)
 		}
@@ -224,14 +225,14 @@ func (s *Spec) Normalize() error {
 // MemoryPages is the linear-memory cap in 64 KiB pages.
 func (s *Spec) MemoryPages() uint32 { return uint32((s.Memory + 65535) / 65536) }
 
-var placeholderRE = regexp.MustCompile(`\{(topic|[1-9][0-9]?)\}`)
+var placeholderRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\{(topic|[1-9][0-9]?)\}`) })
 
 // ExpandReply fills a reply template: {N} is the Nth wildcard segment the
 // trigger filter matched, {topic} the whole topic. A result whose expansion
 // is not a valid topic is an error.
 func ExpandReply(tmpl, topic string, segments []string) (string, error) {
 	var bad error
-	out := placeholderRE.ReplaceAllStringFunc(tmpl, func(m string) string {
+	out := placeholderRE().ReplaceAllStringFunc(tmpl, func(m string) string {
 		k := m[1 : len(m)-1]
 		if k == "topic" {
 			return topic

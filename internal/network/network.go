@@ -22,6 +22,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/flick-edge/flick/internal/errdefs"
 )
@@ -104,8 +105,8 @@ func hostAddrPort(p PortMapping) string {
 }
 
 var (
-	bridgeNameRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]{0,14}$`)
-	idRE         = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$`)
+	bridgeNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]{0,14}$`) })
+	idRE         = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$`) })
 )
 
 // checkConfig fills in defaults and refuses what cannot work.
@@ -113,7 +114,7 @@ func checkConfig(c Config) (Config, error) {
 	if c.Bridge == "" {
 		c.Bridge = DefaultBridge
 	}
-	if !bridgeNameRE.MatchString(c.Bridge) {
+	if !bridgeNameRE().MatchString(c.Bridge) {
 		return c, errdefs.NewInvalidArgument(fmt.Errorf("bridge name %q: want 1-15 letters, digits, _ or -", c.Bridge))
 	}
 	if !c.Subnet.IsValid() {
@@ -136,7 +137,7 @@ func checkConfig(c Config) (Config, error) {
 }
 
 func checkID(id string) error {
-	if !idRE.MatchString(id) {
+	if !idRE().MatchString(id) {
 		return errdefs.NewInvalidArgument(fmt.Errorf("endpoint id %q: want up to 100 letters, digits, _, . or -", id))
 	}
 	return nil

@@ -39,7 +39,7 @@ var knownOS = map[string]bool{
 	"wasip2": true, "windows": true, "zos": true,
 }
 
-var platformPartRe = regexp.MustCompile(`^[a-z0-9_.-]+$`)
+var platformPartRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9_.-]+$`) })
 
 // ParsePlatform parses "os/arch[/variant]" or a lone "arch" (the os is then
 // linux) or a lone known os such as "windows" (the architecture is then the
@@ -58,7 +58,7 @@ func ParsePlatform(s string) (Platform, error) {
 		return Platform{}, errdefs.NewInvalidArgument(fmt.Errorf("invalid platform %q: want os/arch[/variant], e.g. linux/arm64 or linux/arm/v7", in))
 	}
 	for _, p := range parts {
-		if !platformPartRe.MatchString(p) {
+		if !platformPartRe().MatchString(p) {
 			return Platform{}, errdefs.NewInvalidArgument(fmt.Errorf("invalid platform %q: want os/arch[/variant], e.g. linux/arm64 or linux/arm/v7", in))
 		}
 	}

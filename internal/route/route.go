@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/flick-edge/flick/internal/errdefs"
@@ -45,11 +46,11 @@ type Spec struct {
 	Created  time.Time `json:"created"`
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`) })
 
 // Normalize applies defaults and validates.
 func (s *Spec) Normalize() error {
-	if !nameRE.MatchString(s.Name) {
+	if !nameRE().MatchString(s.Name) {
 		return fmt.Errorf("route name %q: use 1-63 lower-case letters, digits, '.', '_' or '-'", s.Name)
 	}
 	if len(s.From) == 0 {

@@ -261,10 +261,10 @@ func (s *natsSender) run() {
 	}
 }
 
-var violationRe = regexp.MustCompile(`(?i)publish to "([^"]+)"`)
+var violationRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?i)publish to "([^"]+)"`) })
 
 func (s *natsSender) recordViolation(err error) {
-	m := violationRe.FindStringSubmatch(err.Error())
+	m := violationRe().FindStringSubmatch(err.Error())
 	if m == nil {
 		return
 	}

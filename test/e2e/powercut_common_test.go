@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flick-edge/flick/internal/imagegen"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
 )
 
 // Power-cut campaigns share how cut points are chosen and how results are
@@ -88,4 +92,57 @@ func campaign(t *testing.T, workload string, total, want uint64, cycle func(t *t
 			fh.Close()
 		}
 	}
+}
+
+// rebootOnDisk "reboots" after a cut by bind-mounting the durable state
+// (backing, what cutfs kept) at mp, where the daemon's data root was. The
+// checks after a cut need no more cutting, and overlayfs refuses a
+// container's writable layer on FUSE ("upper fs missing required
+// features"): on the backing's real filesystem containers can start, so
+// "a container using the old image can still start" is checked for real.
+// It returns the unmount.
+func rebootOnDisk(t *testing.T, backing, mp string) func() {
+	t.Helper()
+	if err := unix.Mount(backing, mp, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind %s at %s: %v", backing, mp, err)
+	}
+	return func() {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", mp, err)
+		}
+	}
+}
+
+// busyboxBase is a real root filesystem layer (Debian's static busybox), so
+// the campaigns' images can run containers.
+func busyboxBase(t *testing.T) v1.Layer {
+	t.Helper()
+	l, err := imagegen.Busybox(imagegen.Gzip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// containerStarts starts an existing, stopped container and waits for it;
+// it must run its command (true) to a 0 exit.
+func (d *Daemon) containerStarts(t *testing.T, name string) error {
+	t.Helper()
+	if r := d.flick(t, "start", name); r.Code != 0 {
+		return fmt.Errorf("flick start %s: %s", name, r)
+	}
+	r := d.flick(t, "wait", name)
+	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "0" {
+		return fmt.Errorf("flick wait %s: %s (inspect: %s)", name, r, d.flick(t, "inspect", name).Stdout)
+	}
+	return nil
+}
+
+// imageRuns runs a fresh container of ref: flick run --rm ref true.
+func (d *Daemon) imageRuns(t *testing.T, ref string) error {
+	t.Helper()
+	if r := d.flick(t, "run", "--rm", "--network", "none", ref, "true"); r.Code != 0 {
+		return fmt.Errorf("flick run --rm %s true: %s", ref, r)
+	}
+	return nil
 }

@@ -19,19 +19,21 @@ import (
 // sweep of points. app:2 shares a layer with app:1 and must come through
 // whole; app:1 is either still complete or gone; after start-up cleanup the
 // layer directories on disk are exactly those of the images listed (no
-// orphan left to fill the disk, nothing an image needs missing), and the
-// store checks clean.
+// orphan left to fill the disk, nothing an image needs missing), the store
+// checks clean, and containers still start: one created from app:2 before
+// the removal, and a fresh one of app:1 if it was kept.
 func TestPowerCutDuringRemoval(t *testing.T) {
 	requireRoot(t)
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skip("needs /dev/fuse")
 	}
 	reg := testregistry.Start(t)
+	base := busyboxBase(t)
 	shared := randomLayer(t, 91, 4, 96<<10, imagegen.Gzip)
 	own1 := randomLayer(t, 92, 6, 128<<10, imagegen.Gzip)
 	own2 := randomLayer(t, 93, 3, 64<<10, imagegen.Gzip)
-	img1 := mustImage(t, []v1.Layer{shared, own1})
-	img2 := mustImage(t, []v1.Layer{shared, own2})
+	img1 := mustImage(t, []v1.Layer{base, shared, own1})
+	img2 := mustImage(t, []v1.Layer{base, shared, own2})
 	ref1, ref2 := reg.Ref("gc/app:1"), reg.Ref("gc/app:2")
 	reg.Push(t, ref1, img1)
 	reg.Push(t, ref2, img2)
@@ -49,23 +51,23 @@ func TestPowerCutDuringRemoval(t *testing.T) {
 
 	run := func(t *testing.T, n uint64) (ops uint64) {
 		backing, mp := t.TempDir(), t.TempDir()
-		var cur *cutfs.FS
-		mount := func() {
-			f, err := cutfs.Mount(backing, mp, cutfs.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cur = f
+		cur, err := cutfs.Mount(backing, mp, cutfs.Options{})
+		if err != nil {
+			t.Fatal(err)
 		}
+		var unbind func()
 		t.Cleanup(func() {
 			if cur != nil {
 				cur.Unmount()
 			}
+			if unbind != nil {
+				unbind()
+			}
 		})
-		mount()
 		d := startDaemon(t, withDataRoot(filepath.Join(mp, "root")), withArgs("--sync-mode", "fsync"))
 		d.mustFlick(t, "pull", "-q", ref1)
 		d.mustFlick(t, "pull", "-q", ref2)
+		d.mustFlick(t, "create", "--name", "app2", "--network", "none", ref2, "true")
 		fs := cur
 		proc := d.cmd.Process
 		fs.OnCut(func() { proc.Kill() })
@@ -87,7 +89,7 @@ func TestPowerCutDuringRemoval(t *testing.T) {
 		d.cmd = nil
 		fs.Unmount()
 		cur = nil
-		mount()
+		unbind = rebootOnDisk(t, backing, mp)
 		d.log.Reset()
 		d.start()
 		d.Restart() // the second start has cleaned up whatever the first found
@@ -130,9 +132,18 @@ func TestPowerCutDuringRemoval(t *testing.T) {
 		if r := d.flick(t, "system", "check"); r.Code != 0 {
 			t.Errorf("N=%d: system check: %s", n, r)
 		}
-		// Both images run their course: app:2 (and app:1 if kept) inspect.
+		// Both images run their course: app:2 (and app:1 if kept) inspect,
+		// and their containers start.
 		if r := d.flick(t, "image", "inspect", ref2); r.Code != 0 {
 			t.Errorf("N=%d: inspect app:2: %s", n, r)
+		}
+		if err := d.containerStarts(t, "app2"); err != nil {
+			t.Errorf("N=%d: the container on app:2 does not start: %v", n, err)
+		}
+		if has1 && hasTag(images, ref1) {
+			if err := d.imageRuns(t, ref1); err != nil {
+				t.Errorf("N=%d: app:1 was kept but does not run: %v", n, err)
+			}
 		}
 		d.Stop()
 		return ops

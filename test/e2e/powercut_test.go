@@ -25,7 +25,10 @@ import (
 // the same backing) the daemon must start, `flick system check` must find
 // nothing but orphan-* leftovers (and after one more restart not even
 // those), the tag must name v1's or v2's image (v2's if the pull had
-// reported success), and pulling v2 again must succeed.
+// reported success), a container created from v1 before the update must
+// still start (and a fresh one from whatever the tag names), and pulling v2
+// again must succeed. The images sit on a real busybox layer so that their
+// containers run.
 //
 // The default run sweeps about 20 cut points across the pull;
 // FLICK_POWERCUT=full cuts at every operation.
@@ -43,6 +46,7 @@ func TestPowerCutDuringPull(t *testing.T) {
 		}
 	})
 	reg := testregistry.Start(t)
+	base := busyboxBase(t)
 	shared := randomLayer(t, 71, 3, 96<<10, imagegen.Gzip)
 	old1 := randomLayer(t, 72, 3, 64<<10, imagegen.Gzip)
 	old2 := randomLayer(t, 73, 2, 32<<10, imagegen.Gzip)
@@ -51,8 +55,8 @@ func TestPowerCutDuringPull(t *testing.T) {
 	pc := &powerCut{
 		reg: reg,
 		ref: reg.Ref("cut/app:1"),
-		v1:  mustImage(t, []v1.Layer{shared, old1, old2}),
-		v2:  mustImage(t, []v1.Layer{shared, new1, new2}),
+		v1:  mustImage(t, []v1.Layer{base, shared, old1, old2}),
+		v2:  mustImage(t, []v1.Layer{base, shared, new1, new2}),
 	}
 	v1ID, _ := pc.v1.ConfigName()
 	v2ID, _ := pc.v2.ConfigName()
@@ -94,6 +98,7 @@ func TestPowerCutDuringDeltaPull(t *testing.T) {
 		t.Skip("needs /dev/fuse")
 	}
 	reg := testregistry.Start(t)
+	base := busyboxBase(t)
 	shared := randomLayer(t, 81, 3, 64<<10, imagegen.Gzip)
 	bin := program(8, 600<<10)
 	bin2 := append(append([]byte(nil), bin[:1000]...), append([]byte("v2 adds a line"), bin[1000:]...)...)
@@ -107,8 +112,8 @@ func TestPowerCutDuringDeltaPull(t *testing.T) {
 	pc := &powerCut{
 		reg:   reg,
 		ref:   reg.Ref("cut/delta:1"),
-		v1:    mustImage(t, []v1.Layer{shared, app(bin, "one")}),
-		v2:    mustImage(t, []v1.Layer{shared, app(bin2, "two")}),
+		v1:    mustImage(t, []v1.Layer{base, shared, app(bin, "one")}),
+		v2:    mustImage(t, []v1.Layer{base, shared, app(bin2, "two")}),
 		delta: true,
 	}
 	v1ID, _ := pc.v1.ConfigName()
@@ -161,14 +166,11 @@ func (pc *powerCut) cycle(t *testing.T, n uint64) (res cutResult) {
 		t.Errorf("N=%d: %s", n, msg)
 	}
 	backing, mp := t.TempDir(), t.TempDir()
-	var cur *cutfs.FS
-	mount := func() {
-		f, err := cutfs.Mount(backing, mp, cutfs.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cur = f
+	cur, err := cutfs.Mount(backing, mp, cutfs.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	var unbind func()
 	// Registered before the daemon's Stop, so it runs after it.
 	t.Cleanup(func() {
 		if cur != nil {
@@ -176,11 +178,15 @@ func (pc *powerCut) cycle(t *testing.T, n uint64) (res cutResult) {
 				t.Errorf("unmount %s: %v", mp, err)
 			}
 		}
+		if unbind != nil {
+			unbind()
+		}
 	})
-	mount()
 	pc.reg.Push(t, pc.ref, pc.v1)
 	d := startDaemon(t, withDataRoot(filepath.Join(mp, "root")), withArgs("--sync-mode", "fsync"))
 	d.mustFlick(t, "pull", "-q", pc.ref)
+	// An app on the old image, created (not started) before the update.
+	d.mustFlick(t, "create", "--name", "old-app", "--network", "none", pc.ref, "true")
 	pc.reg.Push(t, pc.ref, pc.v2)
 	if pc.delta && !pc.deltaMade {
 		v1d, _ := pc.v1.Digest()
@@ -233,7 +239,7 @@ func (pc *powerCut) cycle(t *testing.T, n uint64) (res cutResult) {
 		t.Fatalf("unmount after the cut: %v", err)
 	}
 	cur = nil
-	mount()
+	unbind = rebootOnDisk(t, backing, mp)
 	d.log.Reset()
 	d.start() // t.Fatalf (with the log) if it does not come up
 
@@ -263,6 +269,14 @@ func (pc *powerCut) cycle(t *testing.T, n uint64) (res cutResult) {
 	case "v2":
 	default:
 		violate("after the cut the tag %s names %s, neither v1 (%s) nor v2 (%s)\nstore: %s", pc.ref, res.tag, pc.v1ID, pc.v2ID, pc.storeState(t, d))
+	}
+	if err := d.containerStarts(t, "old-app"); err != nil {
+		violate("the container on the old image does not start: %v", err)
+	}
+	if res.tag == "v1" || res.tag == "v2" {
+		if err := d.imageRuns(t, pc.ref); err != nil {
+			violate("a container of the tag's image (%s) does not start: %v", res.tag, err)
+		}
 	}
 
 	// A second start removes the leftovers.

@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flick-edge/flick/internal/cutfs"
+	"github.com/flick-edge/flick/internal/imagegen"
+	"github.com/flick-edge/flick/internal/testregistry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// TestPowerCutDuringContainerChange cuts power while a gateway's apps are
+// changed: a new container is created (--restart on-failure) and an old one
+// removed. After the reboot every container listed is whole and starts; one
+// whose create had answered exists; one whose removal had answered is gone;
+// a third, untouched, is still there; and no partial bundle (.new-*,
+// .trash-*) is left after start-up.
+//
+// Creating, removing and stopping touch only files in the data root, so
+// this workload runs on cutfs; starting needs an overlay upper, which FUSE
+// cannot hold, so the containers start after the reboot on the durable
+// state (rebootOnDisk).
+func TestPowerCutDuringContainerChange(t *testing.T) {
+	requireRoot(t)
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("needs /dev/fuse")
+	}
+	reg := testregistry.Start(t)
+	ref := reg.Ref("ctr/app:1")
+	reg.Push(t, ref, mustImage(t, []v1.Layer{busyboxBase(t), randomLayer(t, 95, 2, 16<<10, imagegen.Gzip)}))
+
+	run := func(t *testing.T, n uint64) (ops uint64) {
+		backing, mp := t.TempDir(), t.TempDir()
+		cur, err := cutfs.Mount(backing, mp, cutfs.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var unbind func()
+		t.Cleanup(func() {
+			if cur != nil {
+				cur.Unmount()
+			}
+			if unbind != nil {
+				unbind()
+			}
+		})
+		d := startDaemon(t, withDataRoot(filepath.Join(mp, "root")), withArgs("--sync-mode", "fsync"))
+		d.mustFlick(t, "pull", "-q", ref)
+		d.mustFlick(t, "create", "--name", "old", "--network", "none", ref, "true")
+		d.mustFlick(t, "create", "--name", "keeper", "--network", "none", ref, "true")
+
+		fs := cur
+		proc := d.cmd.Process
+		fs.OnCut(func() { proc.Kill() })
+		before := fs.Stats().Ops
+		if n > 0 {
+			fs.CutAfter(n)
+		}
+		created := d.flick(t, "create", "--name", "new", "--network", "none", "--restart", "on-failure:3", ref, "true").Code == 0
+		removed := d.flick(t, "rm", "old").Code == 0
+		ops = fs.Stats().Ops - before
+		if !fs.Stats().Cut {
+			if n > 0 {
+				t.Logf("N=%d: the workload made only %d operations; cutting after it", n, ops)
+			}
+			if !created || !removed {
+				t.Errorf("N=%d: uncut workload failed: create %v, rm %v\n%s", n, created, removed, tailString(d.Log(), 2000))
+			}
+			if err := fs.Cut(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case <-d.done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("daemon did not die after the cut")
+		}
+		d.cmd = nil
+		fs.Unmount()
+		cur = nil
+		unbind = rebootOnDisk(t, backing, mp)
+		d.log.Reset()
+		d.start()
+
+		names := map[string]inspect{}
+		var list []struct {
+			Names []string
+		}
+		if err := json.Unmarshal([]byte(d.mustFlick(t, "ps", "-a", "--json").Stdout), &list); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range list {
+			name := strings.TrimPrefix(strings.Join(c.Names, ","), "/")
+			names[name] = d.inspectContainer(t, name)
+		}
+		if _, ok := names["new"]; created && !ok {
+			t.Errorf("N=%d: 'flick create new' had answered, but after the cut the container is gone (have %v)", n, keys(names))
+		}
+		if _, ok := names["old"]; removed && ok {
+			t.Errorf("N=%d: 'flick rm old' had answered, but after the cut the container is back", n)
+		}
+		if _, ok := names["keeper"]; !ok {
+			t.Errorf("N=%d: 'keeper' (untouched) is gone after the cut", n)
+		}
+		if left := dirEntries(t, filepath.Join(d.DataRoot, "containers")); hasHidden(left) {
+			t.Errorf("N=%d: partial bundles left after start-up: %v", n, left)
+		}
+		for name := range names {
+			if err := d.containerStarts(t, name); err != nil {
+				t.Errorf("N=%d: container %s is listed but does not start: %v", n, name, err)
+			}
+		}
+		if r := d.flick(t, "system", "check"); r.Code != 0 {
+			t.Errorf("N=%d: system check: %s", n, r)
+		}
+		d.Stop()
+		return ops
+	}
+	var total uint64
+	t.Run("uncut", func(t *testing.T) { total = run(t, 0) })
+	if total == 0 {
+		t.Fatal("the container change made no filesystem operations")
+	}
+	campaign(t, "container create/remove", total, 10, func(t *testing.T, n uint64) { run(t, n) })
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func hasHidden(names []string) bool {
+	for _, n := range names {
+		if strings.HasPrefix(n, ".") {
+			return true
+		}
+	}
+	return false
+}
