@@ -164,6 +164,13 @@ func (m *Manager) Get(ref string) (Container, error) {
 	if ref == "" {
 		return Container{}, errdefs.NewInvalidArgument(errors.New("no container name or ID given"))
 	}
+	if len(ref) == 64 && strings.Trim(ref, "0123456789abcdef") == "" {
+		// A full ID (what every poll loop passes): read that container's
+		// record alone, not every container's.
+		if c, err := m.load(ref); err == nil {
+			return c, nil
+		}
+	}
 	all, err := m.List()
 	if err != nil {
 		return Container{}, err
@@ -455,6 +462,7 @@ func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, er
 	default:
 		return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("invalid restart policy '%s'", p.Name))
 	}
+	s.Ephemeral = hc.AutoRemove
 	return s, warnings, nil
 }
 

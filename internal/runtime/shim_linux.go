@@ -40,12 +40,12 @@ func shim(bundle string) int {
 	}
 	logw, err := openLog(filepath.Join(bundle, LogFile), spec.LogMax, spec.LogFiles)
 	if err != nil {
-		return record(bundle, &st, -1, fmt.Errorf("open log: %w", err))
+		return record(bundle, spec, &st, -1, fmt.Errorf("open log: %w", err))
 	}
 	defer logw.Close()
 	cg, err := cgroup.New(spec.ID, spec.Resources)
 	if err != nil {
-		return record(bundle, &st, -1, err)
+		return record(bundle, spec, &st, -1, err)
 	}
 	defer func() {
 		cg.KillAll()
@@ -72,13 +72,13 @@ func shim(bundle string) int {
 		code, err := runOnce(bundle, spec, cg, logw, &st, &con)
 		if err != nil {
 			// The container could not start: as Docker, report and do not loop.
-			return record(bundle, &st, code, err)
+			return record(bundle, spec, &st, code, err)
 		}
 		if n, _ := cg.OOMKills(); n > oomBefore {
 			st.OOMKilled = true
 		}
 		st.Status, st.ExitCode, st.FinishedAt, st.Pid = "exited", code, time.Now().UTC(), 0
-		writeJSONAtomic(filepath.Join(bundle, StateFile), st)
+		writeJSONAtomic(filepath.Join(bundle, StateFile), st, !spec.Ephemeral)
 		if !shouldRestart(bundle, spec.Restart, code, st.RestartCount) {
 			return 0
 		}
@@ -86,10 +86,10 @@ func shim(bundle string) int {
 			backoff = 100 * time.Millisecond
 		}
 		st.Status = "restarting"
-		writeJSONAtomic(filepath.Join(bundle, StateFile), st)
+		writeJSONAtomic(filepath.Join(bundle, StateFile), st, !spec.Ephemeral)
 		if !sleepUnlessStopped(bundle, backoff) {
 			st.Status = "exited"
-			writeJSONAtomic(filepath.Join(bundle, StateFile), st)
+			writeJSONAtomic(filepath.Join(bundle, StateFile), st, !spec.Ephemeral)
 			return 0
 		}
 		backoff = min(backoff*2, time.Minute)
@@ -115,12 +115,12 @@ func deviceRules(spec Spec) []string {
 	return rules
 }
 
-func record(bundle string, st *State, code int, err error) int {
+func record(bundle string, spec Spec, st *State, code int, err error) int {
 	st.Status, st.ExitCode, st.FinishedAt, st.Pid = "exited", code, time.Now().UTC(), 0
 	if err != nil {
 		st.Error = err.Error()
 	}
-	writeJSONAtomic(filepath.Join(bundle, StateFile), *st)
+	writeJSONAtomic(filepath.Join(bundle, StateFile), *st, !spec.Ephemeral)
 	return 1
 }
 
@@ -215,7 +215,7 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 		return code, errors.New(string(msg))
 	}
 	st.Status, st.Pid, st.StartedAt, st.Error, st.FinishedAt = "running", cmd.Process.Pid, time.Now().UTC(), "", time.Time{}
-	writeJSONAtomic(filepath.Join(bundle, StateFile), *st)
+	writeJSONAtomic(filepath.Join(bundle, StateFile), *st, !spec.Ephemeral)
 	werr := cmd.Wait()
 	// The app's children may keep the pipes open: kill what is left in the
 	// cgroup (the pid namespace is gone with init anyway).

@@ -68,6 +68,10 @@ type Spec struct {
 	Restart   RestartPolicy    `json:"restart"`
 	LogMax    int64            `json:"logMax"`   // bytes per log file
 	LogFiles  int              `json:"logFiles"` // files kept
+
+	// Ephemeral (--rm): nothing of the container need survive a power
+	// cut, so its spec and state are written without fsync.
+	Ephemeral bool `json:"ephemeral,omitempty"`
 }
 
 // State is what the shim reports, in state.json.
@@ -95,7 +99,9 @@ const (
 	StopFile  = "stopped" // present: the user stopped it; the shim must not restart
 )
 
-func writeJSONAtomic(path string, v any) error {
+// writeJSONAtomic replaces path by rename; with sync, the file and then its
+// directory are fsynced, so a power cut leaves the old or the new content.
+func writeJSONAtomic(path string, v any, sync bool) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -109,15 +115,20 @@ func writeJSONAtomic(path string, v any) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
+	}
+	if !sync {
+		return nil
 	}
 	if d, err := os.Open(filepath.Dir(path)); err == nil {
 		d.Sync()
@@ -137,9 +148,9 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-// WriteSpec stores the spec in a bundle.
+// WriteSpec stores the spec in a bundle, durably unless it is Ephemeral.
 func WriteSpec(bundle string, s Spec) error {
-	return writeJSONAtomic(filepath.Join(bundle, SpecFile), s)
+	return writeJSONAtomic(filepath.Join(bundle, SpecFile), s, !s.Ephemeral)
 }
 
 // ReadSpec loads a bundle's spec.
@@ -158,7 +169,7 @@ func ReadState(bundle string) (State, error) {
 // WriteState replaces a bundle's state (the daemon does this only for a
 // container whose monitor is gone).
 func WriteState(bundle string, s State) error {
-	return writeJSONAtomic(filepath.Join(bundle, StateFile), s)
+	return writeJSONAtomic(filepath.Join(bundle, StateFile), s, true)
 }
 
 func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
