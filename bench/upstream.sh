@@ -6,13 +6,16 @@
 #          outbox (fsync, group commit) before the PUBACK and forwards it
 # Both: 200-byte messages, a subscriber on mosquitto times each arrival.
 # Also the outbox's own append throughput with fsync (Go benchmark).
-# Environment: MESSAGES (20000), CLIENTS (8).
+# Environment: MESSAGES (20000), CLIENTS (8), INFLIGHT (1: each publisher
+# waits for its PUBACK before the next; more keeps that many in flight per
+# connection, for both paths).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 FLICK=${FLICK:-$ROOT/bin/flick}
 MESSAGES=${MESSAGES:-20000}
 CLIENTS=${CLIENTS:-8}
+INFLIGHT=${INFLIGHT:-1}
 . "$ROOT/bench/lib.sh"
 command -v mosquitto >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
 lib_init upstream
@@ -31,8 +34,8 @@ start_flick "$TMP/d" --log-level warn --hub-id bench ${FLICK_DAEMON_ARGS:-}
 log "mosquitto on $UP, flick broker on $MQTT_ADDR; $MESSAGES messages of 200 B from $CLIENTS clients"
 
 field() { sed -n "s/.*\"$2\":\([0-9.e+]*\).*/\1/p" <<<"$1"; }
-raw=$("$TMP/upstreamload" -pub "$UP" -sub "$UP" -pub-topic raw/x -sub-filter 'raw/#' -messages "$MESSAGES" -clients "$CLIENTS" -label raw)
-fl=$("$TMP/upstreamload" -pub "$MQTT_ADDR" -sub "$UP" -pub-topic bench/x -sub-filter 'fleet/bench/#' -messages "$MESSAGES" -clients "$CLIENTS" -label flick)
+raw=$("$TMP/upstreamload" -pub "$UP" -sub "$UP" -pub-topic raw/x -sub-filter 'raw/#' -messages "$MESSAGES" -clients "$CLIENTS" -inflight "$INFLIGHT" -label raw)
+fl=$("$TMP/upstreamload" -pub "$MQTT_ADDR" -sub "$UP" -pub-topic bench/x -sub-filter 'fleet/bench/#' -messages "$MESSAGES" -clients "$CLIENTS" -inflight "$INFLIGHT" -label flick)
 # Drain: the upstream is down while the outbox fills; when it comes back,
 # how fast does the route empty it? (the forwarder alone, no ingest)
 port2=$((port + 1))

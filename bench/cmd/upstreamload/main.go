@@ -28,6 +28,7 @@ func main() {
 	subFilter := flag.String("sub-filter", "#", "filter on the upstream")
 	n := flag.Int("messages", 20000, "messages in total (bounded)")
 	clients := flag.Int("clients", 8, "publishing connections")
+	inflight := flag.Int("inflight", 1, "QoS 1 messages each connection keeps in flight (1: publish, wait for the PUBACK, publish)")
 	size := flag.Int("size", 200, "payload bytes (at least 16)")
 	label := flag.String("label", "run", "label")
 	timeout := flag.Duration("timeout", 3*time.Minute, "give up after")
@@ -97,23 +98,17 @@ func main() {
 		if err != nil {
 			fail(err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer c.Close()
-			buf := make([]byte, max(*size, 16))
-			for {
-				i := next.Add(1)
-				if i > int64(*n) {
-					return
-				}
-				binary.BigEndian.PutUint64(buf[0:8], uint64(i))
-				binary.BigEndian.PutUint64(buf[8:16], uint64(time.Now().UnixNano()))
-				if _, err := c.Publish(ctx, &paho.Publish{Topic: *pubTopic, QoS: 1, Payload: buf}); err != nil {
-					fail(err)
-				}
-			}
-		}()
+		var conn sync.WaitGroup
+		for range max(*inflight, 1) {
+			conn.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Done()
+				publishLoop(ctx, c, &next, *n, *size, *pubTopic)
+			}()
+		}
+		go func() { conn.Wait(); c.Close() }()
 	}
 	wg.Wait()
 	for got.Load() < int64(*n) && ctx.Err() == nil {
@@ -164,4 +159,21 @@ func publishAll(ctx context.Context, addr, topic string, n, clients, size int) {
 		}()
 	}
 	wg.Wait()
+}
+
+// publishLoop publishes numbered, timestamped messages until n are sent,
+// waiting for each PUBACK.
+func publishLoop(ctx context.Context, c *mqtttest.Client, next *atomic.Int64, n, size int, topic string) {
+	buf := make([]byte, max(size, 16))
+	for {
+		i := next.Add(1)
+		if i > int64(n) {
+			return
+		}
+		binary.BigEndian.PutUint64(buf[0:8], uint64(i))
+		binary.BigEndian.PutUint64(buf[8:16], uint64(time.Now().UnixNano()))
+		if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: buf}); err != nil {
+			fail(err)
+		}
+	}
 }
