@@ -97,6 +97,13 @@ func (f *runFlags) request(image string, cmd []string) (mcontainer.CreateRequest
 	}
 	hc := &mcontainer.HostConfig{AutoRemove: f.rm, Binds: f.volumes, NetworkMode: mcontainer.NetworkMode(f.network),
 		ReadonlyRootfs: f.readOnly, Privileged: f.privileged, CapAdd: f.capAdd, CapDrop: f.capDrop, ExtraHosts: f.addHosts, SecurityOpt: f.secOpts}
+	if f.tty {
+		// The terminal starts at this size, so the app never sees 0x0
+		// (Docker's CLI sends the same).
+		if h, w, ok := terminalSize(os.Stdout); ok {
+			hc.ConsoleSize = [2]uint{uint(h), uint(w)}
+		}
+	}
 	for _, o := range f.logOpts {
 		k, v, ok := strings.Cut(o, "=")
 		if !ok {
@@ -579,6 +586,11 @@ its capabilities and seccomp profile (all capabilities with --privileged).`,
 				User: user, WorkingDir: workdir, Privileged: privileged}
 			for _, e := range env {
 				req.Env = append(req.Env, expandEnv(e))
+			}
+			if tty {
+				if h, w, ok := terminalSize(os.Stdout); ok {
+					req.ConsoleSize = &[2]uint{uint(h), uint(w)}
+				}
 			}
 			var created struct {
 				ID string `json:"Id"`

@@ -463,6 +463,9 @@ func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, er
 		return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("invalid restart policy '%s'", p.Name))
 	}
 	s.Ephemeral = hc.AutoRemove
+	if cfg.Tty && hc.ConsoleSize[0] > 0 && hc.ConsoleSize[1] > 0 && hc.ConsoleSize[0] <= 0xffff && hc.ConsoleSize[1] <= 0xffff {
+		s.ConsoleSize = [2]uint16{uint16(hc.ConsoleSize[0]), uint16(hc.ConsoleSize[1])}
+	}
 	return s, warnings, nil
 }
 

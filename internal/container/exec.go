@@ -15,6 +15,7 @@ import (
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/runtime"
 	mcontainer "github.com/moby/moby/api/types/container"
+	"golang.org/x/sys/unix"
 )
 
 // Exec is one `docker exec` instance.
@@ -82,6 +83,7 @@ func (e *Exec) Inspect() mcontainer.ExecInspectResponse {
 type ExecIO struct {
 	Stdin          io.Reader // nil: no stdin
 	Stdout, Stderr io.Writer // with a TTY only Stdout is used
+	ConsoleSize    [2]uint   // with a TTY: its initial rows and columns (0: the create request's, if any)
 }
 
 // StartExec runs the exec to completion, wiring its streams, and returns
@@ -112,6 +114,13 @@ func (m *Manager) StartExec(ctx context.Context, id string, sio ExecIO) (int, er
 	}
 	es := runtime.ExecSpec{ContainerID: c.ID, Pid: c.State.Pid, Args: e.Config.Cmd, Env: e.Config.Env, Cwd: e.Config.WorkingDir,
 		User: e.Config.User, Tty: e.Config.Tty, Privileged: e.Config.Privileged}
+	size := sio.ConsoleSize
+	if size[0] == 0 && e.Config.ConsoleSize != nil {
+		size = *e.Config.ConsoleSize
+	}
+	if size[0] > 0 && size[1] > 0 && size[0] <= 0xffff && size[1] <= 0xffff {
+		es.ConsoleSize = [2]uint16{uint16(size[0]), uint16(size[1])}
+	}
 	if es.User == "" {
 		es.User = c.Config.User
 	}
@@ -128,23 +137,20 @@ func (m *Manager) StartExec(ctx context.Context, id string, sio ExecIO) (int, er
 	cmd := exec.CommandContext(ctx, self, "__exec", specPath, c.Bundle)
 	cmd.Env = []string{}
 	var closeAfter []*os.File
+	var consoleR *os.File
 	if e.Config.Tty {
-		master, slave, err := runtime.OpenPTY()
+		// The terminal is made inside the container (its devpts, so
+		// ttyname works there) and its master comes back on this socket.
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return 0, err
 		}
-		defer master.Close()
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-		closeAfter = append(closeAfter, slave)
-		e.mu.Lock()
-		e.tty = master
-		e.mu.Unlock()
-		if sio.Stdin != nil {
-			go io.Copy(master, sio.Stdin)
-		}
-		done := make(chan struct{})
-		go func() { io.Copy(sio.Stdout, master); close(done) }()
-		defer func() { <-done }()
+		consoleR = os.NewFile(uintptr(fds[0]), "console-recv")
+		defer consoleR.Close()
+		child := os.NewFile(uintptr(fds[1]), "console-send")
+		cmd.ExtraFiles = []*os.File{child} // __exec's fd 3
+		closeAfter = append(closeAfter, child)
+		cmd.Stderr = sio.Stdout // why a start failed, before the terminal exists
 	} else {
 		if sio.Stdin != nil {
 			cmd.Stdin = sio.Stdin
@@ -160,6 +166,20 @@ func (m *Manager) StartExec(ctx context.Context, id string, sio ExecIO) (int, er
 	e.mu.Lock()
 	e.pid = cmd.Process.Pid
 	e.mu.Unlock()
+	if consoleR != nil {
+		if master, err := runtime.ReceiveConsole(consoleR); err == nil {
+			defer master.Close()
+			e.mu.Lock()
+			e.tty = master
+			e.mu.Unlock()
+			if sio.Stdin != nil {
+				go io.Copy(master, sio.Stdin)
+			}
+			done := make(chan struct{})
+			go func() { io.Copy(sio.Stdout, master); close(done) }()
+			defer func() { <-done }()
+		} // else the exec failed before making it: its reason is on stderr
+	}
 	werr := cmd.Wait()
 	code := 0
 	var ee *exec.ExitError

@@ -684,6 +684,9 @@ func (s *Server) execStart(w http.ResponseWriter, r *http.Request) {
 	defer conn.Close()
 	var mu sync.Mutex
 	sio := container.ExecIO{}
+	if req.ConsoleSize != nil {
+		sio.ConsoleSize = *req.ConsoleSize
+	}
 	if tty {
 		sio.Stdout = flushWriter{&mu, buf}
 	} else {

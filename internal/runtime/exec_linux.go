@@ -18,14 +18,15 @@ import (
 // ExecSpec is one `docker exec` process, written by the daemon next to the
 // bundle.
 type ExecSpec struct {
-	ContainerID string   `json:"containerID"`
-	Pid         int      `json:"pid"` // the container's init, whose namespaces are joined
-	Args        []string `json:"args"`
-	Env         []string `json:"env"`
-	Cwd         string   `json:"cwd"`
-	User        string   `json:"user"`
-	Tty         bool     `json:"tty"`
-	Privileged  bool     `json:"privileged"`
+	ContainerID string    `json:"containerID"`
+	Pid         int       `json:"pid"` // the container's init, whose namespaces are joined
+	Args        []string  `json:"args"`
+	Env         []string  `json:"env"`
+	Cwd         string    `json:"cwd"`
+	User        string    `json:"user"`
+	Tty         bool      `json:"tty"`
+	ConsoleSize [2]uint16 `json:"consoleSize,omitempty"` // the terminal's initial rows and columns
+	Privileged  bool      `json:"privileged"`
 }
 
 // ExecMain runs as `flick __exec SPECFILE BUNDLE`, with the stdio the daemon
@@ -43,6 +44,11 @@ func execMain(specPath, bundle string) int {
 		fmt.Fprintln(os.Stderr, "flick exec:", err)
 		return 126
 	}
+	var console *os.File // -t: the daemon's socket for the terminal master
+	if es.Tty {
+		unix.CloseOnExec(execConsoleFD)
+		console = os.NewFile(execConsoleFD, "console")
+	}
 	self, err := os.Open("/proc/self/exe")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flick exec:", err)
@@ -59,22 +65,32 @@ func execMain(specPath, bundle string) int {
 	// The child re-executes this binary from inside the container's mount
 	// namespace, where no path leads to it: through an inherited fd.
 	cmd := exec.Command("/proc/self/fd/5", "__execinit", specPath, bundle)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// The command's stdio travels as fds 8-10, and __execinit itself starts
+	// on /dev/null: whatever a linked package prints while the binary
+	// initialises inside the container (VictoriaMetrics/metrics logs that
+	// it finds no cgroup v2 there) must not reach the user's streams.
 	cmd.ExtraFiles = []*os.File{syncR, errW, self} // fds 3, 4, 5
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: es.Tty, Setctty: es.Tty, Ctty: 0}
+	// With -t, __execinit makes its terminal inside the container and takes
+	// it as controlling terminal itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: es.Tty}
 	specFile, err := os.Open(bundle + "/" + SpecFile)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flick exec:", err)
 		return 126
 	}
 	defer specFile.Close()
-	cmd.ExtraFiles = append(cmd.ExtraFiles, specFile) // fd 6: the container spec
+	cmd.ExtraFiles = append(cmd.ExtraFiles, specFile)                       // fd 6: the container spec
+	cmd.ExtraFiles = append(cmd.ExtraFiles, console)                        // fd 7: where the terminal goes (-t; else closed)
+	cmd.ExtraFiles = append(cmd.ExtraFiles, os.Stdin, os.Stdout, os.Stderr) // fds 8, 9, 10
 	raw, _ := os.ReadFile(specPath)
 	cmd.Env = []string{"FLICK_EXEC_SPEC=" + string(raw)}
 	startErr := joinAndStart(es.Pid, cmd)
 	syncR.Close()
 	errW.Close()
 	self.Close()
+	if console != nil {
+		console.Close()
+	}
 	if startErr != nil {
 		fmt.Fprintln(os.Stderr, "flick exec:", startErr)
 		return 126
@@ -134,12 +150,17 @@ func joinAndStart(pid int, cmd *exec.Cmd) error {
 	return <-errc
 }
 
+// execStdioFD is where __execinit finds the command's stdin, stdout and
+// stderr (8, 9, 10).
+const execStdioFD = 8
+
 // ExecInitMain runs inside the container's namespaces and cgroup: it
 // applies the container's sandbox (with the exec's user) and execs the
 // command. It never returns.
 func ExecInitMain(specPath string) {
 	unix.CloseOnExec(initErrorFD)
 	unix.CloseOnExec(5)
+	unix.CloseOnExec(execInitConsoleFD) // -t only
 	errPipe := os.NewFile(initErrorFD, "exec-error")
 	fail := func(err error) {
 		fmt.Fprint(errPipe, err.Error())
@@ -164,6 +185,21 @@ func ExecInitMain(specPath string) {
 	var es ExecSpec
 	if err := decodeJSONString(os.Getenv("FLICK_EXEC_SPEC"), &es); err != nil {
 		fail(fmt.Errorf("exec spec: %w", err))
+	}
+	if es.Tty {
+		// On the container's own devpts, as init's: ttyname works inside.
+		if err := setupTerminal(execInitConsoleFD, es.ConsoleSize, false); err != nil {
+			fail(fmt.Errorf("terminal: %w", err))
+		}
+	} else {
+		for fd := 0; fd <= 2; fd++ {
+			if err := unix.Dup3(execStdioFD+fd, fd, 0); err != nil {
+				fail(fmt.Errorf("stdio: %w", err))
+			}
+		}
+	}
+	for fd := execStdioFD; fd < execStdioFD+3; fd++ {
+		unix.Close(fd)
 	}
 	id, home, err := sandbox.ResolveUser("/", es.User)
 	if err != nil {

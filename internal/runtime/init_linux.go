@@ -23,6 +23,7 @@ const (
 // the root filesystem and execs the application. It never returns.
 func InitMain(bundle string) {
 	unix.CloseOnExec(initErrorFD)
+	unix.CloseOnExec(initConsoleFD) // -t only; EBADF otherwise, harmless
 	errPipe := os.NewFile(initErrorFD, "init-error")
 	fail := func(code int, err error) {
 		fmt.Fprint(errPipe, err.Error())
@@ -86,6 +87,11 @@ func prepare(bundle string, spec Spec) (string, []string, error) {
 	}
 	if err := pivot(root); err != nil {
 		return "", nil, err
+	}
+	if spec.Tty {
+		if err := setupConsole(spec.ConsoleSize); err != nil {
+			return "", nil, fmt.Errorf("terminal: %w", err)
+		}
 	}
 	if spec.Hostname != "" {
 		if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {

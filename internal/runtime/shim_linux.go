@@ -171,11 +171,15 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 	}
 	defer sio.close()
 	cmd.ExtraFiles = []*os.File{syncR, errW} // fds 3 and 4
+	if sio.console != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, sio.console) // fd 5
+	}
 	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
 	if spec.Network != "host" && spec.NetNS == "" {
 		flags |= unix.CLONE_NEWNET
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true, Setctty: spec.Tty, Ctty: 0}
+	// With -t init takes its terminal as controlling terminal itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true}
 	cmd.Env = []string{}
 	var startErr error
 	if spec.NetNS != "" {
@@ -200,6 +204,9 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 	}
 	syncW.Write([]byte{0})
 	syncW.Close()
+	if err := sio.receiveConsole(con); err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintln(os.Stderr, "flick shim: terminal:", err)
+	} // on EOF init failed first: its reason follows on errR
 	done := sio.pump(logw)
 	msg, _ := io.ReadAll(errR)
 	errR.Close()
@@ -241,19 +248,42 @@ type stdio struct {
 	childEnds []*os.File
 	out, err  *os.File // read ends (err nil with a tty)
 	stdin     *os.File // write end or pty master; nil without -i/-t
+
+	console  *os.File // -t: init's end of the terminal socket (its fd 5)
+	consoleR *os.File // -t: ours, on which the master arrives
+}
+
+// receiveConsole waits for init's terminal (-t) and wires it as the run's
+// stdio; it fails if init ended before making it.
+func (s *stdio) receiveConsole(con *console) error {
+	if s.consoleR == nil {
+		return nil
+	}
+	master, err := receiveConsole(s.consoleR)
+	s.consoleR.Close()
+	s.consoleR = nil
+	if err != nil {
+		return err
+	}
+	s.out, s.stdin = master, master
+	con.set(master, master)
+	return nil
 }
 
 func wireStdio(cmd *exec.Cmd, spec Spec, con *console) (*stdio, error) {
 	s := &stdio{}
 	if spec.Tty {
-		master, slave, err := openPTY()
+		// Init makes the terminal inside the container and sends the
+		// master back on this socket (its fd 5); until then its stdio is
+		// /dev/null.
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("allocate a terminal: %w", err)
 		}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-		s.childEnds = []*os.File{slave}
-		s.out, s.stdin = master, master
-		con.set(master, master)
+		s.consoleR = os.NewFile(uintptr(fds[0]), "console-recv")
+		child := os.NewFile(uintptr(fds[1]), "console-send")
+		s.childEnds = []*os.File{child}
+		s.console = child
 		return s, nil
 	}
 	outR, outW, err := os.Pipe()
@@ -295,8 +325,10 @@ func (s *stdio) closeChildEnds() {
 
 func (s *stdio) pump(logw *logWriter) *sync.WaitGroup {
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); logw.pump("stdout", s.out) }()
+	if s.out != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); logw.pump("stdout", s.out) }()
+	}
 	if s.err != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); logw.pump("stderr", s.err) }()
@@ -305,7 +337,12 @@ func (s *stdio) pump(logw *logWriter) *sync.WaitGroup {
 }
 
 func (s *stdio) close() {
-	s.out.Close()
+	if s.consoleR != nil {
+		s.consoleR.Close()
+	}
+	if s.out != nil {
+		s.out.Close()
+	}
 	if s.err != nil {
 		s.err.Close()
 	}

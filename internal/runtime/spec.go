@@ -41,16 +41,18 @@ type RestartPolicy struct {
 // Spec is everything the shim and init need, written by the daemon into
 // the bundle as spec.json.
 type Spec struct {
-	ID        string   `json:"id"`
-	Layers    []string `json:"layers"` // lower directories, top first
-	Args      []string `json:"args"`
-	Env       []string `json:"env"`
-	Cwd       string   `json:"cwd"`
-	User      string   `json:"user,omitempty"`
-	Hostname  string   `json:"hostname"`
-	Tty       bool     `json:"tty,omitempty"`
-	Stdin     bool     `json:"stdin,omitempty"`     // -i: keep stdin open for attach
-	StdinOnce bool     `json:"stdinOnce,omitempty"` // close it when the first attached client leaves
+	ID       string   `json:"id"`
+	Layers   []string `json:"layers"` // lower directories, top first
+	Args     []string `json:"args"`
+	Env      []string `json:"env"`
+	Cwd      string   `json:"cwd"`
+	User     string   `json:"user,omitempty"`
+	Hostname string   `json:"hostname"`
+	Tty      bool     `json:"tty,omitempty"`
+	// ConsoleSize is the terminal's initial rows and columns (-t).
+	ConsoleSize [2]uint16 `json:"consoleSize,omitempty"`
+	Stdin       bool      `json:"stdin,omitempty"`     // -i: keep stdin open for attach
+	StdinOnce   bool      `json:"stdinOnce,omitempty"` // close it when the first attached client leaves
 
 	ReadonlyRootfs bool     `json:"readonlyRootfs,omitempty"`
 	Mounts         []Mount  `json:"mounts,omitempty"`

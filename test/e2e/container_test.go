@@ -356,10 +356,22 @@ func TestInteractiveAndTTY(t *testing.T) {
 		t.Fatalf("run -i: %s", r)
 	}
 	// The real docker CLI in a real terminal: docker run -it.
-	out, code := inPTY(t, []string{"DOCKER_HOST=" + d.Host()}, "docker run -it --rm --network none "+img+" sh",
-		"echo answer-$((6*7))\n", "stty size; exit 3\n")
+	// The terminal is made inside the container, as runc does: the app's
+	// ttyname is /dev/pts/0, /dev/console names it, and it starts at the
+	// client's size (HostConfig.ConsoleSize), not 0x0.
+	out, code := inPTY(t, []string{"DOCKER_HOST=" + d.Host()}, "stty rows 33 cols 77; docker run -it --rm --network none "+img+" sh",
+		"echo answer-$((6*7))\n", "tty; stty size; test -c /dev/console && echo console-ok; exit 3\n")
 	if code != 3 || !strings.Contains(out, "answer-42") {
 		t.Fatalf("docker run -it: exit %d\n%s", code, out)
+	}
+	for _, want := range []string{"\n/dev/pts/0\n", "\n33 77\n", "\nconsole-ok\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("docker run -it: no %q in\n%s", want, out)
+		}
+	}
+	out, code = inPTY(t, nil, "stty rows 21 cols 61; "+flickBin(t)+" -H "+d.Host()+" run -t --rm "+img+" sh -c 'tty; stty size'")
+	if code != 0 || !strings.Contains(out, "/dev/pts/0\n21 61\n") {
+		t.Errorf("flick run -t: exit %d\n%s", code, out)
 	}
 	// And flick's own run -it.
 	out, code = inPTY(t, nil, flickBin(t)+" -H "+d.Host()+" run -it --rm "+img+" sh", "echo flick-$((2+3))\n", "exit 4\n")
@@ -431,6 +443,9 @@ func TestExec(t *testing.T) {
 	if out.Code != 5 || !strings.Contains(out.Stdout, "mode=prod\n1\n") || !strings.Contains(out.Stdout, "CapEff:\t00000000a80425fb") {
 		t.Fatalf("docker exec: %s", out)
 	}
+	if out.Stderr != "" {
+		t.Errorf("docker exec wrote to stderr what the command did not: %q", out.Stderr)
+	}
 	if r := d.docker(t, "exec", "-u", "app", "svc", "id", "-u"); strings.TrimSpace(r.Stdout) != "1000" {
 		t.Fatalf("docker exec -u app: %s", r)
 	}
@@ -444,9 +459,12 @@ func TestExec(t *testing.T) {
 	if r := d.flick(t, "exec", "-e", "X=1", "svc", "sh", "-c", "echo x=$X; exit 6"); r.Code != 6 || r.Stdout != "x=1\n" {
 		t.Fatalf("flick exec: %s", r)
 	}
-	term, code = inPTY(t, nil, flickBin(t)+" -H "+d.Host()+" exec -it svc sh", "echo tty-$((4*4))\n", "exit 0\n")
+	term, code = inPTY(t, nil, "stty rows 19 cols 71; "+flickBin(t)+" -H "+d.Host()+" exec -it svc sh", "echo tty-$((4*4))\n", "tty; stty size; exit 0\n")
 	if code != 0 || !strings.Contains(term, "tty-16") {
 		t.Fatalf("flick exec -it: exit %d\n%s", code, term)
+	}
+	if !strings.Contains(term, "\n/dev/pts/") || !strings.Contains(term, "\n19 71\n") {
+		t.Errorf("flick exec -it: the terminal is not the container's own, or not at the client's size:\n%s", term)
 	}
 	d.mustFlick(t, "rm", "-f", "svc")
 	if r := d.docker(t, "exec", "svc", "true"); r.Code == 0 {
