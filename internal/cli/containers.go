@@ -185,15 +185,7 @@ without stopping it.`,
 			if f.detach && (f.tty || f.interactive) && f.rm {
 				return usageError{fmt.Errorf("-d with -i/-t and --rm: nothing could ever attach; drop --rm or -d")}
 			}
-			req, err := f.request(args[0], args[1:])
-			if err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			id, err := a.create(cmd, c, f.name, req)
+			c, id, err := a.create(cmd, &f, args)
 			if err != nil {
 				return err
 			}
@@ -214,20 +206,29 @@ without stopping it.`,
 	return cmd
 }
 
-// create asks the daemon for a container and prints its warnings.
-func (a *app) create(cmd *cobra.Command, c *client.Client, name string, req mcontainer.CreateRequest) (string, error) {
+// create asks the daemon for the container that f and args (IMAGE
+// [COMMAND...]) describe and prints its warnings.
+func (a *app) create(cmd *cobra.Command, f *runFlags, args []string) (*client.Client, string, error) {
+	req, err := f.request(args[0], args[1:])
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := a.client()
+	if err != nil {
+		return nil, "", err
+	}
 	var created mcontainer.CreateResponse
 	q := url.Values{}
-	if name != "" {
-		q.Set("name", name)
+	if f.name != "" {
+		q.Set("name", f.name)
 	}
 	if err := c.JSON(cmd.Context(), http.MethodPost, "/containers/create", q, req, &created); err != nil {
-		return "", err
+		return nil, "", err
 	}
 	for _, w := range created.Warnings {
 		fmt.Fprintln(a.stderr, "WARNING:", w)
 	}
-	return created.ID, nil
+	return c, created.ID, nil
 }
 
 func (a *app) createCmd() *cobra.Command {
@@ -246,15 +247,7 @@ The container keeps its image even after the tag moves to a newer one.`,
 			if f.detach {
 				return usageError{fmt.Errorf("-d has no meaning for create: the container is not started")}
 			}
-			req, err := f.request(args[0], args[1:])
-			if err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			id, err := a.create(cmd, c, f.name, req)
+			_, id, err := a.create(cmd, &f, args)
 			if err != nil {
 				return err
 			}

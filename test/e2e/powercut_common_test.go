@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/flick-edge/flick/internal/cutfs"
 	"github.com/flick-edge/flick/internal/imagegen"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sys/unix"
@@ -71,6 +73,17 @@ func cutPoints(t *testing.T, total, want uint64) []uint64 {
 	return pts
 }
 
+// sweepWorkload runs one uncut cycle to count the workload's operations,
+// then the campaign over them; run returns the operations it saw.
+func sweepWorkload(t *testing.T, workload string, want uint64, run func(t *testing.T, n uint64) uint64) {
+	var total uint64
+	t.Run("uncut", func(t *testing.T) { total = run(t, 0) })
+	if total == 0 {
+		t.Fatalf("%s: the uncut run made no filesystem operations", workload)
+	}
+	campaign(t, workload, total, want, func(t *testing.T, n uint64) { run(t, n) })
+}
+
 // campaign runs cycle at each point as a subtest and reports the tally.
 func campaign(t *testing.T, workload string, total, want uint64, cycle func(t *testing.T, n uint64)) {
 	start := time.Now()
@@ -92,6 +105,95 @@ func campaign(t *testing.T, workload string, total, want uint64, cycle func(t *t
 			fh.Close()
 		}
 	}
+}
+
+// requireCutfs skips a test that needs the power-cut harness (root, FUSE).
+func requireCutfs(t *testing.T) {
+	t.Helper()
+	requireRoot(t)
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("needs /dev/fuse")
+	}
+}
+
+// cutRig is one power-cut cycle's machine: a daemon whose data root lives
+// on a cutfs mount. newCutRig mounts and starts it; arm(n) makes the n-th
+// mutating filesystem operation from then on cut the power, SIGKILLing the
+// daemon at that instant; reboot cuts now if the workload ended first,
+// waits for the daemon to die, and starts it again on the durable state.
+type cutRig struct {
+	t           *testing.T
+	backing, mp string
+	fs          *cutfs.FS // nil once rebooted
+	unbind      func()
+	d           *Daemon
+	before      uint64
+	ops         uint64 // mutating operations from arm to the cut (set by reboot)
+	cut         bool   // the power went during the workload (set by reboot)
+	preLog      string // the daemon's log up to the cut (set by reboot)
+}
+
+func newCutRig(t *testing.T) *cutRig {
+	t.Helper()
+	r := &cutRig{t: t, backing: t.TempDir(), mp: t.TempDir()}
+	fs, err := cutfs.Mount(r.backing, r.mp, cutfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.fs = fs
+	// Registered before the daemon's Stop, so it runs after it.
+	t.Cleanup(func() {
+		if r.fs != nil {
+			if err := r.fs.Unmount(); err != nil {
+				t.Errorf("unmount %s: %v", r.mp, err)
+			}
+		}
+		if r.unbind != nil {
+			r.unbind()
+		}
+	})
+	r.d = startDaemon(t, withDataRoot(filepath.Join(r.mp, "root")), withArgs("--sync-mode", "fsync"))
+	return r
+}
+
+// arm: the n-th mutating operation from now cuts the power (0: no cut until
+// reboot).
+func (r *cutRig) arm(n uint64) {
+	proc := r.d.cmd.Process
+	// Only signal here: the daemon may be blocked on the very FUSE request
+	// whose reply waits for this hook. Kill of a dead process is harmless.
+	r.fs.OnCut(func() { proc.Kill() })
+	r.before = r.fs.Stats().Ops
+	if n > 0 {
+		r.fs.CutAfter(n)
+	}
+}
+
+// reboot ends the workload with a power cut (now, unless it came during
+// the workload), and brings the daemon up again on what was durable.
+func (r *cutRig) reboot() {
+	r.t.Helper()
+	st := r.fs.Stats()
+	r.ops, r.cut = st.Ops-r.before, st.Cut
+	if !st.Cut {
+		if err := r.fs.Cut(); err != nil {
+			r.t.Fatalf("cut: %v", err)
+		}
+	}
+	select {
+	case <-r.d.done:
+	case <-time.After(30 * time.Second):
+		r.t.Fatal("daemon did not die after the cut")
+	}
+	r.d.cmd = nil
+	r.preLog = r.d.Log()
+	if err := r.fs.Unmount(); err != nil {
+		r.t.Fatalf("unmount after the cut: %v", err)
+	}
+	r.fs = nil
+	r.unbind = rebootOnDisk(r.t, r.backing, r.mp)
+	r.d.log.Reset()
+	r.d.start() // t.Fatalf (with the log) if it does not come up
 }
 
 // rebootOnDisk "reboots" after a cut by bind-mounting the durable state

@@ -2,14 +2,11 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/flick-edge/flick/internal/cutfs"
 	"github.com/flick-edge/flick/internal/imagegen"
 	"github.com/flick-edge/flick/internal/testregistry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -22,71 +19,30 @@ import (
 // a third, untouched, is still there; and no partial bundle (.new-*,
 // .trash-*) is left after start-up.
 //
-// Creating, removing and stopping touch only files in the data root, so
+// Creating and removing touch only files in the data root, so
 // this workload runs on cutfs; starting needs an overlay upper, which FUSE
 // cannot hold, so the containers start after the reboot on the durable
 // state (rebootOnDisk).
 func TestPowerCutDuringContainerChange(t *testing.T) {
-	requireRoot(t)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	requireCutfs(t)
 	reg := testregistry.Start(t)
 	ref := reg.Ref("ctr/app:1")
 	reg.Push(t, ref, mustImage(t, []v1.Layer{busyboxBase(t), randomLayer(t, 95, 2, 16<<10, imagegen.Gzip)}))
 
-	run := func(t *testing.T, n uint64) (ops uint64) {
-		backing, mp := t.TempDir(), t.TempDir()
-		cur, err := cutfs.Mount(backing, mp, cutfs.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var unbind func()
-		t.Cleanup(func() {
-			if cur != nil {
-				cur.Unmount()
-			}
-			if unbind != nil {
-				unbind()
-			}
-		})
-		d := startDaemon(t, withDataRoot(filepath.Join(mp, "root")), withArgs("--sync-mode", "fsync"))
+	run := func(t *testing.T, n uint64) uint64 {
+		r := newCutRig(t)
+		d := r.d
 		d.mustFlick(t, "pull", "-q", ref)
 		d.mustFlick(t, "create", "--name", "old", "--network", "none", ref, "true")
 		d.mustFlick(t, "create", "--name", "keeper", "--network", "none", ref, "true")
 
-		fs := cur
-		proc := d.cmd.Process
-		fs.OnCut(func() { proc.Kill() })
-		before := fs.Stats().Ops
-		if n > 0 {
-			fs.CutAfter(n)
-		}
+		r.arm(n)
 		created := d.flick(t, "create", "--name", "new", "--network", "none", "--restart", "on-failure:3", ref, "true").Code == 0
 		removed := d.flick(t, "rm", "old").Code == 0
-		ops = fs.Stats().Ops - before
-		if !fs.Stats().Cut {
-			if n > 0 {
-				t.Logf("N=%d: the workload made only %d operations; cutting after it", n, ops)
-			}
-			if !created || !removed {
-				t.Errorf("N=%d: uncut workload failed: create %v, rm %v\n%s", n, created, removed, tailString(d.Log(), 2000))
-			}
-			if err := fs.Cut(); err != nil {
-				t.Fatal(err)
-			}
+		if n == 0 && (!created || !removed) {
+			t.Errorf("uncut workload failed: create %v, rm %v\n%s", created, removed, tailString(d.Log(), 2000))
 		}
-		select {
-		case <-d.done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("daemon did not die after the cut")
-		}
-		d.cmd = nil
-		fs.Unmount()
-		cur = nil
-		unbind = rebootOnDisk(t, backing, mp)
-		d.log.Reset()
-		d.start()
+		r.reboot()
 
 		names := map[string]inspect{}
 		var list []struct {
@@ -120,14 +76,9 @@ func TestPowerCutDuringContainerChange(t *testing.T) {
 			t.Errorf("N=%d: system check: %s", n, r)
 		}
 		d.Stop()
-		return ops
+		return r.ops
 	}
-	var total uint64
-	t.Run("uncut", func(t *testing.T) { total = run(t, 0) })
-	if total == 0 {
-		t.Fatal("the container change made no filesystem operations")
-	}
-	campaign(t, "container create/remove", total, 10, func(t *testing.T, n uint64) { run(t, n) })
+	sweepWorkload(t, "container create/remove", 10, run)
 }
 
 func keys[V any](m map[string]V) []string {

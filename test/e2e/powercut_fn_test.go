@@ -2,12 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/flick-edge/flick/internal/cutfs"
 )
 
 // TestPowerCutDuringDeploy cuts power while a function is being replaced
@@ -19,48 +15,14 @@ func TestPowerCutDuringDeploy(t *testing.T) {
 	requireRoot(t)
 	v1 := module(t, "echo")
 	v2 := module(t, "fail")
-	run := func(t *testing.T, n uint64) (ops uint64) {
-		backing, mp := t.TempDir(), t.TempDir()
-		var cur *cutfs.FS
-		mount := func() {
-			f, err := cutfs.Mount(backing, mp, cutfs.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cur = f
-		}
-		t.Cleanup(func() {
-			if cur != nil {
-				cur.Unmount()
-			}
-		})
-		mount()
-		d := startDaemon(t, withDataRoot(filepath.Join(mp, "root")), withArgs("--sync-mode", "fsync"))
+	run := func(t *testing.T, n uint64) uint64 {
+		r := newCutRig(t)
+		d := r.d
 		d.mustFlick(t, "fn", "deploy", "chime", "--wasm", v1, "--on", "mqtt:home/+/button")
-		fs := cur
-		proc := d.cmd.Process
-		fs.OnCut(func() { proc.Kill() })
-		before := fs.Stats().Ops
-		if n > 0 {
-			fs.CutAfter(n)
-		}
+		r.arm(n)
 		d.flick(t, "fn", "deploy", "chime", "--wasm", v2, "--on", "mqtt:home/+/button", "--on", "mqtt:alarm/#")
 		d.flick(t, "route", "add", "cloud", "--from", "home/#", "--to", "mqtt://127.0.0.1:1/x")
-		ops = fs.Stats().Ops - before
-		if !fs.Stats().Cut {
-			fs.Cut()
-		}
-		select {
-		case <-d.done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("daemon did not die after the cut")
-		}
-		d.cmd = nil
-		fs.Unmount()
-		cur = nil
-		mount()
-		d.log.Reset()
-		d.start()
+		r.reboot()
 		var list []struct {
 			Name     string
 			Module   string
@@ -90,12 +52,7 @@ func TestPowerCutDuringDeploy(t *testing.T) {
 			t.Errorf("N=%d: system check: %s", n, r)
 		}
 		d.Stop()
-		return ops
+		return r.ops
 	}
-	var total uint64
-	t.Run("uncut", func(t *testing.T) { total = run(t, 0) })
-	if total == 0 {
-		t.Fatal("the deploy made no filesystem operations")
-	}
-	campaign(t, "function and route change", total, 10, func(t *testing.T, n uint64) { run(t, n) })
+	sweepWorkload(t, "function and route change", 10, run)
 }

@@ -1,14 +1,10 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/flick-edge/flick/internal/cutfs"
 	"github.com/flick-edge/flick/internal/imagegen"
 	"github.com/flick-edge/flick/internal/testregistry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -23,10 +19,7 @@ import (
 // checks clean, and containers still start: one created from app:2 before
 // the removal, and a fresh one of app:1 if it was kept.
 func TestPowerCutDuringRemoval(t *testing.T) {
-	requireRoot(t)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	requireCutfs(t)
 	reg := testregistry.Start(t)
 	base := busyboxBase(t)
 	shared := randomLayer(t, 91, 4, 96<<10, imagegen.Gzip)
@@ -49,49 +42,16 @@ func TestPowerCutDuringRemoval(t *testing.T) {
 		return out
 	}
 
-	run := func(t *testing.T, n uint64) (ops uint64) {
-		backing, mp := t.TempDir(), t.TempDir()
-		cur, err := cutfs.Mount(backing, mp, cutfs.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var unbind func()
-		t.Cleanup(func() {
-			if cur != nil {
-				cur.Unmount()
-			}
-			if unbind != nil {
-				unbind()
-			}
-		})
-		d := startDaemon(t, withDataRoot(filepath.Join(mp, "root")), withArgs("--sync-mode", "fsync"))
+	run := func(t *testing.T, n uint64) uint64 {
+		r := newCutRig(t)
+		d := r.d
 		d.mustFlick(t, "pull", "-q", ref1)
 		d.mustFlick(t, "pull", "-q", ref2)
 		d.mustFlick(t, "create", "--name", "app2", "--network", "none", ref2, "true")
-		fs := cur
-		proc := d.cmd.Process
-		fs.OnCut(func() { proc.Kill() })
-		before := fs.Stats().Ops
-		if n > 0 {
-			fs.CutAfter(n)
-		}
+		r.arm(n)
 		rmi := d.flick(t, "rmi", ref1)
 		d.flick(t, "image", "prune", "-f")
-		ops = fs.Stats().Ops - before
-		if !fs.Stats().Cut {
-			fs.Cut()
-		}
-		select {
-		case <-d.done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("daemon did not die after the cut")
-		}
-		d.cmd = nil
-		fs.Unmount()
-		cur = nil
-		unbind = rebootOnDisk(t, backing, mp)
-		d.log.Reset()
-		d.start()
+		r.reboot()
 		d.Restart() // the second start has cleaned up whatever the first found
 
 		images := d.images(t)
@@ -146,12 +106,7 @@ func TestPowerCutDuringRemoval(t *testing.T) {
 			}
 		}
 		d.Stop()
-		return ops
+		return r.ops
 	}
-	var total uint64
-	t.Run("uncut", func(t *testing.T) { total = run(t, 0) })
-	if total == 0 {
-		t.Fatal("the removal made no filesystem operations")
-	}
-	campaign(t, "image removal and GC", total, 10, func(t *testing.T, n uint64) { run(t, n) })
+	sweepWorkload(t, "image removal and GC", 10, run)
 }

@@ -3,15 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
-	"github.com/flick-edge/flick/internal/cutfs"
 	"github.com/flick-edge/flick/internal/mqtttest"
 )
 
@@ -25,30 +22,12 @@ import (
 // The cut falls on appends, on deliveries and on acknowledgement records,
 // which run concurrently.
 func TestPowerCutDuringOutbox(t *testing.T) {
-	requireRoot(t)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	requireCutfs(t)
 	up := startMosquitto(t)
 	const events = 40
 	cycle := func(t *testing.T, n uint64) (ops uint64, accepted int) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		backing, mp := t.TempDir(), t.TempDir()
-		var cur *cutfs.FS
-		mount := func() {
-			f, err := cutfs.Mount(backing, mp, cutfs.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			cur = f
-		}
-		t.Cleanup(func() {
-			if cur != nil {
-				cur.Unmount()
-			}
-		})
-		mount()
 		run := fmt.Sprintf("run%d", n)
 		// The cloud side: a persistent session, subscribed before anything
 		// is sent, collecting what arrives.
@@ -75,15 +54,10 @@ func TestPowerCutDuringOutbox(t *testing.T) {
 			}
 		}()
 
-		d := startDaemon(t, withDataRoot(filepath.Join(mp, "root")), withArgs("--sync-mode", "fsync"))
+		r := newCutRig(t)
+		d := r.d
 		d.mustFlick(t, "route", "add", "cloud", "--from", "sensors/#", "--to", "mqtt://"+up.addr()+"/fleet/"+run+"/{topic}")
-		fs := cur
-		proc := d.cmd.Process
-		fs.OnCut(func() { proc.Kill() })
-		before := fs.Stats().Ops
-		if n > 0 {
-			fs.CutAfter(n)
-		}
+		r.arm(n)
 		dev, err := mqtttest.Connect(ctx, d.info(t).MQTT[0], mqtttest.Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -105,21 +79,7 @@ func TestPowerCutDuringOutbox(t *testing.T) {
 			// count covers deliveries and acknowledgements too.
 			eventually(30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= len(acked) })
 		}
-		ops = fs.Stats().Ops - before
-		if !fs.Stats().Cut {
-			fs.Cut()
-		}
-		select {
-		case <-d.done:
-		case <-time.After(30 * time.Second):
-			t.Fatal("daemon did not die after the cut")
-		}
-		d.cmd = nil
-		fs.Unmount()
-		cur = nil
-		mount()
-		d.log.Reset()
-		d.start()
+		r.reboot()
 		if !strings.Contains(d.mustFlick(t, "route", "ls").Stdout, "cloud") {
 			t.Errorf("N=%d: the route is gone after the cut", n)
 		}
@@ -148,7 +108,7 @@ func TestPowerCutDuringOutbox(t *testing.T) {
 			t.Errorf("N=%d: system check: %s", n, r)
 		}
 		d.Stop()
-		return ops, len(acked)
+		return r.ops, len(acked)
 	}
 	var total uint64
 	t.Run("uncut", func(t *testing.T) {

@@ -3,14 +3,11 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/flick-edge/flick/internal/cutfs"
 	"github.com/flick-edge/flick/internal/image"
 	"github.com/flick-edge/flick/internal/imagegen"
 	"github.com/flick-edge/flick/internal/testregistry"
@@ -33,10 +30,7 @@ import (
 // The default run sweeps about 20 cut points across the pull;
 // FLICK_POWERCUT=full cuts at every operation.
 func TestPowerCutDuringPull(t *testing.T) {
-	requireRoot(t)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	requireCutfs(t)
 	t.Cleanup(func() {
 		out, _ := exec.Command("mount").Output()
 		for _, l := range strings.Split(string(out), "\n") {
@@ -93,10 +87,7 @@ func (pc *powerCut) sweep(t *testing.T, what string, want uint64) {
 // invariants hold at every cut, and the pull after the reboot completes
 // (resuming the delta download where its last checkpoint says).
 func TestPowerCutDuringDeltaPull(t *testing.T) {
-	requireRoot(t)
-	if _, err := os.Stat("/dev/fuse"); err != nil {
-		t.Skip("needs /dev/fuse")
-	}
+	requireCutfs(t)
 	reg := testregistry.Start(t)
 	base := busyboxBase(t)
 	shared := randomLayer(t, 81, 3, 64<<10, imagegen.Gzip)
@@ -165,25 +156,9 @@ func (pc *powerCut) cycle(t *testing.T, n uint64) (res cutResult) {
 		res.violations = append(res.violations, msg)
 		t.Errorf("N=%d: %s", n, msg)
 	}
-	backing, mp := t.TempDir(), t.TempDir()
-	cur, err := cutfs.Mount(backing, mp, cutfs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var unbind func()
-	// Registered before the daemon's Stop, so it runs after it.
-	t.Cleanup(func() {
-		if cur != nil {
-			if err := cur.Unmount(); err != nil {
-				t.Errorf("unmount %s: %v", mp, err)
-			}
-		}
-		if unbind != nil {
-			unbind()
-		}
-	})
 	pc.reg.Push(t, pc.ref, pc.v1)
-	d := startDaemon(t, withDataRoot(filepath.Join(mp, "root")), withArgs("--sync-mode", "fsync"))
+	rig := newCutRig(t)
+	d := rig.d
 	d.mustFlick(t, "pull", "-q", pc.ref)
 	// An app on the old image, created (not started) before the update.
 	d.mustFlick(t, "create", "--name", "old-app", "--network", "none", pc.ref, "true")
@@ -197,51 +172,25 @@ func (pc *powerCut) cycle(t *testing.T, n uint64) (res cutResult) {
 		pc.deltaMade = true
 	}
 
-	fs := cur
-	proc := d.cmd.Process
-	// Only signal here: the daemon may be blocked on the very FUSE request
-	// whose reply waits for this hook. Kill of a dead process is harmless.
-	fs.OnCut(func() { proc.Kill() })
-	before := fs.Stats().Ops
-	if n > 0 {
-		fs.CutAfter(n)
-	}
+	rig.arm(n)
 	r := d.flick(t, "pull", "-q", pc.ref)
 	res.pullCode = r.Code
-	st := fs.Stats()
-	res.cutHappen = st.Cut
-	res.ops = st.Ops - before
-	if !st.Cut {
-		// The pull finished before the N-th operation (or n == 0): cut now.
+	rig.reboot()
+	res.cutHappen, res.ops = rig.cut, rig.ops
+	if !rig.cut {
+		// The pull finished before the N-th operation (or n == 0): the
+		// power was cut after it.
 		if n > 0 {
-			t.Logf("N=%d: the pull (exit %d) made only %d operations; cutting after it", n, r.Code, res.ops)
+			t.Logf("N=%d: the pull (exit %d) made only %d operations; cut after it", n, r.Code, res.ops)
 		}
 		if r.Code != 0 {
 			violate("uncut pull of v2 failed: %s", r)
 		}
-		if err := fs.Cut(); err != nil {
-			t.Fatalf("cut: %v", err)
-		}
 	}
-	select {
-	case <-d.done:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("daemon did not die after the cut")
-	}
-	d.cmd = nil
-	preLog := d.Log()
+	preLog := rig.preLog
 	if pc.delta && n == 0 && !strings.Contains(preLog, "pulled with a delta") {
 		violate("the uncut v2 pull did not use the delta:\n%s", tailString(preLog, 2000))
 	}
-
-	// Reboot.
-	if err := fs.Unmount(); err != nil {
-		t.Fatalf("unmount after the cut: %v", err)
-	}
-	cur = nil
-	unbind = rebootOnDisk(t, backing, mp)
-	d.log.Reset()
-	d.start() // t.Fatalf (with the log) if it does not come up
 
 	failCheck := func(stage string) []string {
 		rep, r := pc.check(t, d)

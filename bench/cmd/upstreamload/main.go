@@ -144,18 +144,7 @@ func publishAll(ctx context.Context, addr, topic string, n, clients, size int) {
 		go func() {
 			defer wg.Done()
 			defer c.Close()
-			buf := make([]byte, max(size, 16))
-			for {
-				i := next.Add(1)
-				if i > int64(n) {
-					return
-				}
-				binary.BigEndian.PutUint64(buf[0:8], uint64(i))
-				binary.BigEndian.PutUint64(buf[8:16], uint64(time.Now().UnixNano()))
-				if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: buf}); err != nil {
-					fail(err)
-				}
-			}
+			publishLoop(ctx, c, &next, n, size, topic)
 		}()
 	}
 	wg.Wait()
