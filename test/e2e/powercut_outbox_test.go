@@ -25,15 +25,20 @@ func TestPowerCutDuringOutbox(t *testing.T) {
 	requireCutfs(t)
 	up := startMosquitto(t)
 	const events = 40
+	cycles := 0
 	cycle := func(t *testing.T, n uint64) (ops uint64, accepted int) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		run := fmt.Sprintf("run%d", n)
-		// The cloud side: a persistent session, subscribed before anything
-		// is sent, collecting what arrives.
+		// Every cycle has its own topic, payloads and subscriber: random cut
+		// points repeat, and a cycle must not resume (or see) the session
+		// or the messages of an earlier one on the same upstream.
+		cycles++
+		run := fmt.Sprintf("run%d-%d", n, cycles)
+		// The cloud side, subscribed before anything is sent and connected
+		// throughout, collecting what arrives.
 		var mu sync.Mutex
 		got := map[string]bool{}
-		sub, err := mqtttest.Connect(ctx, up.addr(), mqtttest.Options{ClientID: "cloud-" + run, Buffer: 1 << 12, Persistent: true})
+		sub, err := mqtttest.Connect(ctx, up.addr(), mqtttest.Options{ClientID: "cloud-" + run, Buffer: 1 << 12})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,8 +106,11 @@ func TestPowerCutDuringOutbox(t *testing.T) {
 					missing = append(missing, p)
 				}
 			}
+			received := len(got)
 			mu.Unlock()
-			t.Errorf("N=%d: %d of %d accepted events never reached the upstream: %v\ndaemon log:\n%s", n, len(missing), len(acked), missing, tailString(d.Log(), 3000))
+			t.Errorf("N=%d: %d of %d accepted events never reached the upstream: %v\nsubscriber dropped %d, received %d\nroute: %s\ndaemon log before the cut:\n%s\ndaemon log after:\n%s",
+				n, len(missing), len(acked), missing, sub.Dropped.Load(), received, d.flick(t, "route", "ls", "--json").Stdout,
+				tailString(r.preLog, 4000), tailString(d.Log(), 4000))
 		}
 		if r := d.flick(t, "system", "check"); r.Code != 0 {
 			t.Errorf("N=%d: system check: %s", n, r)
