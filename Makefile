@@ -41,13 +41,7 @@ test-e2e: build ## end-to-end tests driving bin/flick, the real registry and the
 	FLICK_BIN=$(CURDIR)/bin/flick $(GO) test -count=1 -timeout 20m ./test/e2e/...
 
 fuzz: ## run each fuzzer briefly (FUZZTIME=3s); seed corpora live in testdata/fuzz
-	@set -e; for f in $$(grep -rlE '^func Fuzz' --include='*_test.go' internal); do \
-	  pkg=./$$(dirname $$f); \
-	  for fn in $$(grep -hoE '^func Fuzz[A-Za-z0-9_]+' $$f | sed 's/func //'); do \
-	    echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-	    $(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s $$pkg || exit 1; \
-	  done; \
-	done
+	GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
 
 powercut: build ## power-cut campaign, over 1,000 cuts: every operation plus 130 random ones (seeded, FLICK_POWERCUT_SEED) of a pull, a delta pull, an image removal, a function/route change and outbox traffic; prints a table (make test runs a sample)
 	@rm -f bin/powercut-report.tsv; \
