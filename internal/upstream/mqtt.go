@@ -47,13 +47,10 @@ type mqttSender struct {
 	o        Options
 	tls      *tls.Config
 	clientID string
-	tr       *tracker
 	dial     func(ctx context.Context) (mqttLink, *Error)
 
-	mu      sync.Mutex
-	link    mqttLink
-	connErr *Error // why we are not connected (last attempt or loss)
-	closed  bool
+	lifecycle
+	link mqttLink // under mu
 
 	sendMu  sync.Mutex // one Send at a time; guards the fields below
 	probe   bool       // the last Send lost its connection: send the first message alone
@@ -61,11 +58,6 @@ type mqttSender struct {
 	strikes int        // how many times in a row
 
 	noSizeCheck bool // tests: send what the server announced it would refuse
-
-	ctx   context.Context
-	stop  context.CancelFunc
-	first chan struct{} // closed after the first connection attempt
-	done  chan struct{} // closed when run returns
 }
 
 // defaultClientID is stable for a hub and destination (so a reconnect takes
@@ -77,8 +69,8 @@ func defaultClientID(hub, url string) string {
 }
 
 func newMQTTSender(r resolved, hub string, o Options) (*mqttSender, error) {
-	s := &mqttSender{r: r, hub: hub, o: o, clientID: r.ClientID, tr: newTracker(r.URL, o),
-		first: make(chan struct{}), done: make(chan struct{})}
+	s := &mqttSender{r: r, hub: hub, o: o, clientID: r.ClientID}
+	s.init(r.URL, o)
 	if s.clientID == "" {
 		s.clientID = defaultClientID(hub, r.URL)
 	}
@@ -94,22 +86,8 @@ func newMQTTSender(r resolved, hub string, o Options) (*mqttSender, error) {
 	} else {
 		s.dial = s.dial5
 	}
-	s.ctx, s.stop = context.WithCancel(context.Background())
-	go s.run()
+	s.start(s.run)
 	return s, nil
-}
-
-func (s *mqttSender) firstAttempt() <-chan struct{} { return s.first }
-
-func (s *mqttSender) State() State { return s.tr.State() }
-
-func (s *mqttSender) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	s.stop()
-	<-s.done
-	return nil
 }
 
 // dialConn opens the TCP (and TLS) connection.
@@ -136,11 +114,7 @@ func (s *mqttSender) stableAfter() time.Duration { return min(s.o.MaxBackoff, 10
 // run keeps one connection up until Close.
 func (s *mqttSender) run() {
 	defer close(s.done)
-	// Dial waits for first: closed once the first attempt's outcome is
-	// visible to Send (or when run returns).
-	var firstOnce sync.Once
-	firstDone := func() { firstOnce.Do(func() { close(s.first) }) }
-	defer firstDone()
+	defer s.firstDone()
 	attempt := 0
 	for {
 		cctx, cancel := context.WithTimeout(s.ctx, s.o.ConnectTimeout)
@@ -155,11 +129,9 @@ func (s *mqttSender) run() {
 		var wait time.Duration
 		if err != nil {
 			err = err.with(s.r.URL, "")
-			s.mu.Lock()
-			s.connErr = err
-			s.mu.Unlock()
+			s.setConnErr(err)
 			s.tr.connectFailed(err)
-			firstDone()
+			s.firstDone()
 			attempt++
 			wait = backoff(attempt, s.o.MinBackoff, s.o.MaxBackoff)
 			if err.Permanent {
@@ -172,7 +144,7 @@ func (s *mqttSender) run() {
 			s.link, s.connErr = l, nil
 			s.mu.Unlock()
 			s.tr.connected()
-			firstDone()
+			s.firstDone()
 			select {
 			case <-l.done():
 			case <-s.ctx.Done():
@@ -187,9 +159,7 @@ func (s *mqttSender) run() {
 			}
 			lost := l.lost().with(s.r.URL, "")
 			l.close()
-			s.mu.Lock()
-			s.connErr = lost
-			s.mu.Unlock()
+			s.setConnErr(lost)
 			s.tr.disconnected(lost)
 			if time.Since(up) >= s.stableAfter() {
 				attempt = 0

@@ -28,24 +28,17 @@ type natsSender struct {
 	r    resolved
 	hub  string
 	o    Options
-	tr   *tracker
 	opts []nats.Option
 
-	mu      sync.Mutex
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	connErr *Error
-	closed  bool
-	viol    []violation   // recent publish permission violations
-	violCh  chan struct{} // closed (and replaced) when one is recorded
+	lifecycle
+	nc     *nats.Conn          // under mu
+	js     jetstream.JetStream // under mu
+	viol   []violation         // under mu: recent publish permission violations
+	violCh chan struct{}       // under mu: closed (and replaced) when one is recorded
 
 	sendMu  sync.Mutex // one Send at a time; guards streams
 	streams map[string]streamEntry
 
-	ctx      context.Context
-	stop     context.CancelFunc
-	first    chan struct{}
-	done     chan struct{}
 	closedCh chan struct{} // the connection reached CLOSED
 }
 
@@ -61,8 +54,9 @@ type violation struct {
 }
 
 func newNATSSender(r resolved, hub string, o Options) (*natsSender, error) {
-	s := &natsSender{r: r, hub: hub, o: o, tr: newTracker(r.URL, o), streams: map[string]streamEntry{},
-		violCh: make(chan struct{}), first: make(chan struct{}), done: make(chan struct{}), closedCh: make(chan struct{}, 1)}
+	s := &natsSender{r: r, hub: hub, o: o, streams: map[string]streamEntry{},
+		violCh: make(chan struct{}), closedCh: make(chan struct{}, 1)}
+	s.init(r.URL, o)
 	s.opts = []nats.Option{
 		nats.Name("flick hub " + hub),
 		nats.Timeout(o.ConnectTimeout),
@@ -119,22 +113,8 @@ func newNATSSender(r resolved, hub string, o Options) (*natsSender, error) {
 		}
 		s.opts = append(s.opts, nats.Secure(cfg))
 	}
-	s.ctx, s.stop = context.WithCancel(context.Background())
-	go s.run()
+	s.start(s.run)
 	return s, nil
-}
-
-func (s *natsSender) firstAttempt() <-chan struct{} { return s.first }
-
-func (s *natsSender) State() State { return s.tr.State() }
-
-func (s *natsSender) Close() error {
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	s.stop()
-	<-s.done
-	return nil
 }
 
 func (s *natsSender) serverURL() string {
@@ -161,12 +141,6 @@ func classifyNATS(err error) *Error {
 		return retryable("connection failed", err)
 	}
 	return classifyNetErr(err)
-}
-
-func (s *natsSender) setConnErr(e *Error) {
-	s.mu.Lock()
-	s.connErr = e
-	s.mu.Unlock()
 }
 
 func (s *natsSender) connectFailed(err error) {
@@ -198,11 +172,7 @@ func (s *natsSender) reconnectDelay(n int) time.Duration {
 
 func (s *natsSender) run() {
 	defer close(s.done)
-	// Dial waits for first: closed once the first attempt's outcome is
-	// visible to Send (or when run returns).
-	var firstOnce sync.Once
-	firstDone := func() { firstOnce.Do(func() { close(s.first) }) }
-	defer firstDone()
+	defer s.firstDone()
 	attempt := 0
 	for {
 		nc, err := nats.Connect(s.serverURL(), s.opts...)
@@ -217,7 +187,7 @@ func (s *natsSender) run() {
 				s.nc, s.js, s.connErr = nc, js, nil
 				s.mu.Unlock()
 				s.tr.connected()
-				firstDone()
+				s.firstDone()
 				select {
 				case <-s.ctx.Done():
 				case <-s.closedCh:
@@ -244,7 +214,7 @@ func (s *natsSender) run() {
 		wait := backoff(1, s.o.MinBackoff, s.o.MaxBackoff)
 		if err != nil {
 			s.connectFailed(err)
-			firstDone()
+			s.firstDone()
 			attempt++
 			wait = backoff(attempt, s.o.MinBackoff, s.o.MaxBackoff)
 			if classifyNATS(err).Permanent {

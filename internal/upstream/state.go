@@ -1,9 +1,64 @@
 package upstream
 
 import (
+	"context"
 	"sync"
 	"time"
 )
+
+// lifecycle is what the MQTT and NATS senders share: the State tracker, the
+// background loop's context and its first-attempt and done signals, and,
+// under mu (which each sender also uses for its own connection fields), why
+// it is not connected and whether it was closed.
+type lifecycle struct {
+	tr *tracker
+
+	mu      sync.Mutex
+	connErr *Error // why we are not connected (last attempt or loss)
+	closed  bool
+
+	ctx       context.Context
+	stop      context.CancelFunc
+	first     chan struct{} // closed after the first connection attempt
+	firstOnce sync.Once
+	done      chan struct{} // closed when the loop returns
+}
+
+func (l *lifecycle) init(url string, o Options) {
+	l.tr = newTracker(url, o)
+	l.first, l.done = make(chan struct{}), make(chan struct{})
+}
+
+// start runs the sender's connection loop in the background.
+func (l *lifecycle) start(loop func()) {
+	l.ctx, l.stop = context.WithCancel(context.Background())
+	go loop()
+}
+
+// firstDone marks the first attempt's outcome visible to Send (Dial waits
+// for it).
+func (l *lifecycle) firstDone() { l.firstOnce.Do(func() { close(l.first) }) }
+
+func (l *lifecycle) firstAttempt() <-chan struct{} { return l.first }
+
+// State is the connection state and the counters.
+func (l *lifecycle) State() State { return l.tr.State() }
+
+// Close stops the background connection; Send then fails (Retryable).
+func (l *lifecycle) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.stop()
+	<-l.done
+	return nil
+}
+
+func (l *lifecycle) setConnErr(e *Error) {
+	l.mu.Lock()
+	l.connErr = e
+	l.mu.Unlock()
+}
 
 // tracker holds a sender's State.
 type tracker struct {
