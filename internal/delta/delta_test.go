@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flick-edge/flick/internal/imagegen"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -57,20 +58,6 @@ func mktar(t testing.TB, files []file, format tar.Format) []byte {
 	return buf.Bytes()
 }
 
-// program makes n bytes that look like code: structured, compressible, but
-// not trivially repetitive.
-func program(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 1))
-	words := []string{"mov", "call", "ret", "push", "pop", "jmp", "cmp", "add", "sub", "lea", "xor", "and"}
-	var b bytes.Buffer
-	for b.Len() < n {
-		b.WriteString(words[r.IntN(len(words))])
-		b.WriteByte(byte(r.IntN(256)))
-		b.WriteByte(byte(r.IntN(16)))
-	}
-	return b.Bytes()[:n]
-}
-
 func random(seed uint64, n int) []byte {
 	r := rand.New(rand.NewPCG(seed, 2))
 	b := make([]byte, n)
@@ -108,7 +95,7 @@ func apply(t testing.TB, blob []byte, base Base) ([]byte, error) {
 }
 
 func scenario(t testing.TB) (base [][]byte, target []byte) {
-	bin := program(1, 300<<10)
+	bin := imagegen.Program(1, 300<<10)
 	bin2 := append([]byte(nil), bin...)
 	copy(bin2[1000:], "a one-line change moved some code")
 	bin2 = append(bin2[:5000], append([]byte("inserted bytes shift everything after"), bin2[5000:]...)...)
@@ -214,7 +201,7 @@ func TestTimestampOnlyRebuildIsTiny(t *testing.T) {
 	var files, files2 []file
 	for i := range 300 {
 		name := filepath.Join("node_modules", "pkg"+string(rune('a'+i%26)), "lib", "file"+strings.Repeat("x", i%7)+string(rune('a'+i/26))+".js")
-		body := program(uint64(i), 2000+i*37)
+		body := imagegen.Program(uint64(i), 2000+i*37)
 		files = append(files, file{name: name, body: body, mod: time.Unix(1700000000, 0)})
 		files2 = append(files2, file{name: name, body: body, mod: time.Unix(1700086400+int64(i%3), 0)})
 	}

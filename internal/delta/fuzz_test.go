@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/flick-edge/flick/internal/imagegen"
 )
 
 // memBase is a Base held in memory, for fuzzing.
@@ -29,7 +31,7 @@ func (m memBase) Open(layer int, p string) (io.ReadCloser, int64, error) {
 func fuzzBase() memBase {
 	return memBase{
 		{"usr/lib/libz.so.1": random(3, 2048), "etc/os-release": []byte("ID=debian\n")},
-		{"app/server": program(1, 3000), "app/config.json": []byte(`{"port":8080}`)},
+		{"app/server": imagegen.Program(1, 3000), "app/config.json": []byte(`{"port":8080}`)},
 	}
 }
 
@@ -79,7 +81,7 @@ func FuzzApply(f *testing.F) {
 func FuzzRoundTrip(f *testing.F) {
 	base, target := smallScenario(f)
 	f.Add(target)
-	f.Add(mktar(f, []file{{name: "app/server", body: program(1, 5000)}, {name: "x", typ: tar.TypeSymlink, link: "y"}}, tar.FormatGNU))
+	f.Add(mktar(f, []file{{name: "app/server", body: imagegen.Program(1, 5000)}, {name: "x", typ: tar.TypeSymlink, link: "y"}}, tar.FormatGNU))
 	f.Add([]byte("not a tar at all"))
 	b := NewBasis(f.TempDir())
 	for _, l := range base {

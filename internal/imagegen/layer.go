@@ -456,3 +456,18 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 func hashOf(h hash.Hash) v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", h.Sum(nil))}
 }
+
+// Program makes n bytes that look like machine code: compressible but not
+// repetitive, so an edited copy is a realistic binary patch (the delta
+// tests' executables).
+func Program(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, 3))
+	ops := []string{"mov", "call", "ret", "push", "pop", "jmp", "cmp", "add", "lea", "xor"}
+	var b bytes.Buffer
+	for b.Len() < n {
+		b.WriteString(ops[r.IntN(len(ops))])
+		b.WriteByte(byte(r.IntN(256)))
+		b.WriteByte(byte(r.IntN(8)))
+	}
+	return b.Bytes()[:n]
+}

@@ -1,7 +1,6 @@
 package pull
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,19 +23,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// code makes n bytes that look like a program: compressible, not repetitive.
-func code(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 9))
-	ops := []string{"mov", "call", "ret", "push", "pop", "jmp", "cmp", "add", "lea", "xor"}
-	var b bytes.Buffer
-	for b.Len() < n {
-		b.WriteString(ops[r.IntN(len(ops))])
-		b.WriteByte(byte(r.IntN(256)))
-		b.WriteByte(byte(r.IntN(8)))
-	}
-	return b.Bytes()[:n]
-}
-
 type release struct {
 	img    v1.Image
 	ref    string
@@ -49,11 +35,11 @@ type release struct {
 func releases(t *testing.T, reg *testregistry.Registry, repo string, seed uint64) (release, release) {
 	t.Helper()
 	osLayer := must(imagegen.RandomLayer(int64(seed), 20, 512<<10, imagegen.Gzip))
-	bin := code(seed, 400<<10)
+	bin := imagegen.Program(seed, 400<<10)
 	bin2 := append([]byte(nil), bin...)
 	copy(bin2[2000:], fmt.Sprintf("version 2 of %d", seed))
 	bin2 = append(bin2[:9000], append([]byte("a new function"), bin2[9000:]...)...)
-	lib := code(seed+100, 120<<10)
+	lib := imagegen.Program(seed+100, 120<<10)
 	v1app := must(imagegen.Layer([]imagegen.File{
 		{Name: "app/", Typeflag: '5', Mode: 0o755},
 		{Name: "app/server", Body: bin, Mode: 0o755},
@@ -277,7 +263,7 @@ func TestBadDeltasFallBack(t *testing.T) {
 		baseA, targetA := releases(t, reg, "bad/wrong", 30)
 		// B shares A's base but its v2 differs.
 		v2b := mustImg(t, must(imagegen.RandomLayer(30, 20, 512<<10, imagegen.Gzip)),
-			must(imagegen.Layer([]imagegen.File{{Name: "app/server", Body: code(77, 400<<10), Mode: 0o755}}, imagegen.Gzip)))
+			must(imagegen.Layer([]imagegen.File{{Name: "app/server", Body: imagegen.Program(77, 400<<10), Mode: 0o755}}, imagegen.Gzip)))
 		refB := reg.Ref("bad/wrong:2b")
 		reg.Push(t, refB, v2b)
 		var idsB []digest.Digest
@@ -363,7 +349,7 @@ func TestDeltaDownloadResumesAfterRestart(t *testing.T) {
 	for i := range noise {
 		noise[i] = byte(r.Uint32())
 	}
-	noise = append(noise, code(5, 2<<20)...)
+	noise = append(noise, imagegen.Program(5, 2<<20)...)
 	app := must(imagegen.Layer([]imagegen.File{{Name: "app/model.bin", Body: noise, Mode: 0o644}}, imagegen.Gzip))
 	base := mustImg(t, osLayer)
 	target := mustImg(t, osLayer, app)
@@ -445,7 +431,7 @@ func TestSeveralBases(t *testing.T) {
 	v1r, v2r := releases(t, reg, "multi/app", 40)
 	// v0: an older release, further from v2 (no shared app files).
 	v0img := mustImg(t, must(imagegen.RandomLayer(40, 20, 512<<10, imagegen.Gzip)),
-		must(imagegen.Layer([]imagegen.File{{Name: "app/server", Body: code(99, 200<<10), Mode: 0o755}}, imagegen.Gzip)))
+		must(imagegen.Layer([]imagegen.File{{Name: "app/server", Body: imagegen.Program(99, 200<<10), Mode: 0o755}}, imagegen.Gzip)))
 	v0ref := reg.Ref("multi/app:0")
 	reg.Push(t, v0ref, v0img)
 	v0r := release{img: v0img, ref: v0ref}

@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -13,20 +11,6 @@ import (
 	"github.com/flick-edge/flick/internal/testregistry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
-
-// program makes n bytes that look like machine code: compressible, not
-// repetitive, so a rebuilt binary is a realistic patch.
-func program(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 3))
-	ops := []string{"mov", "call", "ret", "push", "pop", "jmp", "cmp", "add", "lea", "xor"}
-	var b bytes.Buffer
-	for b.Len() < n {
-		b.WriteString(ops[r.IntN(len(ops))])
-		b.WriteByte(byte(r.IntN(256)))
-		b.WriteByte(byte(r.IntN(8)))
-	}
-	return b.Bytes()[:n]
-}
 
 // TestDeltaCreatePushPull is the user's path: CI runs 'flick delta create
 // --push' (no daemon) after pushing release 2; a hub holding release 1 pulls
@@ -36,7 +20,7 @@ func TestDeltaCreatePushPull(t *testing.T) {
 	requireRoot(t)
 	reg := testregistry.Start(t)
 	osLayer := randomLayer(t, 11, 40, 2<<20, imagegen.Gzip)
-	bin := program(1, 1<<20)
+	bin := imagegen.Program(1, 1<<20)
 	bin2 := append([]byte(nil), bin...)
 	copy(bin2[4096:], "release 2: one line changed")
 	app := func(b []byte, cfg string) v1.Layer {

@@ -91,13 +91,13 @@ func TestPowerCutDuringDeltaPull(t *testing.T) {
 	reg := testregistry.Start(t)
 	base := busyboxBase(t)
 	shared := randomLayer(t, 81, 3, 64<<10, imagegen.Gzip)
-	bin := program(8, 600<<10)
+	bin := imagegen.Program(8, 600<<10)
 	bin2 := append(append([]byte(nil), bin[:1000]...), append([]byte("v2 adds a line"), bin[1000:]...)...)
 	app := func(b []byte, extra string) v1.Layer {
 		return fileLayer(t, imagegen.Gzip,
 			imagegen.File{Name: "app/", Typeflag: '5', Mode: 0o755},
 			imagegen.File{Name: "app/server", Body: b, Mode: 0o755},
-			imagegen.File{Name: "app/notes.txt", Body: program(9, 300<<10), Mode: 0o644},
+			imagegen.File{Name: "app/notes.txt", Body: imagegen.Program(9, 300<<10), Mode: 0o644},
 			imagegen.File{Name: "app/extra", Body: []byte(extra), Mode: 0o644})
 	}
 	pc := &powerCut{

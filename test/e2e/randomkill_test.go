@@ -30,13 +30,13 @@ func TestRandomKillsDuringUpdate(t *testing.T) {
 	requireRoot(t)
 	reg := testregistry.Start(t)
 	shared := randomLayer(t, 101, 4, 128<<10, imagegen.Gzip)
-	bin := program(10, 1<<20)
+	bin := imagegen.Program(10, 1<<20)
 	bin2 := append(append([]byte(nil), bin[:5000]...), append([]byte("v2"), bin[5000:]...)...)
 	app := func(b []byte) v1.Layer {
 		return fileLayer(t, imagegen.Gzip,
 			imagegen.File{Name: "app/", Typeflag: '5', Mode: 0o755},
 			imagegen.File{Name: "app/server", Body: b, Mode: 0o755},
-			imagegen.File{Name: "app/data.bin", Body: program(11, 2<<20), Mode: 0o644})
+			imagegen.File{Name: "app/data.bin", Body: imagegen.Program(11, 2<<20), Mode: 0o644})
 	}
 	img1 := mustImage(t, []v1.Layer{shared, app(bin)})
 	img2 := mustImage(t, []v1.Layer{shared, app(bin2), randomLayer(t, 102, 6, 1<<20, imagegen.Gzip)})
