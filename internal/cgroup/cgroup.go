@@ -95,7 +95,7 @@ type PidsStats struct {
 	Current, Limit uint64
 }
 
-// Option configures New, Open and Sweep.
+// Option configures New, Open and Reclaim.
 type Option func(*config)
 
 // WithRoot sets where the cgroup filesystems are mounted (default /sys/fs/cgroup).
@@ -472,31 +472,11 @@ func (c *Cgroup) Destroy() error {
 // controller shares one directory.
 func (c *Cgroup) Path(controller string) string { return c.b.path(controller) }
 
-// Sweep removes the cgroups under the parent whose id is not in keep (left by a
-// crash), killing their processes first. It returns the ids it removed; errors for
-// the others are joined.
-func Sweep(keep map[string]bool, opts ...Option) ([]string, error) {
-	cfg, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := listIDs(cfg)
-	if err != nil {
-		return nil, err
-	}
-	var gone []string
-	for _, id := range ids {
-		if !keep[id] {
-			gone = append(gone, id)
-		}
-	}
-	return removeAll(cfg, gone)
-}
-
 // Reclaim removes the cgroups of these ids, where they exist, killing their
 // processes first: a daemon's own containers whose monitors died with it.
-// Unlike Sweep it leaves every other cgroup under the parent alone, so two
-// daemons (two data roots) on one host never kill each other's containers.
+// Every other cgroup under the parent is left alone, so two daemons (two
+// data roots) on one host never kill each other's containers. It returns the
+// ids it removed; errors for the others are joined.
 func Reclaim(ids []string, opts ...Option) ([]string, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {

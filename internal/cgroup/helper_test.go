@@ -209,8 +209,8 @@ func (h *helper) wait() syscall.WaitStatus {
 
 var parentSeq atomic.Int64
 
-// testParent gives a test its own parent cgroup name, never "flick": Sweep in a test
-// must not touch a daemon's containers. Cleanup sweeps and removes it.
+// testParent gives a test its own parent cgroup name, never "flick": a test
+// must not touch a daemon's containers. Cleanup removes it and all below it.
 func testParent(t *testing.T, extra ...Option) []Option {
 	t.Helper()
 	name := fmt.Sprintf("flicktest-%d-%d", os.Getpid(), parentSeq.Add(1))
@@ -225,8 +225,12 @@ func cleanupParent(t *testing.T, opts []Option) {
 		t.Errorf("cleanup: %v", err)
 		return
 	}
-	if _, err := Sweep(nil, opts...); err != nil {
-		t.Errorf("cleanup sweep: %v", err)
+	ids, err := listIDs(cfg)
+	if err == nil {
+		_, err = removeAll(cfg, ids)
+	}
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
 	}
 	var dirs []string
 	if cfg.mode == "v2" {

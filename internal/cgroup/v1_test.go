@@ -436,7 +436,9 @@ func TestV1KillAllDestroyOpen(t *testing.T) {
 	}
 }
 
-func TestV1Sweep(t *testing.T) {
+// A crash leaves container cgroups behind, one of them half created (a
+// crash between mkdirs): Reclaim removes both and kills what runs there.
+func TestV1ReclaimLeftovers(t *testing.T) {
 	requireV1(t)
 	opts := testParent(t)
 	keep := newTestCgroup(t, "keep", Resources{}, opts)
@@ -459,12 +461,12 @@ func TestV1Sweep(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	removed, err := Sweep(map[string]bool{"keep": true}, opts...)
+	removed, err := Reclaim([]string{"half", "leftover"}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(removed, []string{"half", "leftover"}) {
-		t.Errorf("Sweep removed %v", removed)
+		t.Errorf("Reclaim removed %v", removed)
 	}
 	if ws := hl.wait(); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Errorf("leftover's process ended with %v", ws)

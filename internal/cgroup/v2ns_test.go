@@ -270,7 +270,7 @@ func TestV2MountNamespaceChild(t *testing.T) {
 		t.Errorf("Open after Destroy = %v", err)
 	}
 
-	// Sweep.
+	// Reclaim.
 	keep := newTestCgroup(t, "keep", Resources{}, opts)
 	left, err := New("leftover", Resources{}, opts...)
 	if err != nil {
@@ -280,9 +280,9 @@ func TestV2MountNamespaceChild(t *testing.T) {
 	if err := left.Add(s.pid()); err != nil {
 		t.Fatal(err)
 	}
-	removed, err := Sweep(map[string]bool{"keep": true}, opts...)
+	removed, err := Reclaim([]string{"leftover"}, opts...)
 	if err != nil || !slices.Equal(removed, []string{"leftover"}) {
-		t.Errorf("Sweep = %v, %v", removed, err)
+		t.Errorf("Reclaim = %v, %v", removed, err)
 	}
 	if ws := s.wait(); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Errorf("leftover process ended with %v", ws)
