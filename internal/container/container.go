@@ -979,12 +979,9 @@ func (m *Manager) ImageUser(id digest.Digest) string {
 	return ""
 }
 
-// Hidden names in the containers directory: a bundle being created, and one
-// being removed. Recover deletes both.
-const (
-	stagePrefix = ".new-"
-	trashPrefix = durable.TrashPrefix
-)
+// stagePrefix names a bundle being created (durable.TrashPrefix one being
+// removed). Recover deletes both.
+const stagePrefix = ".new-"
 
 // markStopped records that the user stopped the container, durably: after
 // a power cut an unless-stopped container must stay down.
@@ -995,21 +992,12 @@ func markStopped(bundle string) error {
 	return durable.FsyncDir(bundle)
 }
 
-// removeBundle deletes a container's bundle: renamed away first (fsynced,
-// unless the container was --rm), so a power cut never leaves half a
-// container that lists but cannot start.
+// removeBundle deletes a container's bundle, renamed away first so a power
+// cut never leaves half a container that lists but cannot start; fsynced
+// unless the container was --rm.
 func removeBundle(c Container) error {
-	trash := filepath.Join(filepath.Dir(c.Bundle), trashPrefix+filepath.Base(c.Bundle))
-	if err := os.Rename(c.Bundle, trash); err != nil {
-		if os.IsNotExist(err) {
-			return nil
-		}
-		return err
+	if c.HostConfig != nil && c.HostConfig.AutoRemove {
+		return durable.Discard(c.Bundle)
 	}
-	if c.HostConfig == nil || !c.HostConfig.AutoRemove {
-		if err := durable.FsyncDir(filepath.Dir(c.Bundle)); err != nil {
-			return err
-		}
-	}
-	return os.RemoveAll(trash)
+	return durable.RemoveAll(c.Bundle)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flick-edge/flick/internal/cgroup"
+	"github.com/flick-edge/flick/internal/durable"
 	"github.com/flick-edge/flick/internal/runtime"
 )
 
@@ -19,7 +20,7 @@ import (
 func (m *Manager) Recover(ctx context.Context) {
 	if ents, err := os.ReadDir(m.cfg.Root); err == nil {
 		for _, e := range ents {
-			if n := e.Name(); strings.HasPrefix(n, stagePrefix) || strings.HasPrefix(n, trashPrefix) {
+			if n := e.Name(); strings.HasPrefix(n, stagePrefix) || strings.HasPrefix(n, durable.TrashPrefix) {
 				// A create or a removal cut short by a crash.
 				if err := os.RemoveAll(filepath.Join(m.cfg.Root, n)); err != nil {
 					m.log.Warn("remove leftover container bundle", "dir", n, "err", err)

@@ -254,6 +254,31 @@ func TestMkdirAllTree(t *testing.T) {
 	}
 }
 
+// durable.Discard (the --rm container's removal) is atomic but not durable:
+// the tree is gone at once, and after a cut it is back whole, never half.
+func TestDurableDiscard(t *testing.T) {
+	r := newRig(t)
+	if err := durable.MkdirAll(r.p("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"d/a", "d/b"} {
+		if err := durable.WriteFile(r.p(n), []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := durable.Discard(r.p("d")); err != nil {
+		t.Fatal(err)
+	}
+	r.wantGone("d")
+	r.wantGone(durable.TrashPrefix + "d")
+	r.crash()
+	r.want("d/a", "d/a")
+	r.want("d/b", "d/b")
+	if err := durable.Discard(r.p("missing")); err != nil {
+		t.Fatalf("Discard of a missing path: %v", err)
+	}
+}
+
 // durable.MkdirAll is the fix for what TestMkdirAllTree shows: every new
 // directory's entry is fsynced in its parent, so files made durable inside
 // survive a cut on a fresh data root.

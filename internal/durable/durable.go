@@ -152,7 +152,14 @@ func CommitDir(src, dst string) error {
 // RemoveAll removes p durably: it first renames p to a hidden trash name in the
 // same directory (one atomic, fsynced step, so p is gone for good after a cut),
 // then deletes the trash. Leftover trash is for start-up cleanup to delete.
-func RemoveAll(p string) error {
+func RemoveAll(p string) error { return removeAll(p, true) }
+
+// Discard is RemoveAll without the fsync: p still disappears at once and
+// whole for every reader, but after a power cut it may be back, whole (or
+// as trash for start-up cleanup). For what need not outlive a run.
+func Discard(p string) error { return removeAll(p, false) }
+
+func removeAll(p string, sync bool) error {
 	trash := filepath.Join(filepath.Dir(p), TrashPrefix+filepath.Base(p))
 	if err := os.Rename(p, trash); err != nil {
 		if os.IsNotExist(err) {
@@ -160,13 +167,15 @@ func RemoveAll(p string) error {
 		}
 		return err
 	}
-	if err := FsyncDir(filepath.Dir(p)); err != nil {
-		return err
+	if sync {
+		if err := FsyncDir(filepath.Dir(p)); err != nil {
+			return err
+		}
 	}
 	return os.RemoveAll(trash)
 }
 
-// TrashPrefix marks directory entries that RemoveAll was deleting.
+// TrashPrefix marks directory entries that RemoveAll or Discard was deleting.
 const TrashPrefix = ".trash-"
 
 // MkdirAll is os.MkdirAll made durable: every directory it creates has its

@@ -259,7 +259,7 @@ func (s *stdio) receiveConsole(con *console) error {
 	if s.consoleR == nil {
 		return nil
 	}
-	master, err := receiveConsole(s.consoleR)
+	master, err := ReceiveConsole(s.consoleR)
 	s.consoleR.Close()
 	s.consoleR = nil
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/flick-edge/flick/internal/cgroup"
+	"github.com/flick-edge/flick/internal/durable"
 )
 
 // Mount is a bind mount into the container.
@@ -101,42 +102,22 @@ const (
 	StopFile  = "stopped" // present: the user stopped it; the shim must not restart
 )
 
-// writeJSONAtomic replaces path by rename; with sync, the file and then its
-// directory are fsynced, so a power cut leaves the old or the new content.
+// writeJSONAtomic replaces path by rename; with sync it is durable.WriteFile
+// (the file, then its directory, fsynced: a power cut leaves the old or the
+// new content).
 func writeJSONAtomic(path string, v any, sync bool) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
 	if sync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
-		}
+		return durable.WriteFile(path, b, 0o600)
 	}
-	if err := f.Close(); err != nil {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if !sync {
-		return nil
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return os.Rename(tmp, path)
 }
 
 func readJSON(path string, v any) error {

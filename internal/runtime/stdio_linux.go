@@ -15,17 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// OpenPTY allocates a pseudo-terminal pair on the host's devpts.
-func OpenPTY() (master, slave *os.File, err error) { return openPTY() }
-
 // Resize sets a terminal's window size.
 func Resize(f *os.File, h, w uint16) error { return resize(f, h, w) }
 
-func openPTY() (master, slave *os.File, err error) { return openPTYIn("/dev/ptmx", "/dev/pts") }
-
-// openPTYIn allocates a pair on the devpts instance whose multiplexer is
-// ptmx and whose slaves are in dir.
-func openPTYIn(ptmx, dir string) (master, slave *os.File, err error) {
+// openPTY allocates a pseudo-terminal pair on the devpts instance whose
+// multiplexer is ptmx and whose slaves are in dir.
+func openPTY(ptmx, dir string) (master, slave *os.File, err error) {
 	m, err := os.OpenFile(ptmx, os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, nil, err
@@ -70,7 +65,7 @@ func setupConsole(size [2]uint16) error { return setupTerminal(initConsoleFD, si
 func setupTerminal(fd int, size [2]uint16, console bool) error {
 	sock := os.NewFile(uintptr(fd), "console")
 	defer sock.Close()
-	m, s, err := openPTYIn("/dev/ptmx", "/dev/pts")
+	m, s, err := openPTY("/dev/ptmx", "/dev/pts")
 	if err != nil {
 		return err
 	}
@@ -114,9 +109,7 @@ func bindConsole(slave string) error {
 
 // ReceiveConsole takes the terminal master sent from inside a container
 // (init's or an exec's). It fails (EOF) if the sender ended first.
-func ReceiveConsole(sock *os.File) (*os.File, error) { return receiveConsole(sock) }
-
-func receiveConsole(sock *os.File) (*os.File, error) {
+func ReceiveConsole(sock *os.File) (*os.File, error) {
 	buf := make([]byte, 1)
 	oob := make([]byte, unix.CmsgSpace(4))
 	n, oobn, _, _, err := unix.Recvmsg(int(sock.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
