@@ -120,7 +120,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger}, nil
+	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}}, nil
 }
 
 func (m *Manager) bundle(id string) string { return filepath.Join(m.cfg.Root, id) }
@@ -183,9 +183,6 @@ func (m *Manager) load(id string) (Container, error) {
 	if !ent.loaded || ent.key != key {
 		ent.state, _ = runtime.ReadState(b)
 		ent.key, ent.loaded = key, true
-	}
-	if m.cache == nil {
-		m.cache = map[string]*cached{}
 	}
 	m.cache[id] = ent
 	return Container{Record: ent.rec, Bundle: b, State: ent.state}, nil
@@ -346,7 +343,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 	if err := writeEtc(stage, spec, req.HostConfig); err != nil {
 		return fail(err)
 	}
-	if err := runtime.WriteSpec(stage, spec); err != nil {
+	if err := runtime.WriteSpec(stage, spec, false); err != nil { // the whole stage is fsynced below
 		return fail(err)
 	}
 	// The log exists from creation on, so a client attached before start
@@ -515,8 +512,8 @@ func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, er
 		return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("invalid restart policy '%s'", p.Name))
 	}
 	s.Ephemeral = hc.AutoRemove
-	if cfg.Tty && hc.ConsoleSize[0] > 0 && hc.ConsoleSize[1] > 0 && hc.ConsoleSize[0] <= 0xffff && hc.ConsoleSize[1] <= 0xffff {
-		s.ConsoleSize = [2]uint16{uint16(hc.ConsoleSize[0]), uint16(hc.ConsoleSize[1])}
+	if cfg.Tty {
+		s.ConsoleSize = consoleSize(hc.ConsoleSize)
 	}
 	return s, warnings, nil
 }
@@ -977,6 +974,15 @@ func (m *Manager) ImageUser(id digest.Digest) string {
 		}
 	}
 	return ""
+}
+
+// consoleSize is a client's [rows, columns] as a terminal size; zero (the
+// kernel's default) when either is missing or out of range.
+func consoleSize(hw [2]uint) [2]uint16 {
+	if hw[0] == 0 || hw[1] == 0 || hw[0] > 0xffff || hw[1] > 0xffff {
+		return [2]uint16{}
+	}
+	return [2]uint16{uint16(hw[0]), uint16(hw[1])}
 }
 
 // stagePrefix names a bundle being created (durable.TrashPrefix one being

@@ -118,9 +118,7 @@ func (m *Manager) StartExec(ctx context.Context, id string, sio ExecIO) (int, er
 	if size[0] == 0 && e.Config.ConsoleSize != nil {
 		size = *e.Config.ConsoleSize
 	}
-	if size[0] > 0 && size[1] > 0 && size[0] <= 0xffff && size[1] <= 0xffff {
-		es.ConsoleSize = [2]uint16{uint16(size[0]), uint16(size[1])}
-	}
+	es.ConsoleSize = consoleSize(size)
 	if es.User == "" {
 		es.User = c.Config.User
 	}

@@ -67,7 +67,7 @@ func (m *Manager) attachNetwork(c Container) error {
 		return err
 	}
 	spec.NetNS = ep.NetNSPath
-	if err := runtime.WriteSpec(c.Bundle, spec); err != nil {
+	if err := runtime.WriteSpec(c.Bundle, spec, !spec.Ephemeral); err != nil {
 		return err
 	}
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" + ep.IP.String() + "\t" + spec.Hostname + "\n"

@@ -131,9 +131,9 @@ func readJSON(path string, v any) error {
 	return nil
 }
 
-// WriteSpec stores the spec in a bundle, durably unless it is Ephemeral.
-func WriteSpec(bundle string, s Spec) error {
-	return writeJSONAtomic(filepath.Join(bundle, SpecFile), s, !s.Ephemeral)
+// WriteSpec stores the spec in a bundle, durably with sync.
+func WriteSpec(bundle string, s Spec, sync bool) error {
+	return writeJSONAtomic(filepath.Join(bundle, SpecFile), s, sync)
 }
 
 // ReadSpec loads a bundle's spec.
