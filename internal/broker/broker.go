@@ -72,11 +72,12 @@ type Inbound struct {
 type Handler func(in Inbound) (wait func(context.Context) error, err error)
 
 // Tap sees every message published on the broker, by clients and by Flick
-// itself (function results), before a client's QoS 1/2 message is
-// acknowledged: the upstream forwarder appends what its routes match to
-// their durable outboxes there. An error wrapping ErrOverloaded refuses a
-// client's message (MQTT 5: 0x97).
-type Tap func(m Message) error
+// itself (function results): the upstream forwarder appends what its routes
+// match to their durable outboxes there. A client's QoS 1/2 message is
+// acknowledged only once the returned holds are over (its appends are on
+// disk); Flick's own publishes wait for them before they return. An error
+// wrapping ErrOverloaded refuses a client's message (MQTT 5: 0x97).
+type Tap func(m Message) ([]Hold, error)
 
 // SetTap installs the tap (nil removes it).
 func (b *Broker) SetTap(t Tap) {
@@ -157,7 +158,7 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	for i, l := range ls {
 		b.addrs = append(b.addrs, l.Addr().String())
-		if err := srv.AddListener(listeners.NewNet(fmt.Sprintf("l%d", i), l)); err != nil {
+		if err := srv.AddListener(listeners.NewNet(fmt.Sprintf("l%d", i), heldListener{l})); err != nil {
 			return fail(err)
 		}
 	}
@@ -329,6 +330,8 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	acked := pk.FixedHeader.Qos > 0 && !cl.Net.Inline
+	var holds []Hold
 	if tp := h.b.tap.Load(); tp != nil && !strings.HasPrefix(pk.TopicName, "$") {
 		m := Message{Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos, Retain: pk.FixedHeader.Retain,
 			ContentType: pk.Properties.ContentType, CorrelationData: pk.Properties.CorrelationData}
@@ -338,33 +341,50 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 				m.UserProperties[u.Key] = u.Val
 			}
 		}
-		if err := (*tp)(m); err != nil && !cl.Net.Inline {
+		hs, err := (*tp)(m)
+		holds = hs
+		if err != nil && !cl.Net.Inline {
 			h.b.Refused.Add(1)
-			if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+			if cl.Properties.ProtocolVersion == 5 && acked {
 				return pk, packets.ErrQuotaExceeded
 			}
 		}
 	}
 	if cl.Net.Inline {
+		// Flick's own publish (a function's result) is done once what
+		// the routes took of it is on disk: the event that made it is
+		// acknowledged after that.
+		waitAll(holds)
 		return pk, nil
 	}
 	h.b.Received.Add(1)
-	hp := h.b.handler.Load()
-	if hp == nil {
+	if hp := h.b.handler.Load(); hp != nil {
+		done, err := (*hp)(Inbound{ClientID: cl.ID, Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos,
+			Retain: pk.FixedHeader.Retain, ContentType: pk.Properties.ContentType, ResponseTopic: pk.Properties.ResponseTopic,
+			CorrelationData: pk.Properties.CorrelationData})
+		if err != nil && errors.Is(err, ErrOverloaded) {
+			h.b.Refused.Add(1)
+			if cl.Properties.ProtocolVersion == 5 && acked {
+				if done != nil {
+					done(h.b.ctx) // the functions that took it finish before the refusal
+				}
+				waitAll(holds)
+				return pk, packets.ErrQuotaExceeded
+			}
+		}
+		if done != nil && acked {
+			holds = append(holds, holdFunc(h.b.ctx, done))
+		}
+	}
+	if !acked || len(holds) == 0 {
 		return pk, nil
 	}
-	wait := pk.FixedHeader.Qos > 0
-	done, err := (*hp)(Inbound{ClientID: cl.ID, Topic: pk.TopicName, Payload: pk.Payload, QoS: pk.FixedHeader.Qos,
-		Retain: pk.FixedHeader.Retain, ContentType: pk.Properties.ContentType, ResponseTopic: pk.Properties.ResponseTopic,
-		CorrelationData: pk.Properties.CorrelationData})
-	if done != nil && wait {
-		err = errors.Join(err, done(h.b.ctx))
-	}
-	if err != nil && errors.Is(err, ErrOverloaded) {
-		h.b.Refused.Add(1)
-		if cl.Properties.ProtocolVersion == 5 && wait {
-			return pk, packets.ErrQuotaExceeded
-		}
+	// The acknowledgement mochi writes next, and every write after it,
+	// waits for the holds; the client's read loop goes on meanwhile.
+	if hc, ok := cl.Net.Conn.(*heldConn); ok {
+		hc.hold(holds...)
+	} else if err := waitAll(holds); err != nil {
+		cl.Stop(err)
 	}
 	return pk, nil
 }

@@ -204,6 +204,7 @@ func (f *Forwarder) loop(ctx context.Context, r *fwd) {
 		for i, m := range batch {
 			msgs[i] = upstream.Message{ID: m.ID, Topic: m.Topic, Payload: m.Payload, Attrs: m.Attrs}
 		}
+		up := r.snd.NextConnect()
 		acked, err := r.snd.Send(ctx, msgs)
 		if acked > 0 {
 			ids := make([]string, acked)
@@ -234,25 +235,34 @@ func (f *Forwarder) loop(ctx context.Context, r *fwd) {
 			r.ob.Ack(bad.ID)
 			continue
 		}
-		// Uplink trouble: wait, with jitter, and try again.
+		// Uplink trouble: wait, with jitter, and try again; at once when
+		// the sender (which reconnects by itself) is back.
 		d := backoff/2 + rand.N(backoff/2+1)
+		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-time.After(d):
+		case <-up:
+			t.Stop()
+			backoff = f.cfg.MinBackoff
+			continue
+		case <-t.C:
 		}
 		backoff = min(backoff*2, f.cfg.MaxBackoff)
 	}
 }
 
 // Tap appends a message to the outbox of every route that matches it. It
-// returns once the message is durable; an outbox full under the refuse
-// policy is an error wrapping broker.ErrOverloaded.
-func (f *Forwarder) Tap(m broker.Message) error {
+// returns once the message has joined each outbox's group commit, with the
+// commits to wait for before the message counts as accepted; an outbox full
+// under the refuse policy is an error wrapping broker.ErrOverloaded.
+func (f *Forwarder) Tap(m broker.Message) ([]broker.Hold, error) {
 	if strings.HasPrefix(m.Topic, DeadLetterPrefix) {
-		return nil // never forward what a route refused back into a route
+		return nil, nil // never forward what a route refused back into a route
 	}
 	var firstErr error
+	var holds []broker.Hold
 	for _, r := range *f.snap.Load() {
 		if !r.spec.Matches(m.Topic) {
 			continue
@@ -267,7 +277,10 @@ func (f *Forwarder) Tap(m broker.Message) error {
 				om.Attrs["content-type"] = m.ContentType
 			}
 		}
-		if _, err := r.ob.Append(om); err != nil {
+		_, c, err := r.ob.AppendAsync(om)
+		if err == nil {
+			holds = append(holds, c)
+		} else {
 			if errors.Is(err, outbox.ErrFull) {
 				r.refusedFull.Add(1)
 				err = fmt.Errorf("route %s: %w: %w", r.spec.Name, broker.ErrOverloaded, err)
@@ -277,7 +290,7 @@ func (f *Forwarder) Tap(m broker.Message) error {
 			}
 		}
 	}
-	return firstErr
+	return holds, firstErr
 }
 
 // Apply adds or replaces routes and removes others, durably, then switches

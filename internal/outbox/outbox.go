@@ -351,10 +351,58 @@ func (o *Outbox) Append(m Message) (Message, error) {
 }
 
 // AppendBatch appends ms as one group (all or none: under Refuse, ErrFull
-// refuses the whole batch) and returns them with ids, Created and Expires set.
+// refuses the whole batch) and returns them with ids, Created and Expires set,
+// once they are durable.
 func (o *Outbox) AppendBatch(ms []Message) ([]Message, error) {
+	out, c, err := o.AppendBatchAsync(ms)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Commit is the group commit an append joined.
+type Commit struct{ b *batch }
+
+// Done is closed once the group is on disk, or has failed.
+func (c Commit) Done() <-chan struct{} {
+	if c.b == nil {
+		return closedChan
+	}
+	return c.b.done
+}
+
+// Wait blocks until the group is on disk and returns the commit's error.
+func (c Commit) Wait() error {
+	if c.b == nil {
+		return nil
+	}
+	<-c.b.done
+	return c.b.err
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// AppendAsync is Append without the wait: it returns as soon as m has joined
+// a group commit, with the Commit to wait on. Refusals (ErrFull, ErrInvalid,
+// ErrTooLarge, a stopped outbox) are returned at once. A caller that
+// acknowledges m to its sender must do so only after Commit.Wait returns
+// nil: this lets a connection keep reading while earlier messages sync.
+func (o *Outbox) AppendAsync(m Message) (Message, Commit, error) {
+	out, c, err := o.AppendBatchAsync([]Message{m})
+	if err != nil {
+		return Message{}, c, err
+	}
+	return out[0], c, nil
+}
+
+// AppendBatchAsync is AppendBatch without the wait (see AppendAsync).
+func (o *Outbox) AppendBatchAsync(ms []Message) ([]Message, Commit, error) {
 	if len(ms) == 0 {
-		return nil, nil
+		return nil, Commit{}, nil
 	}
 	now := time.Now()
 	out := make([]Message, len(ms))
@@ -368,11 +416,11 @@ func (o *Outbox) AppendBatch(ms []Message) ([]Message, error) {
 			m.Expires = m.Created.Add(o.cfg.TTL)
 		}
 		if err := validate(&m); err != nil {
-			return nil, err
+			return nil, Commit{}, err
 		}
 		sizes[i] = int64(recordSize(&m, m.ID != ""))
 		if sizes[i] > o.maxRec {
-			return nil, fmt.Errorf("%w: %d bytes encoded, at most %d", ErrTooLarge, sizes[i], o.maxRec)
+			return nil, Commit{}, fmt.Errorf("%w: %d bytes encoded, at most %d", ErrTooLarge, sizes[i], o.maxRec)
 		}
 		out[i] = m
 	}
@@ -390,7 +438,7 @@ func (o *Outbox) AppendBatch(ms []Message) ([]Message, error) {
 			}
 			o.mu.Unlock()
 			o.unlink(gone)
-			return nil, err
+			return nil, Commit{}, err
 		}
 		need := o.spaceNeeded(sizes)
 		if o.diskBytes+need <= o.cfg.MaxBytes {
@@ -409,7 +457,7 @@ func (o *Outbox) AppendBatch(ms []Message) ([]Message, error) {
 		o.refused += uint64(len(ms))
 		o.mu.Unlock()
 		o.unlink(gone)
-		return nil, ErrFull
+		return nil, Commit{}, ErrFull
 	}
 	b := o.cur
 	first := len(b.refs) == 0
@@ -462,11 +510,7 @@ func (o *Outbox) AppendBatch(ms []Message) ([]Message, error) {
 		default:
 		}
 	}
-	<-b.done
-	if b.err != nil {
-		return nil, b.err
-	}
-	return out, nil
+	return out, Commit{b}, nil
 }
 
 func unixNano(t time.Time) int64 {

@@ -345,7 +345,8 @@ func (e *Engine) nextID() string {
 // It returns a wait function when the sender should be answered only once
 // the events are done (QoS 1/2), or nil when nothing matched or nobody
 // waits. A full queue under the reject policy is an error wrapping
-// ErrOverloaded.
+// ErrOverloaded, returned at once even when other functions took the event
+// (then with their wait function too).
 func (e *Engine) Dispatch(in Inbound, wait bool) (func(ctx context.Context) error, error) {
 	rs := *e.routes.Load()
 	var chans []<-chan Outcome
@@ -386,8 +387,8 @@ func (e *Engine) Dispatch(in Inbound, wait bool) (func(ctx context.Context) erro
 				return ErrStopped
 			}
 		}
-		return firstErr
-	}, nil
+		return nil
+	}, firstErr
 }
 
 // Invoke runs one event through a function's queue and waits for the

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bufio"
 	"bytes"
 	"net"
 	"sync"
@@ -9,12 +10,15 @@ import (
 
 // coalescingConn gathers the small writes a pipelined batch makes (one per
 // PUBLISH) and sends them in one syscall once writing pauses for a moment
-// or the buffer is large. Forwarding is bound by syscalls on a small hub;
+// or the buffer is large. Reads are buffered too: paho reads each packet as
+// a header byte, a length and a body, which would be three syscalls per
+// PUBACK. Forwarding is bound by syscalls on a small hub;
 // this turns ~one write per message into ~one per batch. A write error
 // surfaces on the next Write or Close, and the connection's reader sees
 // the broken connection as well.
 type coalescingConn struct {
 	net.Conn
+	r     *bufio.Reader // only paho's single reader goroutine reads
 	mu    sync.Mutex
 	buf   bytes.Buffer
 	timer *time.Timer
@@ -27,11 +31,13 @@ const (
 )
 
 func newCoalescingConn(c net.Conn) *coalescingConn {
-	cc := &coalescingConn{Conn: c}
+	cc := &coalescingConn{Conn: c, r: bufio.NewReaderSize(c, 16<<10)}
 	cc.timer = time.AfterFunc(time.Hour, cc.flushTimer)
 	cc.timer.Stop()
 	return cc
 }
+
+func (c *coalescingConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (c *coalescingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()

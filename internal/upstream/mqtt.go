@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -105,7 +107,15 @@ func (s *mqttSender) dialConn(ctx context.Context) (*errConn, error) {
 		}
 		c = tc
 	}
-	return &errConn{Conn: c}, nil
+	ec := &errConn{Conn: c}
+	if tc, ok := c.(*net.TCPConn); ok {
+		ec.raw, _ = tc.SyscallConn()
+	} else if tc, ok := c.(*tls.Conn); ok {
+		if t, ok := tc.NetConn().(*net.TCPConn); ok {
+			ec.raw, _ = t.SyscallConn()
+		}
+	}
+	return ec, nil
 }
 
 // stableAfter: a connection that lasted this long resets the back-off.
@@ -305,6 +315,7 @@ func checkUserProps(attrs map[string]string) error {
 // reason it was lost.
 type errConn struct {
 	net.Conn
+	raw syscall.RawConn // the TCP socket, for quickAck
 	mu  sync.Mutex
 	err error
 }
@@ -313,8 +324,21 @@ func (c *errConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if err != nil {
 		c.record(err)
+	} else if c.raw != nil {
+		quickAck(c.raw)
 	}
 	return n, err
+}
+
+// quickAck acknowledges what was read at once instead of after the
+// kernel's delayed-ACK timer (40 ms on Linux; it re-arms, so it is set after
+// every read). Brokers write acknowledgements with Nagle's algorithm on
+// (mosquitto's default): once a batch is sent and the forwarder only
+// waits, a delayed ACK held their next PUBACKs back 40 ms per batch.
+func quickAck(raw syscall.RawConn) {
+	raw.Control(func(fd uintptr) {
+		unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_QUICKACK, 1)
+	})
 }
 
 func (c *errConn) Write(b []byte) (int, error) {

@@ -281,13 +281,26 @@ func TestMQTTReconnect(t *testing.T) {
 			for round := 0; round < 2; round++ {
 				m.stop()
 				waitFor(t, 10*time.Second, "disconnect", func() bool { return !s.State().Connected })
+				up := s.NextConnect()
+				select {
+				case <-up:
+					t.Fatal("NextConnect closed while the broker is down")
+				default:
+				}
 				start := time.Now()
 				n, err := s.Send(ctx, msgs("c", 5, "t"))
 				if n != 0 || !errors.Is(err, ErrRetryable) || time.Since(start) > time.Second {
 					t.Fatalf("Send while down = %d, %v after %v; want retryable, fast", n, err, time.Since(start))
 				}
 				m.start()
-				connected(t, s)
+				select {
+				case <-up: // what the forwarder waits on besides its back-off
+				case <-ctx.Done():
+					t.Fatal("NextConnect not closed by the reconnection")
+				}
+				if !s.State().Connected {
+					t.Fatal("NextConnect closed before the connection is up")
+				}
 				if n, err := s.Send(ctx, msgs("d", 5, "t")); n != 5 || err != nil {
 					t.Fatalf("Send after restart = %d, %v", n, err)
 				}

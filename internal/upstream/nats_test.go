@@ -217,12 +217,18 @@ func TestNATSReconnect(t *testing.T) {
 	for round := 0; round < 2; round++ {
 		n.stop()
 		waitFor(t, 10*time.Second, "disconnect", func() bool { return !s.State().Connected })
+		up := s.NextConnect()
 		start := time.Now()
 		k, err := s.Send(ctx, msgs("b", 5, "t"))
 		if k != 0 || !errors.Is(err, ErrRetryable) || time.Since(start) > time.Second {
 			t.Fatalf("Send while down = %d, %v after %v", k, err, time.Since(start))
 		}
 		n.start()
+		select {
+		case <-up:
+		case <-ctx.Done():
+			t.Fatal("NextConnect not closed by the reconnection")
+		}
 		connected(t, s)
 		waitFor(t, 20*time.Second, "send after restart", func() bool {
 			k, err = s.Send(ctx, msgs(fmt.Sprintf("c%d", round), 5, "t"))

@@ -44,6 +44,9 @@ func (l *lifecycle) firstAttempt() <-chan struct{} { return l.first }
 // State is the connection state and the counters.
 func (l *lifecycle) State() State { return l.tr.State() }
 
+// NextConnect is closed when the next connection comes up.
+func (l *lifecycle) NextConnect() <-chan struct{} { return l.tr.nextConnect() }
+
 // Close stops the background connection; Send then fails (Retryable).
 func (l *lifecycle) Close() error {
 	l.mu.Lock()
@@ -66,11 +69,18 @@ type tracker struct {
 	st     State
 	log    func(msg string, args ...any)
 	debug  func(msg string, args ...any)
-	failed string // the last connection failure logged at warning level
+	failed string        // the last connection failure logged at warning level
+	up     chan struct{} // closed, and replaced, at each connection
 }
 
 func newTracker(url string, o Options) *tracker {
-	return &tracker{st: State{URL: url, Since: time.Now()}, log: o.Logger.Warn, debug: o.Logger.Debug}
+	return &tracker{st: State{URL: url, Since: time.Now()}, log: o.Logger.Warn, debug: o.Logger.Debug, up: make(chan struct{})}
+}
+
+func (t *tracker) nextConnect() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.up
 }
 
 func (t *tracker) State() State {
@@ -92,6 +102,8 @@ func (t *tracker) connected() {
 	t.failed = ""
 	t.st.Connects++
 	t.st.Connected, t.st.Since = true, time.Now()
+	close(t.up)
+	t.up = make(chan struct{})
 }
 
 func (t *tracker) disconnected(e *Error) {

@@ -69,6 +69,10 @@ type Sender interface {
 	Send(ctx context.Context, msgs []Message) (acked int, err error)
 	// State is the connection state and the counters.
 	State() State
+	// NextConnect is closed when the next connection comes up: a sender
+	// whose Send failed for want of a connection waits on it (taken before
+	// that Send) as well as on its back-off.
+	NextConnect() <-chan struct{}
 	// Close stops the background connection; Send then fails (Retryable).
 	Close() error
 }
