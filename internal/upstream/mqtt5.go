@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/eclipse/paho.golang/paho/session/state"
+	"github.com/eclipse/paho.golang/paho/store/memory"
 )
 
 // MsgIDProperty is the MQTT 5 user property carrying Message.ID.
@@ -72,6 +74,22 @@ func (t *trackedSession) disconnect() *packets.Disconnect {
 	return t.disc
 }
 
+// noStore is the session's store for the PUBLISHes in flight. paho keeps a
+// copy of each to send again when a session resumes; Flick starts every
+// connection clean, on a new session, and sends again from its outbox, so
+// the copy is never read: skipping it saves an encode and an allocation per
+// message.
+type noStore struct{}
+
+func (noStore) Put(uint16, byte, io.WriterTo) error { return nil }
+func (noStore) Get(id uint16) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("packet %d: not kept (Flick resends from its outbox)", id)
+}
+func (noStore) Delete(uint16) error     { return nil }
+func (noStore) Quarantine(uint16) error { return nil }
+func (noStore) List() ([]uint16, error) { return nil, nil }
+func (noStore) Reset() error            { return nil }
+
 func keepAliveSeconds(d time.Duration) uint16 {
 	return uint16(min(max(d/time.Second, 1), 65535))
 }
@@ -81,7 +99,7 @@ func (s *mqttSender) dial5(ctx context.Context) (mqttLink, *Error) {
 	if err != nil {
 		return nil, classifyNetErr(err)
 	}
-	sess := &trackedSession{SessionManager: state.NewInMemory()}
+	sess := &trackedSession{SessionManager: state.New(noStore{}, memory.New())}
 	l := &link5{sess: sess, conn: ec, qos: s.r.QoS}
 	l.cli = paho.NewClient(paho.ClientConfig{
 		ClientID:      s.clientID,
