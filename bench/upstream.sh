@@ -8,8 +8,9 @@
 #          second, local mosquitto bridged to the upstream (QoS 1 out); it
 #          keeps messages in memory only, nothing is fsynced
 # Both: 200-byte messages, a subscriber on mosquitto times each arrival.
+# Then the same to a local nats-server: raw publishers vs a Flick route.
 # Also the outbox's own append throughput with fsync (Go benchmark).
-# Environment: MESSAGES (20000), CLIENTS (8), INFLIGHT (1: each publisher
+# Environment: MESSAGES (20000), NATS_MESSAGES (100000), CLIENTS (8), INFLIGHT (1: each publisher
 # waits for its PUBACK before the next; more keeps that many in flight per
 # connection, for both paths).
 set -euo pipefail
@@ -19,6 +20,7 @@ FLICK=${FLICK:-$ROOT/bin/flick}
 MESSAGES=${MESSAGES:-20000}
 CLIENTS=${CLIENTS:-8}
 INFLIGHT=${INFLIGHT:-1}
+NATS_MESSAGES=${NATS_MESSAGES:-100000} # NATS moves 10x faster: more messages for a steady figure
 . "$ROOT/bench/lib.sh"
 command -v mosquitto >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; }
 lib_init upstream
@@ -65,6 +67,32 @@ t_up=$(date +%s%N)
 mosquitto -c "$TMP/m2.conf" >>"$TMP/m2.log" 2>&1 &
 PIDS+=("$!:mosquitto2")
 drain=$("$TMP/upstreamload" -mode count -sub "127.0.0.1:$port2" -sub-filter 'b/#' -client-id drain-sub -persistent -messages "$MESSAGES" -label drain)
+# NATS: the same devices, a route to a plain subject on a local nats-server,
+# against raw publishers on that server (nats bench style: plain publishes,
+# a flush every INFLIGHT messages).
+command -v nats-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null; }
+nport=$((port + 3))
+while ! port_free "$nport"; do nport=$((nport + 1)); done
+nats-server -a 127.0.0.1 -p "$nport" >"$TMP/nats.log" 2>&1 &
+PIDS+=("$!:nats-server")
+for ((i = 0; i < 100; i++)); do port_free "$nport" || break; sleep 0.05; done
+NURL=nats://127.0.0.1:$nport
+"$FLICK" route add natsup --from 'nbench/#' --to "$NURL/fleet.{hub}.{topic}" --batch 500 >/dev/null
+nraw=$("$TMP/upstreamload" -pub "$NURL" -sub "$NURL" -pub-topic nraw.x -sub-filter 'nraw.>' -messages "$NATS_MESSAGES" -clients "$CLIENTS" -inflight "$INFLIGHT" -label nats-raw)
+nfl=$("$TMP/upstreamload" -pub "$MQTT_ADDR" -sub "$NURL" -pub-topic nbench/x -sub-filter 'fleet.bench.nbench.>' -messages "$NATS_MESSAGES" -clients "$CLIENTS" -inflight "$INFLIGHT" -label nats-flick)
+# Draining to NATS: the route first points at a port nothing listens on, so
+# its outbox fills; the subscriber is ready; the route is then replaced
+# (same name, same outbox) by one to the live server.
+dead=$((nport + 1))
+while ! port_free "$dead"; do dead=$((dead + 1)); done
+"$FLICK" route add nbacklog --from 'nbacklog/#' --to "nats://127.0.0.1:$dead/nb.{topic}" --batch 500 >/dev/null
+"$TMP/upstreamload" -mode publish -pub "$MQTT_ADDR" -pub-topic nbacklog/x -messages "$NATS_MESSAGES" -clients "$CLIENTS"
+"$TMP/upstreamload" -mode count -sub "$NURL" -sub-filter 'nb.>' -messages "$NATS_MESSAGES" -label nats-drain >"$TMP/ndrain.json" &
+ndp=$!
+sleep 0.3 # subscribed
+"$FLICK" route add nbacklog --from 'nbacklog/#' --to "$NURL/nb.{topic}" --batch 500 >/dev/null
+wait "$ndp"
+ndrain=$(cat "$TMP/ndrain.json")
 bench=$(go test -run '^$' -bench 'BenchmarkAppend200B' -benchtime 2s ./internal/outbox 2>/dev/null | grep -E '^Benchmark' | head -3)
 
 printf '\nforwarding %s QoS 1 messages of 200 B to a local mosquitto (%s publishers)\n' "$MESSAGES" "$CLIENTS"
@@ -77,5 +105,12 @@ printf '%-28s %12.0f   (first to last delivery; %s/s counting the reconnect back
 awk -v a="$(field "$fl" perSecond)" -v d="$(field "$drain" perSecond)" -v b="$(field "$raw" perSecond)" -v m="$(field "$br" perSecond)" 'BEGIN {
 	printf "flick / raw throughput: %.2f end to end (durable ingest included), %.2f draining (target: within 1.5x, i.e. >= 0.67)\n", a / b, d / b
 	printf "flick / mosquitto bridge, end to end: %.2f (the bridge fsyncs nothing)\n", a / m }'
+printf '\nforwarding %s messages of 200 B to a local nats-server (plain subject)\n' "$NATS_MESSAGES"
+printf '%-28s %12s %10s %10s\n' path msgs/s p50_us p99_us
+printf '%-28s %12.0f %10.0f %10.0f\n' "raw publish -> nats-server" "$(field "$nraw" perSecond)" "$(field "$nraw" p50_us)" "$(field "$nraw" p99_us)"
+printf '%-28s %12.0f %10.0f %10.0f\n' "device -> flick route -> up" "$(field "$nfl" perSecond)" "$(field "$nfl" p50_us)" "$(field "$nfl" p99_us)"
+printf '%-28s %12.0f\n' "route draining a backlog" "$(field "$ndrain" perSecond)"
+awk -v a="$(field "$nfl" perSecond)" -v d="$(field "$ndrain" perSecond)" -v b="$(field "$nraw" perSecond)" 'BEGIN {
+	printf "flick / raw throughput: %.2f end to end (the devices speak MQTT QoS 1, acknowledged after the fsync; the raw peer waits for nothing), %.2f draining\n", a / b, d / b }'
 printf '\noutbox append, 200 B messages, fsync on (group commit), this disk:\n%s\n' "$bench"
 "$FLICK" route ls

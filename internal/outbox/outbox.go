@@ -48,9 +48,10 @@ const (
 
 // Defaults.
 const (
-	DefaultMaxBytes    = 64 << 20
-	DefaultSegmentSize = 4 << 20
-	DefaultSyncEvery   = 2 * time.Millisecond
+	DefaultMaxBytes     = 64 << 20
+	DefaultSegmentSize  = 4 << 20
+	DefaultSyncEvery    = 2 * time.Millisecond
+	DefaultAckSyncDelay = 20 * time.Millisecond
 )
 
 // Errors.
@@ -74,6 +75,13 @@ type Config struct {
 	// most this long, then fsyncs. Append returns only after its record is
 	// fsynced. Default 2ms; negative means no lingering at all.
 	SyncEvery time.Duration
+	// AckSyncDelay is how long an acknowledgement may stay unsynced: Ack
+	// writes its record at once and the ack log is fsynced this long after
+	// the first unsynced one (Close syncs too). A power cut inside that
+	// window only sends those messages again, with their ids (at least
+	// once); not waiting for the disk lets the forwarder send the next
+	// batch at once. Default 20ms; negative syncs in Ack itself.
+	AckSyncDelay time.Duration
 }
 
 // Message is one outbox entry.
@@ -238,9 +246,12 @@ type Outbox struct {
 	syncs        atomic.Uint64
 	ackSyncs     atomic.Uint64
 
-	ackMu   sync.Mutex
-	ackF    *os.File
-	ackSize int64
+	ackMu    sync.Mutex
+	ackF     *os.File
+	ackSize  int64
+	ackDirty bool        // written since the last fsync
+	ackTimer *time.Timer // the deferred fsync, armed while dirty
+	ackErr   error       // a deferred fsync failed: the next Ack reports it
 
 	kick chan struct{}
 	stop chan struct{}
@@ -277,6 +288,9 @@ func (c *Config) fill() error {
 	}
 	if c.SyncEvery == 0 {
 		c.SyncEvery = DefaultSyncEvery
+	}
+	if c.AckSyncDelay == 0 {
+		c.AckSyncDelay = DefaultAckSyncDelay
 	}
 	return nil
 }
@@ -835,11 +849,25 @@ func (o *Outbox) Next(max int) []Message {
 
 	out := make([]Message, 0, len(reads))
 	var bad []ref
-	for _, rd := range reads {
-		buf := make([]byte, rd.size)
-		if _, err := rd.f.ReadAt(buf, rd.off); err != nil {
-			continue // segment dropped meanwhile (file closed)
+	// Records sent in a row mostly lie in a row on disk: read each run of
+	// them with one pread instead of one per message.
+	var span []byte
+	var spanF *os.File
+	var spanOff int64
+	for i, rd := range reads {
+		if spanF != rd.f || rd.off < spanOff || rd.off+int64(rd.size) > spanOff+int64(len(span)) {
+			end := i + 1
+			for end < len(reads) && end-i < 4096 && reads[end].f == rd.f && reads[end].off == reads[end-1].off+int64(reads[end-1].size) {
+				end++
+			}
+			n := reads[end-1].off + int64(reads[end-1].size) - rd.off
+			span, spanF, spanOff = make([]byte, n), rd.f, rd.off
+			if _, err := rd.f.ReadAt(span, rd.off); err != nil {
+				spanF = nil
+				continue // segment dropped meanwhile (file closed)
+			}
 		}
+		buf := span[rd.off-spanOff : rd.off-spanOff+int64(rd.size)]
 		body, _, reason := unframe(buf, 0)
 		var rec record
 		var err error
@@ -913,8 +941,9 @@ func (o *Outbox) collect(max int, now int64) (refs []ref, gone []*segment) {
 	return refs, o.collectDone()
 }
 
-// Ack marks messages as delivered. It returns once the acks are durable; their
-// space is reclaimed when whole segments are done. Unknown ids (already acked,
+// Ack marks messages as delivered. Their records are written at once and
+// fsynced within Config.AckSyncDelay (see there); their space is reclaimed
+// when whole segments are done. Unknown ids (already acked,
 // expired, dropped) are ignored. An id acks every message that carries it.
 func (o *Outbox) Ack(ids ...string) error {
 	if len(ids) == 0 {
@@ -946,14 +975,25 @@ func (o *Outbox) Ack(ids ...string) error {
 		return ErrClosed
 	}
 	rec := appendAckRecord(nil, seqs)
+	if err := o.ackErr; err != nil {
+		return err
+	}
 	if _, err := o.ackF.WriteAt(rec, o.ackSize); err != nil {
 		return fmt.Errorf("outbox: ack: %w", err)
 	}
-	if err := fdatasync(o.ackF); err != nil {
-		return fmt.Errorf("outbox: ack: %w", err)
-	}
-	o.ackSyncs.Add(1)
 	o.ackSize += int64(len(rec))
+	if o.cfg.AckSyncDelay < 0 {
+		if err := o.syncAcksLocked(); err != nil {
+			return err
+		}
+	} else if !o.ackDirty {
+		o.ackDirty = true
+		if o.ackTimer == nil {
+			o.ackTimer = time.AfterFunc(o.cfg.AckSyncDelay, o.syncAcks)
+		} else {
+			o.ackTimer.Reset(o.cfg.AckSyncDelay)
+		}
+	}
 
 	o.mu.Lock()
 	for _, r := range refs {
@@ -971,6 +1011,28 @@ func (o *Outbox) Ack(ids ...string) error {
 			return fmt.Errorf("outbox: compact ack log: %w", err)
 		}
 	}
+	return nil
+}
+
+// syncAcks is the deferred fsync of the ack log.
+func (o *Outbox) syncAcks() {
+	o.ackMu.Lock()
+	defer o.ackMu.Unlock()
+	if o.ackF != nil && o.ackDirty {
+		o.syncAcksLocked()
+	}
+}
+
+// syncAcksLocked fsyncs the ack log; called with ackMu held.
+func (o *Outbox) syncAcksLocked() error {
+	o.ackDirty = false
+	if err := fdatasync(o.ackF); err != nil {
+		// What was written may be lost: those messages will be sent again
+		// after a restart, which at-least-once allows; say so once.
+		o.ackErr = fmt.Errorf("outbox: ack log sync failed, acknowledgements may not survive a restart: %w", err)
+		return o.ackErr
+	}
+	o.ackSyncs.Add(1)
 	return nil
 }
 
@@ -1133,9 +1195,19 @@ func (o *Outbox) Close() error {
 	<-o.exit
 	o.ackMu.Lock()
 	defer o.ackMu.Unlock()
+	if o.ackTimer != nil {
+		o.ackTimer.Stop()
+	}
+	var ackErr error
+	if o.ackF != nil && o.ackDirty {
+		ackErr = o.syncAcksLocked()
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	err := o.failed
+	if err == nil {
+		err = ackErr
+	}
 	o.closeFiles()
 	return err
 }

@@ -211,3 +211,18 @@ func TestSendWhileDown(t *testing.T) {
 		}
 	}
 }
+
+func TestFillTemplate(t *testing.T) {
+	for _, c := range []struct{ tmpl, hub, topic, want string }{
+		{"fleet/{hub}/{topic}", "h7", "a/b", "fleet/h7/a/b"},
+		{"{topic}", "h", "x", "x"},
+		{"{hub}", "h", "x", "h"},
+		{"a/{top}/{hub", "h", "x", "a/{top}/{hub"},
+		{"{hub}/{topic}/{hub}", "{topic}", "{hub}", "{topic}/{hub}/{topic}"}, // what is put in is not searched again
+		{"", "h", "x", ""},
+	} {
+		if got := fillTemplate(c.tmpl, c.hub, c.topic); got != c.want {
+			t.Errorf("fillTemplate(%q, %q, %q) = %q, want %q", c.tmpl, c.hub, c.topic, got, c.want)
+		}
+	}
+}

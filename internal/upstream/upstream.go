@@ -437,7 +437,7 @@ func (r resolved) target(localTopic, hub string) (string, error) {
 	case r.tmpl == "":
 		t = localTopic
 	case strings.Contains(r.tmpl, "{topic}"):
-		t = strings.NewReplacer("{hub}", hub, "{topic}", localTopic).Replace(r.tmpl)
+		t = fillTemplate(r.tmpl, hub, localTopic)
 	default:
 		t = strings.TrimRight(strings.ReplaceAll(r.tmpl, "{hub}", hub), "/") + "/" + localTopic
 	}
@@ -446,6 +446,34 @@ func (r resolved) target(localTopic, hub string) (string, error) {
 		return t, checkSubject(t)
 	}
 	return t, checkTopic(t)
+}
+
+// fillTemplate puts hub and topic in place of {hub} and {topic}, in one
+// pass (what it puts in is not searched again) and one allocation: it runs
+// for every message forwarded.
+func fillTemplate(tmpl, hub, topic string) string {
+	var b strings.Builder
+	b.Grow(len(tmpl) + len(hub) + len(topic))
+	for {
+		i := strings.IndexByte(tmpl, '{')
+		if i < 0 {
+			b.WriteString(tmpl)
+			return b.String()
+		}
+		b.WriteString(tmpl[:i])
+		tmpl = tmpl[i:]
+		switch {
+		case strings.HasPrefix(tmpl, "{hub}"):
+			b.WriteString(hub)
+			tmpl = tmpl[len("{hub}"):]
+		case strings.HasPrefix(tmpl, "{topic}"):
+			b.WriteString(topic)
+			tmpl = tmpl[len("{topic}"):]
+		default:
+			b.WriteByte('{')
+			tmpl = tmpl[1:]
+		}
+	}
 }
 
 func checkTopic(t string) error {
