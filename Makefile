@@ -82,7 +82,7 @@ bench-delta: build ## update bytes for five scenarios: layer pull vs balena-styl
 bench-reflex: build functions ## event-to-result latency and throughput, Wasm vs a native handler
 	./bench/reflex.sh
 
-bench-upstream: build ## forwarding to a local mosquitto through a route vs the raw client; outbox append rate
+bench-upstream: build ## forwarding to local mosquitto and nats-server: route vs raw client vs mosquitto bridge; draining; outbox append rate (INFLIGHT=16 for 16 in flight per device)
 	./bench/upstream.sh
 
 bench-start: build ## start-to-exit latency of /bin/true: flick (CLI, API, docker CLI) vs crun vs dockerd; daemon and monitor RSS
