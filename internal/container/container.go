@@ -108,6 +108,9 @@ type Manager struct {
 
 	cacheMu sync.Mutex
 	cache   map[string]*cached // by ID; see load
+
+	followMu sync.Mutex
+	follows  map[string]int // container ID -> log followers reading (attach, logs -f)
 }
 
 // New opens the container store.
@@ -120,7 +123,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}}, nil
+	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]int{}}, nil
 }
 
 func (m *Manager) bundle(id string) string { return filepath.Join(m.cfg.Root, id) }
@@ -832,7 +835,11 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 				return cur.State.ExitCode, nil
 			}
 			if cur.HostConfig != nil && cur.HostConfig.AutoRemove {
-				// Remove now rather than at the watcher's next tick.
+				// Remove now rather than at the watcher's next tick, once
+				// the attached clients have read the log to its end (a
+				// container that fails at once, say for a missing user,
+				// would otherwise lose its error message with its bundle).
+				m.awaitFollowers(ctx, cur.ID, 2*time.Second)
 				if err := m.Remove(ctx, cur.ID, false, false); err == nil || errdefs.Is(err, errdefs.NotFound) {
 					return cur.State.ExitCode, nil
 				}
@@ -859,7 +866,34 @@ func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(run
 		cur, err := m.Get(c.ID)
 		return err != nil || (cur.Status() == "exited" && !shimAlive(cur.State.ShimPid))
 	}
+	if follow {
+		m.followMu.Lock()
+		m.follows[c.ID]++
+		m.followMu.Unlock()
+		defer func() {
+			m.followMu.Lock()
+			if m.follows[c.ID]--; m.follows[c.ID] <= 0 {
+				delete(m.follows, c.ID)
+			}
+			m.followMu.Unlock()
+		}()
+	}
 	return runtime.ReadLogs(ctx, c.Bundle, follow, done, fn)
+}
+
+// awaitFollowers waits, at most max, until no log follower of the
+// container is reading any more.
+func (m *Manager) awaitFollowers(ctx context.Context, id string, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		m.followMu.Lock()
+		n := m.follows[id]
+		m.followMu.Unlock()
+		if n == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 var signals = map[string]syscall.Signal{
