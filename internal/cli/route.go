@@ -27,10 +27,18 @@ and deleted only when the upstream acknowledges it: nothing is lost to an
 outage, a daemon restart or a power cut. Every message carries a stable id
 (MQTT 5 user property flick-msg-id, NATS Nats-Msg-Id) so upstream can drop
 the duplicates at-least-once delivery implies. Messages the upstream refuses
-(not authorized, too large) go to flick/dead-letter/ROUTE on the hub.`,
+(not authorized, too large) go to flick/dead-letter/ROUTE on the hub.
+
+A route can also run the other way: with --from an upstream URL (mqtt:// or
+mqtts://, then the topic filter) and --to a local topic template, the hub
+subscribes upstream with a persistent session (the broker keeps what is sent
+while the hub is away, for 24h) and delivers each message on its own broker
+and to the functions bound to that topic; it is acknowledged upstream once
+they are done. This is how fleet commands reach functions.`,
 		Example: `  flick route add cloud --from 'home/+/chime' --to 'mqtts://broker.example:8883/fleet/{hub}/{topic}' \
       --ca-file ca.pem --cert-file hub.pem --key-file hub.key
   flick route add telemetry --from 'sensors/#' --to 'nats://nats.lan:4222/fleet.{hub}' --ttl 24h --max-size 256MiB
+  flick route add commands --from 'mqtt://broker.example:1883/fleet/{hub}/cmd/#' --to 'cmd/{topic}'
   flick route ls`,
 	}
 	cmd.AddCommand(a.routeAddCmd(), a.routeListCmd(), a.routeRemoveCmd(), a.routeInspectCmd())
@@ -48,7 +56,13 @@ func (a *app) routeAddCmd() *cobra.Command {
 or nats+tls://. In the template {hub} is this hub's id (flick daemon --hub-id) and
 {topic} the local topic; a template without {topic} is a prefix; no path keeps
 the local topic ('/' becomes '.' for NATS). Adding a route to an upstream that
-is down is fine: messages wait in the outbox.`,
+is down is fine: messages wait in the outbox.
+
+Inbound (subscribe upstream, MQTT 5): --from mqtt://host:port/FILTER or
+mqtts://, where FILTER may use + and # and {hub}; --to is the local topic:
+{topic} there is the upstream topic after the filter's fixed levels, a
+template without {topic} is a prefix, and no --to keeps the upstream topic.
+--username, --password and the TLS flags apply to the subscription.`,
 		Args: exactArgs(1, "a route name"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			sp.Name = args[0]
@@ -76,8 +90,8 @@ is down is fine: messages wait in the outbox.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&sp.From, "from", nil, "local topic filter (repeatable)")
-	f.StringVar(&sp.To, "to", "", "destination URL")
+	f.StringArrayVar(&sp.From, "from", nil, "local topic filter (repeatable); or an upstream URL with a filter to subscribe to")
+	f.StringVar(&sp.To, "to", "", "destination URL; or, subscribing upstream, the local topic template")
 	f.Uint8Var(&sp.QoS, "qos", 1, "MQTT QoS upstream: 1 or 2")
 	f.DurationVar(&sp.TTL, "ttl", 0, "drop messages not sent within this long (0: keep until sent)")
 	f.Uint8Var(&sp.Priority, "priority", 0, "0-9: higher-priority messages are sent first")

@@ -26,6 +26,7 @@ import (
 	"github.com/flick-edge/flick/internal/reflex"
 	"github.com/flick-edge/flick/internal/registry"
 	"github.com/flick-edge/flick/internal/route"
+	"github.com/flick-edge/flick/internal/upstream"
 	"github.com/flick-edge/flick/internal/wasm"
 )
 
@@ -112,7 +113,7 @@ func startReflex(cfg config.Daemon, reg *registry.Client, log *slog.Logger, pull
 		hub, _ = os.Hostname()
 	}
 	r.fwd = forward.New(forward.Config{Dir: filepath.Join(cfg.DataRoot, "outbox"), Hub: hub, Store: r.routes,
-		Local: r.broker.Publish, Metrics: r.metrics, Logger: log.With("component", "upstream")})
+		Local: r.broker.Publish, Deliver: r.deliverInbound, Metrics: r.metrics, Logger: log.With("component", "upstream")})
 	if err := r.fwd.Start(); err != nil {
 		return r, err
 	}
@@ -240,4 +241,27 @@ func (r *reflexSide) close(ctx context.Context) {
 	if r.wasm != nil {
 		r.wasm.Close()
 	}
+}
+
+// deliverInbound hands a message an inbound route received from upstream
+// (a fleet command) to the hub: it is published on the local broker, for
+// devices and local subscribers, and dispatched to the functions bound to
+// the topic, as a device's message would be (Flick's own publishes do not
+// trigger functions). It returns once the functions are done, so the
+// upstream acknowledgement means the command was handled.
+func (r *reflexSide) deliverInbound(ctx context.Context, routeName, topic string, d upstream.Delivery) error {
+	props := map[string]string{"flick-route": routeName, "flick-upstream-topic": d.Topic}
+	for k, v := range d.Attrs {
+		props[k] = v
+	}
+	if err := r.broker.Publish(broker.Message{Topic: topic, Payload: d.Payload, QoS: 1, ContentType: d.ContentType, UserProperties: props}); err != nil {
+		return fmt.Errorf("publish on the hub: %w", err)
+	}
+	wait, err := r.engine.Dispatch(reflex.Inbound{Source: "upstream", Topic: topic, Payload: d.Payload, ContentType: d.ContentType, Received: time.Now()}, true)
+	if wait != nil {
+		if werr := wait(ctx); werr != nil {
+			return werr
+		}
+	}
+	return err
 }

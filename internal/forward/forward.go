@@ -33,10 +33,14 @@ const DeadLetterPrefix = "flick/dead-letter/"
 
 // Config wires the forwarder.
 type Config struct {
-	Dir     string // data-root/outbox: one directory per route
-	Hub     string // this hub's id ({hub} in destinations)
-	Store   *route.Store
-	Local   func(broker.Message) error // publish on the local broker (dead letters)
+	Dir   string // data-root/outbox: one directory per route
+	Hub   string // this hub's id ({hub} in destinations)
+	Store *route.Store
+	Local func(broker.Message) error // publish on the local broker (dead letters)
+	// Deliver hands a message an inbound route received from upstream to
+	// the hub (its local broker and the functions bound to the topic); the
+	// message is acknowledged upstream once it returns nil.
+	Deliver func(ctx context.Context, route, topic string, d upstream.Delivery) error
 	Metrics *metrics.Set
 	Logger  *slog.Logger
 	// MinBackoff and MaxBackoff bound reconnect and resend back-off.
@@ -56,6 +60,7 @@ type fwd struct {
 	spec   route.Spec
 	ob     *outbox.Outbox
 	snd    upstream.Sender
+	rcv    upstream.Receiver // an inbound route's subscription (ob and snd are nil)
 	dest   upstream.Destination
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -123,7 +128,52 @@ func (f *Forwarder) destination(sp route.Spec) (upstream.Destination, error) {
 	return d, nil
 }
 
+// openInbound subscribes upstream for an inbound route.
+func (f *Forwarder) openInbound(sp route.Spec) (*fwd, error) {
+	src := upstream.Source{URL: sp.From[0], Username: sp.Username, Password: sp.Password, CAFile: sp.CAFile,
+		CertFile: sp.CertFile, KeyFile: sp.KeyFile, ClientID: "flick-" + f.cfg.Hub + "-" + sp.Name}
+	_, filter, err := upstream.ParseSource(sp.From[0])
+	if err != nil {
+		return nil, errdefs.NewInvalidArgument(fmt.Errorf("route %s: %w", sp.Name, err))
+	}
+	filter = strings.ReplaceAll(filter, "{hub}", f.cfg.Hub)
+	r := &fwd{spec: sp, done: make(chan struct{})}
+	close(r.done)
+	log := f.log.With("route", sp.Name)
+	deliver := func(ctx context.Context, d upstream.Delivery) error {
+		topic := upstream.LocalTopic(filter, sp.To, f.cfg.Hub, d.Topic)
+		err := errors.New("no local delivery configured")
+		if f.cfg.Deliver != nil {
+			err = f.cfg.Deliver(ctx, sp.Name, topic, d)
+		}
+		if err != nil {
+			r.failed.Add(1)
+			msg := err.Error()
+			r.lastErr.Store(&msg)
+			log.Warn("a message from upstream could not be delivered on the hub: dead-lettered locally", "topic", d.Topic, "local", topic, "err", err)
+			if f.cfg.Local != nil {
+				f.cfg.Local(broker.Message{Topic: DeadLetterPrefix + sp.Name, Payload: d.Payload, QoS: 1,
+					UserProperties: map[string]string{"flick-topic": d.Topic, "flick-error": err.Error()}})
+			}
+			return err
+		}
+		r.sent.Add(1)
+		return nil
+	}
+	rcv, err := upstream.Receive(src, f.cfg.Hub, upstream.Options{MinBackoff: f.cfg.MinBackoff, MaxBackoff: f.cfg.MaxBackoff, Logger: log}, deliver)
+	if err != nil {
+		return nil, errdefs.NewInvalidArgument(fmt.Errorf("route %s: %w", sp.Name, err))
+	}
+	r.rcv = rcv
+	r.cancel = func() {}
+	f.metrics(r)
+	return r, nil
+}
+
 func (f *Forwarder) open(sp route.Spec) (*fwd, error) {
+	if sp.Inbound() {
+		return f.openInbound(sp)
+	}
 	d, err := f.destination(sp)
 	if err != nil {
 		return nil, err
@@ -159,16 +209,19 @@ func (f *Forwarder) metrics(r *fwd) {
 	l := fmt.Sprintf(`{route=%q}`, r.spec.Name)
 	g := func(name string, fn func() float64) { s.GetOrCreateGauge("flick_route_"+name+l, fn) }
 	g("connected", func() float64 {
-		if r.snd.State().Connected {
+		if r.state().Connected {
 			return 1
 		}
 		return 0
 	})
+	g("sent_total", func() float64 { return float64(r.sent.Load()) })
+	g("failed_total", func() float64 { return float64(r.failed.Load()) })
+	if r.rcv != nil {
+		return
+	}
 	g("outbox_messages", func() float64 { return float64(r.ob.Stats().Messages) })
 	g("outbox_bytes", func() float64 { return float64(r.ob.Stats().Bytes) })
 	g("oldest_age_seconds", func() float64 { return r.ob.Stats().OldestAge.Seconds() })
-	g("sent_total", func() float64 { return float64(r.sent.Load()) })
-	g("failed_total", func() float64 { return float64(r.failed.Load()) })
 	g("expired_total", func() float64 { return float64(r.ob.Stats().Expired) })
 	g("dropped_total", func() float64 { return float64(r.ob.Stats().Dropped) })
 	g("refused_total", func() float64 { return float64(r.ob.Stats().Refused) })
@@ -177,8 +230,19 @@ func (f *Forwarder) metrics(r *fwd) {
 func (r *fwd) stop() {
 	r.cancel()
 	<-r.done
+	if r.rcv != nil {
+		r.rcv.Close()
+		return
+	}
 	r.snd.Close()
 	r.ob.Close()
+}
+
+func (r *fwd) state() upstream.State {
+	if r.rcv != nil {
+		return r.rcv.State()
+	}
+	return r.snd.State()
 }
 
 // loop sends the outbox in order, forever.
@@ -301,8 +365,10 @@ func (f *Forwarder) Apply(put []route.Spec, remove []string) ([]route.Spec, erro
 		if err := put[i].Normalize(); err != nil {
 			return nil, errdefs.NewInvalidArgument(err)
 		}
-		if _, err := f.destination(put[i]); err != nil {
-			return nil, err
+		if !put[i].Inbound() {
+			if _, err := f.destination(put[i]); err != nil {
+				return nil, err
+			}
 		}
 		if put[i].Created.IsZero() {
 			put[i].Created = time.Now().UTC()
@@ -357,9 +423,11 @@ func (f *Forwarder) List() []Status {
 	defer f.mu.Unlock()
 	var out []Status
 	for _, r := range f.routes {
-		st := r.ob.Stats()
-		s := Status{Spec: r.spec, Connected: r.snd.State().Connected, Queued: st.Messages, QueuedBytes: st.Bytes,
-			OldestAge: st.OldestAge, Sent: r.sent.Load(), Failed: r.failed.Load(), Expired: st.Expired, Dropped: st.Dropped, Refused: st.Refused}
+		s := Status{Spec: r.spec, Connected: r.state().Connected, Sent: r.sent.Load(), Failed: r.failed.Load()}
+		if r.ob != nil {
+			st := r.ob.Stats()
+			s.Queued, s.QueuedBytes, s.OldestAge, s.Expired, s.Dropped, s.Refused = st.Messages, st.Bytes, st.OldestAge, st.Expired, st.Dropped, st.Refused
+		}
 		s.Password = ""
 		if e := r.lastErr.Load(); e != nil {
 			s.LastError = *e

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/function"
+	"github.com/flick-edge/flick/internal/upstream"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -27,8 +29,8 @@ const (
 // Spec is one route.
 type Spec struct {
 	Name     string        `json:"name" yaml:"name"`
-	From     []string      `json:"from" yaml:"from"` // local MQTT topic filters
-	To       string        `json:"to" yaml:"to"`     // mqtt://, mqtts://, nats://, tls:// URL
+	From     []string      `json:"from" yaml:"from"` // local MQTT topic filters; or one upstream URL with a filter (an inbound route)
+	To       string        `json:"to" yaml:"to"`     // mqtt://, mqtts://, nats://, tls:// URL; or the local topic template (inbound)
 	QoS      byte          `json:"qos" yaml:"qos"`
 	TTL      time.Duration `json:"ttl,omitempty" yaml:"-"`
 	Priority uint8         `json:"priority" yaml:"priority"`
@@ -55,6 +57,9 @@ func (s *Spec) Normalize() error {
 	}
 	if len(s.From) == 0 {
 		return fmt.Errorf("route %s: give at least one --from topic filter", s.Name)
+	}
+	if s.Inbound() {
+		return s.normalizeInbound()
 	}
 	for _, f := range s.From {
 		if err := function.ValidateFilter(f); err != nil {
@@ -97,8 +102,33 @@ func (s *Spec) Normalize() error {
 	return nil
 }
 
+// Inbound reports whether the route subscribes upstream (--from is an
+// upstream URL with a topic filter) and publishes on the hub (--to is the
+// local topic template), instead of forwarding local topics upstream.
+func (s *Spec) Inbound() bool { return len(s.From) > 0 && strings.Contains(s.From[0], "://") }
+
+func (s *Spec) normalizeInbound() error {
+	if len(s.From) != 1 {
+		return fmt.Errorf("route %s: an upstream subscription takes one --from URL", s.Name)
+	}
+	if _, _, err := upstream.ParseSource(s.From[0]); err != nil {
+		return fmt.Errorf("route %s: --from: %w", s.Name, err)
+	}
+	if strings.Contains(s.To, "://") {
+		return fmt.Errorf("route %s: --to %q: an upstream subscription publishes on the hub: give a local topic (template with {topic}, {hub}) or nothing to keep the upstream topic", s.Name, s.To)
+	}
+	if strings.ContainsAny(strings.NewReplacer("{topic}", "", "{hub}", "").Replace(s.To), "+#") {
+		return fmt.Errorf("route %s: --to %q: a local topic has no wildcards", s.Name, s.To)
+	}
+	s.QoS = 1
+	return nil
+}
+
 // Matches reports whether a local topic goes this route.
 func (s *Spec) Matches(topic string) bool {
+	if s.Inbound() {
+		return false
+	}
 	for _, f := range s.From {
 		if _, ok := function.Match(f, topic); ok {
 			return true

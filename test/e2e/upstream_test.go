@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -459,5 +460,82 @@ func TestOutboxTornTail(t *testing.T) {
 	}
 	if want := "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n"; string(out) != want {
 		t.Fatalf("the cloud got %q, want the 10 messages in order", out)
+	}
+}
+
+// TestFleetCommandsReachFunctions: an inbound route subscribes to the
+// hub's command topics on a real mosquitto; a command runs the function
+// bound to the local topic it maps to, and an outbound route carries the
+// result back to the cloud. Commands sent while the hub is down wait in its
+// session on the broker and run when it is back.
+func TestFleetCommandsReachFunctions(t *testing.T) {
+	requireRoot(t)
+	up := startMosquitto(t)
+	d := startDaemon(t, withArgs("--hub-id=hub7"))
+	d.mustFlick(t, "fn", "deploy", "chime", "--wasm", module(t, "chime"), "--on", "mqtt:home/+/button", "--reply", "home/{1}/chime")
+	d.mustFlick(t, "route", "add", "results", "--from", "home/+/chime", "--to", "mqtt://"+up.addr()+"/fleet/{hub}/{topic}")
+	if out := d.mustFlick(t, "route", "add", "commands", "--from", "mqtt://"+up.addr()+"/fleet/{hub}/cmd/#", "--to", "home/{topic}").Stdout; !strings.Contains(out, "route commands") {
+		t.Fatal(out)
+	}
+	if r := d.flick(t, "route", "add", "bad", "--from", "mqtt://"+up.addr()+"/fleet/#", "--to", "mqtt://elsewhere:1883"); r.Code != 2 || !strings.Contains(r.Stderr, "local topic") {
+		t.Fatalf("an inbound route to a URL was accepted: %s", r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cloud, err := mqtttest.Connect(ctx, up.addr(), mqtttest.Options{Buffer: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cloud.Close()
+	if err := cloud.Subscribe(ctx, 1, "fleet/hub7/home/#"); err != nil {
+		t.Fatal(err)
+	}
+	command := func(room string) {
+		if _, err := cloud.Publish(ctx, &paho.Publish{Topic: "fleet/hub7/cmd/" + room + "/button", QoS: 1, Payload: []byte(`{"press":"long"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	result := func(room string) {
+		t.Helper()
+		for {
+			m, err := cloud.Next(ctx)
+			if err != nil {
+				t.Fatalf("no result for %s: %v", room, err)
+			}
+			if m.Topic == "fleet/hub7/home/"+room+"/chime" && strings.Contains(string(m.Payload), `"room":"`+room+`"`) {
+				return
+			}
+		}
+	}
+	// The hub subscribes in the background: command until it answers.
+	waitFor(t, "inbound route connected", 30*time.Second, func() bool {
+		return strings.Contains(d.mustFlick(t, "route", "ls").Stdout, "connected")
+	})
+	answered := make(chan struct{})
+	go func() {
+		for {
+			command("hall")
+			select {
+			case <-answered:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
+	result("hall")
+	close(answered)
+	// Away: the command waits in the hub's session on the broker.
+	d.Stop()
+	command("kitchen")
+	d.start()
+	result("kitchen")
+	var list []map[string]any
+	if err := json.Unmarshal([]byte(d.mustFlick(t, "route", "ls", "--json").Stdout), &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range list {
+		if r["name"] == "commands" && (r["sent"].(float64) < 1 || r["connected"] != true) {
+			t.Fatalf("inbound route status %v", r)
+		}
 	}
 }
