@@ -249,7 +249,8 @@ func (r *reflexSide) close(ctx context.Context) {
 // the topic, as a device's message would be (Flick's own publishes do not
 // trigger functions). It returns once the functions are done, so the
 // upstream acknowledgement means the command was handled.
-func (r *reflexSide) deliverInbound(ctx context.Context, routeName, topic string, d upstream.Delivery) error {
+func (r *reflexSide) deliverInbound(ctx context.Context, routeName string, d upstream.Delivery) error {
+	topic := d.Local
 	props := map[string]string{"flick-route": routeName, "flick-upstream-topic": d.Topic}
 	for k, v := range d.Attrs {
 		props[k] = v

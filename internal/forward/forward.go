@@ -38,9 +38,9 @@ type Config struct {
 	Store *route.Store
 	Local func(broker.Message) error // publish on the local broker (dead letters)
 	// Deliver hands a message an inbound route received from upstream to
-	// the hub (its local broker and the functions bound to the topic); the
+	// the hub (its local broker and the functions bound to d.Local); the
 	// message is acknowledged upstream once it returns nil.
-	Deliver func(ctx context.Context, route, topic string, d upstream.Delivery) error
+	Deliver func(ctx context.Context, route string, d upstream.Delivery) error
 	Metrics *metrics.Set
 	Logger  *slog.Logger
 	// MinBackoff and MaxBackoff bound reconnect and resend back-off.
@@ -60,7 +60,7 @@ type fwd struct {
 	spec   route.Spec
 	ob     *outbox.Outbox
 	snd    upstream.Sender
-	rcv    upstream.Receiver // an inbound route's subscription (ob and snd are nil)
+	rcv    upstream.Receiver // an inbound route's subscription (nothing else is set but spec and the counters)
 	dest   upstream.Destination
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -131,30 +131,20 @@ func (f *Forwarder) destination(sp route.Spec) (upstream.Destination, error) {
 // openInbound subscribes upstream for an inbound route.
 func (f *Forwarder) openInbound(sp route.Spec) (*fwd, error) {
 	src := upstream.Source{URL: sp.From[0], Username: sp.Username, Password: sp.Password, CAFile: sp.CAFile,
-		CertFile: sp.CertFile, KeyFile: sp.KeyFile, ClientID: "flick-" + f.cfg.Hub + "-" + sp.Name}
-	_, filter, err := upstream.ParseSource(sp.From[0])
-	if err != nil {
-		return nil, errdefs.NewInvalidArgument(fmt.Errorf("route %s: %w", sp.Name, err))
-	}
-	filter = strings.ReplaceAll(filter, "{hub}", f.cfg.Hub)
-	r := &fwd{spec: sp, done: make(chan struct{})}
-	close(r.done)
+		CertFile: sp.CertFile, KeyFile: sp.KeyFile, ClientID: "flick-" + f.cfg.Hub + "-" + sp.Name, Local: sp.To}
+	r := &fwd{spec: sp}
 	log := f.log.With("route", sp.Name)
 	deliver := func(ctx context.Context, d upstream.Delivery) error {
-		topic := upstream.LocalTopic(filter, sp.To, f.cfg.Hub, d.Topic)
 		err := errors.New("no local delivery configured")
 		if f.cfg.Deliver != nil {
-			err = f.cfg.Deliver(ctx, sp.Name, topic, d)
+			err = f.cfg.Deliver(ctx, sp.Name, d)
 		}
 		if err != nil {
 			r.failed.Add(1)
 			msg := err.Error()
 			r.lastErr.Store(&msg)
-			log.Warn("a message from upstream could not be delivered on the hub: dead-lettered locally", "topic", d.Topic, "local", topic, "err", err)
-			if f.cfg.Local != nil {
-				f.cfg.Local(broker.Message{Topic: DeadLetterPrefix + sp.Name, Payload: d.Payload, QoS: 1,
-					UserProperties: map[string]string{"flick-topic": d.Topic, "flick-error": err.Error()}})
-			}
+			log.Warn("a message from upstream could not be delivered on the hub: dead-lettered locally", "topic", d.Topic, "local", d.Local, "err", err)
+			f.deadLetter(sp.Name, d.Payload, map[string]string{"flick-topic": d.Topic, "flick-error": err.Error()})
 			return err
 		}
 		r.sent.Add(1)
@@ -165,9 +155,16 @@ func (f *Forwarder) openInbound(sp route.Spec) (*fwd, error) {
 		return nil, errdefs.NewInvalidArgument(fmt.Errorf("route %s: %w", sp.Name, err))
 	}
 	r.rcv = rcv
-	r.cancel = func() {}
 	f.metrics(r)
 	return r, nil
+}
+
+// deadLetter publishes what a route could not deliver on the hub, at
+// flick/dead-letter/ROUTE.
+func (f *Forwarder) deadLetter(route string, payload []byte, props map[string]string) {
+	if f.cfg.Local != nil {
+		f.cfg.Local(broker.Message{Topic: DeadLetterPrefix + route, Payload: payload, QoS: 1, UserProperties: props})
+	}
 }
 
 func (f *Forwarder) open(sp route.Spec) (*fwd, error) {
@@ -228,12 +225,12 @@ func (f *Forwarder) metrics(r *fwd) {
 }
 
 func (r *fwd) stop() {
-	r.cancel()
-	<-r.done
 	if r.rcv != nil {
 		r.rcv.Close()
 		return
 	}
+	r.cancel()
+	<-r.done
 	r.snd.Close()
 	r.ob.Close()
 }
@@ -292,10 +289,7 @@ func (f *Forwarder) loop(ctx context.Context, r *fwd) {
 			bad := batch[acked]
 			r.failed.Add(1)
 			f.log.Warn("upstream refused a message: dead-lettered locally", "route", r.spec.Name, "id", bad.ID, "topic", bad.Topic, "err", err)
-			if f.cfg.Local != nil {
-				f.cfg.Local(broker.Message{Topic: DeadLetterPrefix + r.spec.Name, Payload: bad.Payload, QoS: 1,
-					UserProperties: map[string]string{"flick-msg-id": bad.ID, "flick-topic": bad.Topic, "flick-error": err.Error()}})
-			}
+			f.deadLetter(r.spec.Name, bad.Payload, map[string]string{"flick-msg-id": bad.ID, "flick-topic": bad.Topic, "flick-error": err.Error()})
 			r.ob.Ack(bad.ID)
 			continue
 		}

@@ -94,18 +94,9 @@ func newMQTTSender(r resolved, hub string, o Options) (*mqttSender, error) {
 
 // dialConn opens the TCP (and TLS) connection.
 func (s *mqttSender) dialConn(ctx context.Context) (*errConn, error) {
-	d := net.Dialer{KeepAlive: 15 * time.Second}
-	c, err := d.DialContext(ctx, "tcp", s.r.addr())
+	c, err := dial(ctx, s.r.addr(), s.tls)
 	if err != nil {
 		return nil, err
-	}
-	if s.tls != nil {
-		tc := tls.Client(c, s.tls.Clone())
-		if err := tc.HandshakeContext(ctx); err != nil {
-			c.Close()
-			return nil, err
-		}
-		c = tc
 	}
 	ec := &errConn{Conn: c}
 	if tc, ok := c.(*net.TCPConn); ok {
@@ -116,6 +107,22 @@ func (s *mqttSender) dialConn(ctx context.Context) (*errConn, error) {
 		}
 	}
 	return ec, nil
+}
+
+// dial opens a TCP connection to addr, with TLS (handshake done) when cfg
+// is not nil.
+func dial(ctx context.Context, addr string, cfg *tls.Config) (net.Conn, error) {
+	d := net.Dialer{KeepAlive: 15 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil || cfg == nil {
+		return c, err
+	}
+	tc := tls.Client(c, cfg.Clone())
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // stableAfter: a connection that lasted this long resets the back-off.

@@ -28,11 +28,15 @@ type Source struct {
 	// stable, since the broker keeps the subscription and what arrives
 	// while the hub is away under it.
 	ClientID string
+	// Local is the template of the hub topic a message goes to (see
+	// LocalTopic); empty keeps the upstream topic.
+	Local string
 }
 
 // Delivery is one message received from upstream.
 type Delivery struct {
 	Topic       string // the upstream topic
+	Local       string // the hub topic it maps to (Source.Local)
 	Payload     []byte
 	ContentType string
 	Attrs       map[string]string // MQTT 5 user properties
@@ -110,7 +114,7 @@ func Receive(src Source, hub string, opts Options, deliver func(context.Context,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rc := &receiver{tr: newTracker(redact(src.URL), opts), cancel: cancel, done: make(chan struct{}),
-		queue: make(chan inbound, 256), filter: filter}
+		queue: make(chan inbound, 256), filter: filter, local: src.Local, hub: hub}
 	u := &url.URL{Scheme: "mqtt", Host: r.addr()}
 	cfg := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
@@ -120,17 +124,7 @@ func Receive(src Source, hub string, opts Options, deliver func(context.Context,
 		ConnectTimeout:                opts.ConnectTimeout,
 		ReconnectBackoff:              func(n int) time.Duration { return backoff(max(n, 1), opts.MinBackoff, opts.MaxBackoff) },
 		AttemptConnection: func(ctx context.Context, _ autopaho.ClientConfig, u *url.URL) (net.Conn, error) {
-			d := net.Dialer{KeepAlive: 15 * time.Second}
-			c, err := d.DialContext(ctx, "tcp", u.Host)
-			if err != nil || tcfg == nil {
-				return c, err
-			}
-			tc := tls.Client(c, tcfg.Clone())
-			if err := tc.HandshakeContext(ctx); err != nil {
-				c.Close()
-				return nil, err
-			}
-			return tc, nil
+			return dial(ctx, u.Host, tcfg)
 		},
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, ca *paho.Connack) {
 			rc.tr.connected()
@@ -200,7 +194,9 @@ type receiver struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	queue  chan inbound
-	filter string
+	filter string // with {hub} filled in
+	local  string // Source.Local
+	hub    string
 	closed atomic.Bool
 }
 
@@ -222,7 +218,7 @@ func (rc *receiver) run(ctx context.Context, deliver func(context.Context, Deliv
 		case in = <-rc.queue:
 		}
 		p := in.p
-		d := Delivery{Topic: p.Topic, Payload: p.Payload}
+		d := Delivery{Topic: p.Topic, Local: localTopic(rc.filter, rc.local, rc.hub, p.Topic), Payload: p.Payload}
 		if p.Properties != nil {
 			d.ContentType = p.Properties.ContentType
 			if len(p.Properties.User) > 0 {
@@ -280,12 +276,12 @@ func checkFilter(f string) error {
 	return nil
 }
 
-// LocalTopic maps an upstream topic received through filter to the local
+// localTopic maps an upstream topic received through filter to the local
 // topic: with an empty template the topic is kept; {topic} in the template
 // is the part of the topic after the filter's fixed leading levels (all of
 // it when the filter starts with a wildcard); a template without {topic} is
 // a prefix for that part.
-func LocalTopic(filter, tmpl, hub, topic string) string {
+func localTopic(filter, tmpl, hub, topic string) string {
 	rest := topic
 	fixed := 0
 	for _, l := range strings.Split(filter, "/") {

@@ -35,8 +35,8 @@ func TestParseSourceAndLocalTopic(t *testing.T) {
 		{"fleet/h7/cmd", "cmd/{topic}", "fleet/h7/cmd", "cmd"},
 		{"fleet/h7/cmd", "cmd", "fleet/h7/cmd", "cmd"},
 	} {
-		if got := LocalTopic(c.filter, c.tmpl, "h7", c.topic); got != c.want {
-			t.Errorf("LocalTopic(%q, %q, %q) = %q, want %q", c.filter, c.tmpl, c.topic, got, c.want)
+		if got := localTopic(c.filter, c.tmpl, "h7", c.topic); got != c.want {
+			t.Errorf("localTopic(%q, %q, %q) = %q, want %q", c.filter, c.tmpl, c.topic, got, c.want)
 		}
 	}
 }
@@ -82,7 +82,7 @@ func TestMQTTReceive(t *testing.T) {
 		got <- d
 		return nil
 	}
-	src := Source{URL: "mqtt://" + addr + "/fleet/{hub}/cmd/#", ClientID: "flick-h7-cmds"}
+	src := Source{URL: "mqtt://" + addr + "/fleet/{hub}/cmd/#", ClientID: "flick-h7-cmds", Local: "cmd/{topic}"}
 	open := func() Receiver {
 		r, err := Receive(src, "h7", fastOpts(), deliver)
 		if err != nil {
@@ -104,7 +104,7 @@ func TestMQTTReceive(t *testing.T) {
 				return
 			}
 			seen[string(d.Payload)] = true
-			if string(d.Payload) != want || d.Attrs["k"] != want || !strings.HasPrefix(d.Topic, "fleet/h7/cmd/") {
+			if string(d.Payload) != want || d.Attrs["k"] != want || !strings.HasPrefix(d.Topic, "fleet/h7/cmd/") || d.Local != "cmd/"+strings.TrimPrefix(d.Topic, "fleet/h7/cmd/") {
 				t.Fatalf("got %q on %s (%v), want %q", d.Payload, d.Topic, d.Attrs, want)
 			}
 		case <-ctx.Done():
