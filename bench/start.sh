@@ -186,11 +186,13 @@ fi
 cid=$("$FLICK" run -d "$IMAGE" sleep 60)
 shim_pid=
 for ((i = 0; i < 50; i++)); do
-	shim_pid=$(ps -eo pid=,args= | awk -v root="$TMP/flick/root/" '$3 == "__shim" && index($4, root) == 1 { print $1; exit }')
-	[ -n "$shim_pid" ] && break
+	# The monitor records its pid in the bundle (a warm one was started
+	# before the container existed, so its command line does not name it).
+	shim_pid=$(sed -n 's/.*"shimPid":\([0-9]*\).*/\1/p' "$TMP/flick/root/containers/$cid/state.json" 2>/dev/null || true)
+	[ -n "$shim_pid" ] && [ "$shim_pid" != 0 ] && break
 	sleep 0.1
 done
-[ -n "$shim_pid" ] || { ps -eo pid,ppid,rss,args | grep __shim >&2 || true; die "no 'flick __shim' monitor found for $cid"; }
+[ -n "$shim_pid" ] && [ "$shim_pid" != 0 ] || { ps -eo pid,ppid,rss,args | grep __shim >&2 || true; die "no monitor pid in $cid's state.json"; }
 sleep 0.5
 MON_RSS=$(rss_kb "$shim_pid" VmRSS)
 log "monitor $shim_pid ($(tr '\0' ' ' <"/proc/$shim_pid/cmdline")): VmRSS $MON_RSS KiB"

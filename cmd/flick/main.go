@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"os"
+	"strconv"
 
 	"github.com/flick-edge/flick/internal/cli"
 	"github.com/flick-edge/flick/internal/runtime"
@@ -22,6 +23,10 @@ func main() {
 	if len(os.Args) >= 3 {
 		switch os.Args[1] {
 		case "__shim":
+			if os.Args[2] == runtime.WarmArg && len(os.Args) == 4 {
+				nice, _ := strconv.Atoi(os.Args[3])
+				runtime.WarmShimMain(nice)
+			}
 			runtime.ShimMain(os.Args[2])
 		case "__init":
 			runtime.InitMain(os.Args[2])

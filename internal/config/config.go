@@ -45,6 +45,7 @@ type Daemon struct {
 	SocketGroup            string       `yaml:"group"`
 	Bridge                 string       `yaml:"bridge"`        // bridge for containers' default network; "none" disables it
 	BridgeSubnet           string       `yaml:"bridge-subnet"` // its subnet; the gateway is .1
+	WarmMonitors           int          `yaml:"warm-monitors"` // container monitors kept started, with their init, ahead of need
 	Reflex                 `yaml:",inline"`
 }
 
@@ -63,6 +64,7 @@ func Defaults() Daemon {
 		SocketGroup:            "flick",
 		Bridge:                 "flick0",
 		BridgeSubnet:           "172.30.0.0/16",
+		WarmMonitors:           1,
 		Reflex:                 ReflexDefaults(),
 	}
 }
@@ -119,6 +121,9 @@ func (d Daemon) Validate() (Daemon, error) {
 	}
 	if _, err := durable.NewSyncer(d.SyncMode); err != nil {
 		return d, errdefs.NewInvalidArgument(err)
+	}
+	if d.WarmMonitors < 0 || d.WarmMonitors > 8 {
+		return d, errdefs.NewInvalidArgument(fmt.Errorf("warm-monitors must be 0..8, got %d", d.WarmMonitors))
 	}
 	if d.Bridge != "none" {
 		if _, err := netip.ParsePrefix(d.BridgeSubnet); err != nil {

@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -91,6 +90,9 @@ type Config struct {
 	// Network returns the bridge network, creating it on first use (nil:
 	// no bridge; containers then default to a loopback-only namespace).
 	Network func() (*network.Manager, error)
+	// WarmMonitors is how many container monitors to keep started ahead
+	// of need (from the first container start on).
+	WarmMonitors int
 }
 
 // Manager owns every container.
@@ -111,6 +113,8 @@ type Manager struct {
 
 	followMu sync.Mutex
 	follows  map[string]int // container ID -> log followers reading (attach, logs -f)
+
+	mons *monitors
 }
 
 // New opens the container store.
@@ -123,8 +127,12 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]int{}}, nil
+	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]int{},
+		mons: newMonitors(cfg.WarmMonitors, cfg.Logger)}, nil
 }
+
+// Close lets the warm monitors go; containers keep running.
+func (m *Manager) Close() { m.mons.close() }
 
 func (m *Manager) bundle(id string) string { return filepath.Join(m.cfg.Root, id) }
 
@@ -641,28 +649,41 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 		return err
 	}
 	m.expectStart(c.ID)
-	if err := launchShim(c.Bundle); err != nil {
+	mo, err := m.mons.launch(c.ID, c.Bundle)
+	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		st, err := runtime.ReadState(c.Bundle)
-		if err == nil && st.Status != "" {
-			if st.Error != "" {
-				return startError(st)
-			}
-			return nil
+	timeout := time.NewTimer(30 * time.Second)
+	defer timeout.Stop()
+	select {
+	case <-mo.started:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timeout.C:
+	}
+	// The next start's monitor warms up while this container runs.
+	m.mons.refill()
+	// state.json has the outcome; a monitor that ended without writing it
+	// (it could not read its spec) is reported with its log.
+	st, err := runtime.ReadState(c.Bundle)
+	switch {
+	case err == nil && st.Status != "":
+		if st.Error != "" {
+			return startError(st)
 		}
-		if _, err := os.Stat(c.Bundle); errors.Is(err, os.ErrNotExist) {
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		if _, serr := os.Stat(c.Bundle); errors.Is(serr, os.ErrNotExist) {
 			return nil // it ran, exited and a waiting client removed it (--rm)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Millisecond):
-		}
 	}
-	return errdefs.NewUnavailable(fmt.Errorf("container %s did not start within 30s", c.Name))
+	select {
+	case <-mo.gone:
+		log, _ := os.ReadFile(filepath.Join(c.Bundle, "shim.log"))
+		return fmt.Errorf("container %s: %w: %s", c.Name, errMonitorGone, strings.TrimSpace(string(log)))
+	default:
+		return errdefs.NewUnavailable(fmt.Errorf("container %s did not start within 30s", c.Name))
+	}
 }
 
 func startError(st runtime.State) error {
@@ -672,27 +693,6 @@ func startError(st runtime.State) error {
 		return errdefs.NewInvalidArgument(err)
 	}
 	return err
-}
-
-func launchShim(bundle string) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	logf, err := os.OpenFile(filepath.Join(bundle, "shim.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(self, "__shim", bundle)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start container monitor: %w", err)
-	}
-	go cmd.Wait() // reap it if it ends while we run; after a restart, init does
-	return nil
 }
 
 // signal sends sig to the container's application.
@@ -739,22 +739,25 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 
 // waitShim waits until the monitor has exited (so state.json is final).
 func (m *Manager) waitShim(ctx context.Context, c Container, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	exited := m.exitedCh(c.ID)
+	for {
 		st, _ := runtime.ReadState(c.Bundle)
-		if !shimAlive(st.ShimPid) {
+		c.State = st
+		if m.monitorDone(c) {
 			return true
-		}
-		if st.Status == "restarting" {
-			// A stop during back-off: the shim sees the stop file and ends.
 		}
 		select {
 		case <-ctx.Done():
 			return false
+		case <-deadline.C:
+			return false
+		case <-exited:
+			exited = nil
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return false
 }
 
 // Kill sends a signal (default SIGKILL); KILL and TERM also mark the
@@ -806,10 +809,11 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 	if err := m.detachNetwork(c); err != nil {
 		return err
 	}
-	if err := removeBundle(c); err != nil {
+	if err := m.removeBundle(c); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.Name, err)
 	}
 	m.forget(c.ID)
+	m.mons.forget(c.ID)
 	m.emit(c, mevents.ActionDestroy, nil)
 	return nil
 }
@@ -821,6 +825,7 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 	if err != nil {
 		return 0, err
 	}
+	exited := m.exitedCh(c.ID)
 	for {
 		cur, err := m.Get(c.ID)
 		if err != nil {
@@ -830,7 +835,10 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 			return 0, err
 		}
 		c = cur
-		if cur.Status() == "exited" && !shimAlive(cur.State.ShimPid) {
+		if cur.Status() == "exited" && m.monitorDone(cur) {
+			if again, err := m.Get(c.ID); err == nil {
+				cur = again // the final state, not the one read before the report
+			}
 			if condition != "removed" {
 				return cur.State.ExitCode, nil
 			}
@@ -851,6 +859,10 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
+		case <-exited:
+			// Reported final: look again at once. An adopted container
+			// (nil channel) polls.
+			exited = nil
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -864,7 +876,7 @@ func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(run
 	}
 	done := func() bool {
 		cur, err := m.Get(c.ID)
-		return err != nil || (cur.Status() == "exited" && !shimAlive(cur.State.ShimPid))
+		return err != nil || (cur.Status() == "exited" && m.monitorDone(cur))
 	}
 	if follow {
 		m.followMu.Lock()
@@ -878,7 +890,7 @@ func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(run
 			m.followMu.Unlock()
 		}()
 	}
-	return runtime.ReadLogs(ctx, c.Bundle, follow, done, fn)
+	return runtime.ReadLogs(ctx, c.Bundle, follow, done, m.exitedCh(c.ID), fn)
 }
 
 // awaitFollowers waits, at most max, until no log follower of the
@@ -947,7 +959,7 @@ func (m *Manager) dialControl(ctx context.Context, id string, h runtime.Control)
 			return conn, nil
 		}
 		c, gerr := m.Get(id)
-		if gerr != nil || (c.Status() == "exited" && !shimAlive(c.State.ShimPid)) {
+		if gerr != nil || (c.Status() == "exited" && m.monitorDone(c)) {
 			return nil, errdefs.NewConflict(fmt.Errorf("container %s is not running", id))
 		}
 		select {
@@ -1034,10 +1046,15 @@ func markStopped(bundle string) error {
 
 // removeBundle deletes a container's bundle, renamed away first so a power
 // cut never leaves half a container that lists but cannot start; fsynced
-// unless the container was --rm.
-func removeBundle(c Container) error {
+// unless the container was --rm, whose files are deleted after the
+// request has its answer.
+func (m *Manager) removeBundle(c Container) error {
 	if c.HostConfig != nil && c.HostConfig.AutoRemove {
-		return durable.Discard(c.Bundle)
+		return durable.DiscardInBackground(c.Bundle, func(err error) {
+			if err != nil {
+				m.log.Warn("delete removed container's files", "id", c.ID, "err", err)
+			}
+		})
 	}
 	return durable.RemoveAll(c.Bundle)
 }

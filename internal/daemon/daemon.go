@@ -97,10 +97,12 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	leased := func(d digest.Digest) bool { return puller.Leased(d) || (ctrs != nil && ctrs.UsesLayer(d)) }
 	images := image.New(meta, cs, ss, leased, log.With("component", "image"))
 	ctrs, err = container.New(container.Config{Root: filepath.Join(cfg.DataRoot, "containers"), Volumes: filepath.Join(cfg.DataRoot, "volumes"),
-		Images: images, Snapshots: ss, Logger: log.With("component", "container"), Network: bridgeNetwork(cfg, log)})
+		Images: images, Snapshots: ss, Logger: log.With("component", "container"), Network: bridgeNetwork(cfg, log),
+		WarmMonitors: cfg.WarmMonitors})
 	if err != nil {
 		return err
 	}
+	defer ctrs.Close()
 	images.SetUsedBy(ctrs.ImageUser)
 	// Start-up cleanup: staging was emptied by snapshot.Open; now drop layer
 	// directories and blobs that no record accounts for (leftovers of a cut).

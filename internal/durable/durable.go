@@ -159,20 +159,46 @@ func RemoveAll(p string) error { return removeAll(p, true) }
 // as trash for start-up cleanup). For what need not outlive a run.
 func Discard(p string) error { return removeAll(p, false) }
 
+// DiscardInBackground is Discard that returns once p is renamed away; the
+// deletion goes on in a goroutine and done (if not nil) gets its result.
+// Trash left by a process that ended first is start-up cleanup's.
+func DiscardInBackground(p string, done func(error)) error {
+	trash, err := toTrash(p, false)
+	if err != nil || trash == "" {
+		return err
+	}
+	go func() {
+		err := os.RemoveAll(trash)
+		if done != nil {
+			done(err)
+		}
+	}()
+	return nil
+}
+
 func removeAll(p string, sync bool) error {
+	trash, err := toTrash(p, sync)
+	if err != nil || trash == "" {
+		return err
+	}
+	return os.RemoveAll(trash)
+}
+
+// toTrash renames p to its trash name ("" if p does not exist).
+func toTrash(p string, sync bool) (string, error) {
 	trash := filepath.Join(filepath.Dir(p), TrashPrefix+filepath.Base(p))
 	if err := os.Rename(p, trash); err != nil {
 		if os.IsNotExist(err) {
-			return nil
+			return "", nil
 		}
-		return err
+		return "", err
 	}
 	if sync {
 		if err := FsyncDir(filepath.Dir(p)); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return os.RemoveAll(trash)
+	return trash, nil
 }
 
 // TrashPrefix marks directory entries that RemoveAll or Discard was deleting.

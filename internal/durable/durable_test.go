@@ -65,3 +65,28 @@ func TestFreeBytes(t *testing.T) {
 		t.Fatalf("FreeBytes = %d, %v", n, err)
 	}
 }
+
+func TestDiscardInBackground(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c")
+	os.MkdirAll(filepath.Join(p, "upper", "work"), 0o755)
+	os.WriteFile(filepath.Join(p, "upper", "f"), []byte("x"), 0o644)
+	done := make(chan error, 1)
+	if err := DiscardInBackground(p, func(err error) { done <- err }); err != nil {
+		t.Fatal(err)
+	}
+	// Gone from its name at once, whatever the deletion's progress.
+	if _, err := os.Stat(p); !os.IsNotExist(err) {
+		t.Fatalf("%s still there after DiscardInBackground: %v", p, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("left behind: %v", ents)
+	}
+	// A missing directory is not an error, and no deletion is reported.
+	if err := DiscardInBackground(p, func(error) { t.Error("done called for a missing directory") }); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,11 +1,14 @@
 package runtime
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 
 	"github.com/cyphar/filepath-securejoin"
@@ -20,8 +23,13 @@ const (
 )
 
 // InitMain is the container's init: it runs in the new namespaces, prepares
-// the root filesystem and execs the application. It never returns.
+// the root filesystem and execs the application. It never returns. A warm
+// init (bundle == WarmArg) learns its bundle, and the network namespace to
+// join, with the go-ahead.
 func InitMain(bundle string) {
+	// One thread does everything and execs: a network namespace joined
+	// with setns is the calling thread's alone.
+	goruntime.LockOSThread()
 	unix.CloseOnExec(initErrorFD)
 	unix.CloseOnExec(initConsoleFD) // -t only; EBADF otherwise, harmless
 	errPipe := os.NewFile(initErrorFD, "init-error")
@@ -30,14 +38,45 @@ func InitMain(bundle string) {
 		os.Exit(code)
 	}
 	sync := os.NewFile(initSyncFD, "init-sync")
-	var b [1]byte
-	if _, err := io.ReadFull(sync, b[:]); err != nil {
-		fail(1, fmt.Errorf("waiting for the monitor: %w", err))
+	warm := bundle == WarmArg
+	if warm {
+		line, err := bufio.NewReader(sync).ReadBytes('\n')
+		if err != nil {
+			os.Exit(1) // the warm monitor dropped us
+		}
+		var ws warmStart
+		if err := json.Unmarshal(line, &ws); err != nil || !filepath.IsAbs(ws.Bundle) {
+			fail(1, fmt.Errorf("bad go-ahead from the monitor: %q", line))
+		}
+		bundle = ws.Bundle
+		// This thread execs the app: it takes back the daemon's priority.
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, ws.Nice); err != nil {
+			fail(1, fmt.Errorf("priority: %w", err))
+		}
+		if err := freshMountNS(ws.MntNS); err != nil {
+			fail(1, err)
+		}
+		if ws.NetNS != "" {
+			if err := joinNetNS(ws.NetNS); err != nil {
+				fail(1, err)
+			}
+		}
+	} else {
+		var b [1]byte
+		if _, err := io.ReadFull(sync, b[:]); err != nil {
+			fail(1, fmt.Errorf("waiting for the monitor: %w", err))
+		}
 	}
 	sync.Close()
 	spec, err := ReadSpec(bundle)
 	if err != nil {
 		fail(1, err)
+	}
+	if warm && !spec.Tty && !spec.Stdin {
+		// Born with a stdin pipe for any spec; this one has none.
+		if err := devNullStdin(); err != nil {
+			fail(1, err)
+		}
 	}
 	path, env, err := prepare(bundle, spec)
 	if err != nil {
@@ -56,6 +95,51 @@ func InitMain(bundle string) {
 		}
 		fail(code, fmt.Errorf("exec %s: %w", spec.Args[0], err))
 	}
+}
+
+// freshMountNS gives this (locked) thread a private copy of the mount
+// namespace at path as it is now. The thread first stops sharing its
+// filesystem context with the process's others (setns into a mount
+// namespace refuses a shared one); they stay in the namespace init was born
+// in, a private copy too, and do no file work.
+func freshMountNS(path string) error {
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare the filesystem context: %w", err)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open mount namespace %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("join mount namespace %s: %w", path, err)
+	}
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("copy mount namespace: %w", err)
+	}
+	return nil
+}
+
+// joinNetNS moves this (locked) thread into the network namespace at path.
+func joinNetNS(path string) error {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open network namespace %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("join network namespace %s: %w", path, err)
+	}
+	return nil
+}
+
+func devNullStdin() error {
+	fd, err := unix.Open(os.DevNull, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Dup3(fd, 0, 0)
 }
 
 type execError struct {

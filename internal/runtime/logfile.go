@@ -112,8 +112,10 @@ func (w *logWriter) pump(stream string, r io.Reader) {
 
 // ReadLogs sends the container's log entries, oldest first, to fn; with
 // follow it keeps waiting for new ones until ctx ends or done reports that
-// the container has exited and everything was read.
-func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool, fn func(LogEntry) error) error {
+// the container has exited and everything was read. A follower polls the
+// file; exited (nil: none) wakes it at once when the monitor reports the
+// end.
+func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool, exited <-chan struct{}, fn func(LogEntry) error) error {
 	base := bundle + "/" + LogFile
 	var files []string
 	for i := 9; i >= 1; i-- {
@@ -192,6 +194,8 @@ func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool,
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-exited:
+			exited = nil // read to EOF once more, then done() says so
 		case <-time.After(wait):
 		}
 	}

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,31 +22,43 @@ import (
 // ShimMain supervises one container until it is stopped for good: it starts
 // init in new namespaces inside the container's cgroup, writes its output to
 // the capped log, records every start and exit in state.json, and restarts
-// it by the policy with Docker's back-off. It never returns.
+// it by the policy with Docker's back-off. It never returns. The daemon that
+// launched it may pass a socket as fd 3, on which the monitor reports (see
+// Report*); a daemon started later reads state.json instead.
 func ShimMain(bundle string) {
 	// The shim outlives the daemon; terminal signals are not for it.
 	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGPIPE)
-	os.Exit(shim(bundle))
+	os.Exit(shim(bundle, nil, openReport()))
 }
 
-func shim(bundle string) int {
+func shim(bundle string, pre *initProc, rep *reporter) int {
+	defer rep.close()
 	spec, err := ReadSpec(bundle)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flick shim:", err)
+		pre.discard()
+		rep.send(ReportStarted)
 		return 1
 	}
 	st := State{ShimPid: os.Getpid()}
 	if prev, err := ReadState(bundle); err == nil {
 		st.RestartCount = prev.RestartCount
 	}
+	fail := func(err error) int {
+		pre.discard()
+		code := record(bundle, spec, &st, -1, err)
+		rep.send(ReportStarted)
+		rep.send(ReportExited)
+		return code
+	}
 	logw, err := openLog(filepath.Join(bundle, LogFile), spec.LogMax, spec.LogFiles)
 	if err != nil {
-		return record(bundle, spec, &st, -1, fmt.Errorf("open log: %w", err))
+		return fail(fmt.Errorf("open log: %w", err))
 	}
 	defer logw.Close()
 	cg, err := cgroup.New(spec.ID, spec.Resources)
 	if err != nil {
-		return record(bundle, spec, &st, -1, err)
+		return fail(err)
 	}
 	defer func() {
 		cg.KillAll()
@@ -69,10 +82,14 @@ func shim(bundle string) int {
 	for {
 		oomBefore, _ := cg.OOMKills()
 		started := time.Now()
-		code, err := runOnce(bundle, spec, cg, logw, &st, &con)
+		code, err := runOnce(bundle, spec, cg, logw, &st, &con, pre, rep)
+		pre = nil // a restart starts a fresh init
 		if err != nil {
 			// The container could not start: as Docker, report and do not loop.
-			return record(bundle, spec, &st, code, err)
+			code := record(bundle, spec, &st, code, err)
+			rep.send(ReportStarted)
+			rep.send(ReportExited)
+			return code
 		}
 		if n, _ := cg.OOMKills(); n > oomBefore {
 			st.OOMKilled = true
@@ -80,6 +97,9 @@ func shim(bundle string) int {
 		st.Status, st.ExitCode, st.FinishedAt, st.Pid = "exited", code, time.Now().UTC(), 0
 		writeJSONAtomic(filepath.Join(bundle, StateFile), st, !spec.Ephemeral)
 		if !shouldRestart(bundle, spec.Restart, code, st.RestartCount) {
+			// Final: the daemon may remove the bundle while the cgroup
+			// goes (deferred above).
+			rep.send(ReportExited)
 			return 0
 		}
 		if time.Since(started) > 10*time.Second {
@@ -90,6 +110,7 @@ func shim(bundle string) int {
 		if !sleepUnlessStopped(bundle, backoff) {
 			st.Status = "exited"
 			writeJSONAtomic(filepath.Join(bundle, StateFile), st, !spec.Ephemeral)
+			rep.send(ReportExited)
 			return 0
 		}
 		backoff = min(backoff*2, time.Minute)
@@ -153,63 +174,34 @@ func sleepUnlessStopped(bundle string, d time.Duration) bool {
 	return !stopped(bundle)
 }
 
-// runOnce starts init and waits for it. A non-nil error means it never
-// reached the application (the exit code is then Docker's 125-127).
-func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *State, con *console) (int, error) {
-	syncR, syncW, err := os.Pipe()
-	if err != nil {
-		return 125, err
+// runOnce starts init (or takes the pre-started one) and waits for it. A
+// non-nil error means it never reached the application (the exit code is
+// then Docker's 125-127).
+func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *State, con *console, pre *initProc, rep *reporter) (int, error) {
+	p := pre
+	if p == nil {
+		var err error
+		if p, err = startInit(bundle, &spec); err != nil {
+			return 125, err
+		}
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return 125, err
-	}
-	cmd := exec.Command("/proc/self/exe", "__init", bundle)
-	sio, err := wireStdio(cmd, spec, con)
-	if err != nil {
-		return 125, err
-	}
-	defer sio.close()
-	cmd.ExtraFiles = []*os.File{syncR, errW} // fds 3 and 4
-	if sio.console != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, sio.console) // fd 5
-	}
-	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
-	if spec.Network != "host" && spec.NetNS == "" {
-		flags |= unix.CLONE_NEWNET
-	}
-	// With -t init takes its terminal as controlling terminal itself.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true}
-	cmd.Env = []string{}
-	var startErr error
-	if spec.NetNS != "" {
-		// The bridge network's namespace exists already (the daemon made
-		// it): init is born in it.
-		startErr = network.Enter(spec.NetNS, cmd.Start)
-	} else {
-		startErr = cmd.Start()
-	}
-	syncR.Close()
-	errW.Close()
-	sio.closeChildEnds()
-	if startErr != nil {
-		syncW.Close()
-		errR.Close()
-		return 125, fmt.Errorf("start container init: %w", startErr)
-	}
+	defer p.sio.close()
+	p.sio.use(spec, con)
+	cmd := p.cmd
 	if err := cg.Add(cmd.Process.Pid); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
+		p.discard()
 		return 125, fmt.Errorf("join cgroup: %w", err)
 	}
-	syncW.Write([]byte{0})
-	syncW.Close()
-	if err := sio.receiveConsole(con); err != nil && !errors.Is(err, io.EOF) {
+	if err := p.release(bundle, spec); err != nil {
+		p.discard()
+		return 125, fmt.Errorf("start container init: %w", err)
+	}
+	if err := p.sio.receiveConsole(con); err != nil && !errors.Is(err, io.EOF) {
 		fmt.Fprintln(os.Stderr, "flick shim: terminal:", err)
 	} // on EOF init failed first: its reason follows on errR
-	done := sio.pump(logw)
-	msg, _ := io.ReadAll(errR)
-	errR.Close()
+	done := p.sio.pump(logw)
+	msg, _ := io.ReadAll(p.errR)
+	p.errR.Close()
 	if len(msg) > 0 {
 		werr := cmd.Wait()
 		con.set(nil, nil)
@@ -223,6 +215,7 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 	}
 	st.Status, st.Pid, st.StartedAt, st.Error, st.FinishedAt = "running", cmd.Process.Pid, time.Now().UTC(), "", time.Time{}
 	writeJSONAtomic(filepath.Join(bundle, StateFile), *st, !spec.Ephemeral)
+	rep.send(ReportStarted)
 	werr := cmd.Wait()
 	// The app's children may keep the pipes open: kill what is left in the
 	// cgroup (the pid namespace is gone with init anyway).
@@ -230,6 +223,117 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 	con.set(nil, nil)
 	done.Wait()
 	return exitCode(cmd.ProcessState, werr), nil
+}
+
+// initProc is a started init waiting on its sync pipe for the go-ahead.
+type initProc struct {
+	cmd   *exec.Cmd
+	syncW *os.File // the go-ahead: one byte, or a warmStart line
+	errR  *os.File // why the start failed; EOF once the app is exec'd
+	sio   *stdio
+	warm  bool // started before its container was known (see warm_linux.go)
+	nice  int  // warm: the priority to take back at the go-ahead
+}
+
+// startInit starts a container's init in new namespaces, stopped before
+// it does anything. With spec nil it is a warm init: every kind of stdio is
+// prepared, the namespace set is the default one (a new network namespace
+// too), and the bundle comes with the go-ahead.
+func startInit(bundle string, spec *Spec) (*initProc, error) {
+	syncR, syncW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		syncR.Close()
+		syncW.Close()
+		return nil, err
+	}
+	p := &initProc{syncW: syncW, errR: errR, warm: spec == nil}
+	arg := bundle
+	if p.warm {
+		arg = WarmArg
+	}
+	cmd := exec.Command("/proc/self/exe", "__init", arg)
+	sio, err := wireStdio(cmd, spec)
+	if err != nil {
+		syncR.Close()
+		errW.Close()
+		p.close()
+		return nil, err
+	}
+	p.sio = sio
+	cmd.ExtraFiles = []*os.File{syncR, errW} // fds 3 and 4
+	if sio.console != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, sio.console) // fd 5
+	}
+	flags := uintptr(unix.CLONE_NEWNS | unix.CLONE_NEWPID | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC)
+	if p.warm || (spec.Network != "host" && spec.NetNS == "") {
+		flags |= unix.CLONE_NEWNET
+	}
+	// With -t init takes its terminal as controlling terminal itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setsid: true}
+	cmd.Env = []string{}
+	if !p.warm && spec.NetNS != "" {
+		// The bridge network's namespace exists already (the daemon made
+		// it): init is born in it.
+		err = network.Enter(spec.NetNS, cmd.Start)
+	} else {
+		err = cmd.Start()
+	}
+	syncR.Close()
+	errW.Close()
+	sio.closeChildEnds()
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("start container init: %w", err)
+	}
+	p.cmd = cmd
+	return p, nil
+}
+
+// release gives init its go-ahead; a warm one also learns its bundle and
+// the network namespace to join.
+func (p *initProc) release(bundle string, spec Spec) error {
+	msg := []byte{0}
+	if p.warm {
+		// Init's mount namespace is a copy of ours as it was when the
+		// pool warmed it; it takes a fresh copy of the current one (the
+		// bridge namespace's file, a USB stick mounted since).
+		ws := warmStart{Bundle: bundle, Nice: p.nice, MntNS: fmt.Sprintf("/proc/%d/ns/mnt", os.Getpid()), NetNS: spec.NetNS}
+		if spec.Network == "host" {
+			ws.NetNS = fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
+		}
+		b, err := json.Marshal(ws)
+		if err != nil {
+			return err
+		}
+		msg = append(b, '\n')
+	}
+	_, err := p.syncW.Write(msg)
+	p.syncW.Close()
+	return err
+}
+
+// discard kills an init that will not be used and reaps it.
+func (p *initProc) discard() {
+	if p == nil {
+		return
+	}
+	if p.cmd != nil && p.cmd.Process != nil {
+		p.cmd.Process.Kill()
+		p.cmd.Wait()
+	}
+	p.close()
+}
+
+func (p *initProc) close() {
+	p.syncW.Close()
+	p.errR.Close()
+	if p.sio != nil {
+		p.sio.close()
+	}
 }
 
 func exitCode(ps *os.ProcessState, err error) int {
@@ -270,9 +374,12 @@ func (s *stdio) receiveConsole(con *console) error {
 	return nil
 }
 
-func wireStdio(cmd *exec.Cmd, spec Spec, con *console) (*stdio, error) {
+// wireStdio prepares init's stdio for spec, or for any spec (nil): then
+// both the terminal socket and the pipes exist, and use keeps what the spec
+// needs once it is known.
+func wireStdio(cmd *exec.Cmd, spec *Spec) (*stdio, error) {
 	s := &stdio{}
-	if spec.Tty {
+	if spec == nil || spec.Tty {
 		// Init makes the terminal inside the container and sends the
 		// master back on this socket (its fd 5); until then its stdio is
 		// /dev/null.
@@ -284,37 +391,74 @@ func wireStdio(cmd *exec.Cmd, spec Spec, con *console) (*stdio, error) {
 		child := os.NewFile(uintptr(fds[1]), "console-send")
 		s.childEnds = []*os.File{child}
 		s.console = child
-		return s, nil
+		if spec != nil {
+			return s, nil
+		}
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
+		s.close()
+		s.closeChildEnds()
 		return nil, err
 	}
 	errR, errW, err := os.Pipe()
 	if err != nil {
+		outR.Close()
+		outW.Close()
+		s.close()
+		s.closeChildEnds()
 		return nil, err
 	}
 	cmd.Stdout, cmd.Stderr = outW, errW
-	s.childEnds = []*os.File{outW, errW}
+	s.childEnds = append(s.childEnds, outW, errW)
 	s.out, s.err = outR, errR
-	if spec.Stdin {
+	if spec == nil || spec.Stdin {
 		inR, inW, err := os.Pipe()
 		if err != nil {
+			s.close()
+			s.closeChildEnds()
 			return nil, err
 		}
 		cmd.Stdin = inR
 		s.childEnds = append(s.childEnds, inR)
 		s.stdin = inW
-		con.set(inW, nil)
 	} else {
 		devnull, err := os.Open(os.DevNull)
 		if err != nil {
+			s.close()
+			s.closeChildEnds()
 			return nil, err
 		}
 		cmd.Stdin = devnull
 		s.childEnds = append(s.childEnds, devnull)
 	}
 	return s, nil
+}
+
+// use keeps the stdio spec needs (a warm init's wiring has all of it) and
+// hands the app's stdin to the console.
+func (s *stdio) use(spec Spec, con *console) {
+	if spec.Tty {
+		// Init replaces its pipes by the terminal it makes.
+		for _, f := range []*os.File{s.out, s.err, s.stdin} {
+			if f != nil {
+				f.Close()
+			}
+		}
+		s.out, s.err, s.stdin = nil, nil, nil
+		return
+	}
+	if s.consoleR != nil {
+		s.consoleR.Close()
+		s.consoleR = nil
+	}
+	if !spec.Stdin && s.stdin != nil {
+		s.stdin.Close() // init puts /dev/null in its place
+		s.stdin = nil
+	}
+	if s.stdin != nil {
+		con.set(s.stdin, nil)
+	}
 }
 
 func (s *stdio) closeChildEnds() {

@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// warmMonitors lists the warm container monitors (`flick __shim --warm`)
+// whose parent is pid, and their inits.
+func warmMonitors(t *testing.T, parent int) (mons, inits []int) {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	var all []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		args := strings.Split(strings.TrimRight(string(cmd), "\x00"), "\x00")
+		if len(args) < 3 || args[2] != "--warm" {
+			continue
+		}
+		switch {
+		case args[1] == "__shim" && ppid(pid) == parent:
+			mons = append(mons, pid)
+		case args[1] == "__init":
+			all = append(all, pid)
+		}
+	}
+	for _, p := range all {
+		for _, m := range mons {
+			if ppid(p) == m {
+				inits = append(inits, p)
+			}
+		}
+	}
+	return mons, inits
+}
+
+func ppid(pid int) int {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "PPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+// TestWarmMonitors: after the first start the daemon keeps a monitor (and
+// its init) started ahead of need, at a low priority; the next container
+// takes it, sees what was mounted on the host since it warmed up, and is an
+// ordinary container (its own cgroup, network, priority). Warm monitors go
+// with their daemon; --warm-monitors 0 keeps none.
+func TestWarmMonitors(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	if mons, _ := warmMonitors(t, d.cmd.Process.Pid); len(mons) != 0 {
+		t.Fatalf("warm monitors before any container start: %v", mons)
+	}
+	d.mustFlick(t, "run", "--rm", img, "true")
+	var warm int
+	waitFor(t, "a warm monitor", 10*time.Second, func() bool {
+		mons, inits := warmMonitors(t, d.cmd.Process.Pid)
+		if len(mons) == 1 && len(inits) >= 1 {
+			warm = mons[0]
+			return true
+		}
+		return false
+	})
+	if n, err := syscall.Getpriority(syscall.PRIO_PROCESS, warm); err != nil || 20-n != 19 {
+		t.Fatalf("warm monitor %d: nice %d (%v), want 19", warm, 20-n, err)
+	}
+
+	// Mounted after the warm init's namespaces were made.
+	src := t.TempDir()
+	if err := syscall.Mount("tmpfs", src, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Unmount(src, syscall.MNT_DETACH) })
+	if err := os.WriteFile(filepath.Join(src, "marker"), []byte("on-the-new-mount\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.mustFlick(t, "run", "-d", "--name", "warmed", "-v", src+":/data", img, "sh", "-c",
+		"cat /data/marker; cat /proc/self/cgroup | grep -c $(hostname); awk '{print $19}' /proc/self/stat; sleep 60")
+	c := d.inspectContainer(t, "warmed")
+	var st struct {
+		ShimPid int `json:"shimPid"`
+	}
+	b, _ := os.ReadFile(filepath.Join(d.DataRoot, "containers", c.ID, "state.json"))
+	if err := json.Unmarshal(b, &st); err != nil || st.ShimPid != warm {
+		t.Fatalf("container warmed's monitor is %d (%v), want the warm one %d", st.ShimPid, err, warm)
+	}
+	var logs string
+	waitFor(t, "w's output", 10*time.Second, func() bool {
+		logs = d.mustFlick(t, "logs", "warmed").Stdout
+		if strings.Count(logs, "\n") >= 3 {
+			return true
+		}
+		t.Logf("logs so far: %q", logs)
+		return false
+	})
+	lines := strings.Split(strings.TrimSpace(logs), "\n")
+	if lines[0] != "on-the-new-mount" {
+		t.Fatalf("the volume mounted on the host after warm-up is not seen: %q", logs)
+	}
+	if lines[1] == "0" {
+		t.Fatalf("the app's /proc/self/cgroup does not name its container: %q", logs)
+	}
+	if lines[2] != "0" {
+		t.Fatalf("the app runs at nice %s, want the daemon's 0", lines[2])
+	}
+	if n, _ := syscall.Getpriority(syscall.PRIO_PROCESS, warm); 20-n != 0 {
+		t.Fatalf("the adopted monitor kept nice %d", 20-n)
+	}
+	cg, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(c.State.Pid), "cgroup"))
+	if !strings.Contains(string(cg), c.ID) {
+		t.Fatalf("the app is not in its container's cgroup:\n%s", cg)
+	}
+	// The pool refills.
+	var next int
+	waitFor(t, "the next warm monitor", 10*time.Second, func() bool {
+		mons, _ := warmMonitors(t, d.cmd.Process.Pid) // the adopted one too
+		for _, m := range mons {
+			if m != warm {
+				next = m
+				return true
+			}
+		}
+		return false
+	})
+	_, inits := warmMonitors(t, d.cmd.Process.Pid)
+
+	// The daemon stops: its warm monitor and init go, the container stays.
+	d.Stop()
+	waitFor(t, "the warm monitor to exit", 10*time.Second, func() bool { return !isShim(next) })
+	for _, p := range inits {
+		waitFor(t, "the warm init to exit", 10*time.Second, func() bool { return !alive(p) || !isWarmInit(p) })
+	}
+	if !alive(warm) || !alive(c.State.Pid) {
+		t.Fatal("the container did not outlive its daemon")
+	}
+	d.start()
+	d.mustFlick(t, "rm", "-f", "warmed")
+
+	off := startDaemon(t, func(d *Daemon) { d.extra = append(d.extra, "--warm-monitors=0") })
+	img = busyboxImage(t, off)
+	for range 2 {
+		off.mustFlick(t, "run", "--rm", img, "true")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if mons, _ := warmMonitors(t, off.cmd.Process.Pid); len(mons) != 0 {
+		t.Fatalf("--warm-monitors 0 still warmed %v", mons)
+	}
+	if out, err := exec.Command(flickBin(t), "daemon", "--warm-monitors", "9", "--config-file", "/dev/null").CombinedOutput(); err == nil || !strings.Contains(string(out), "warm-monitors must be 0..8") {
+		t.Fatalf("--warm-monitors 9 accepted: %v %s", err, out)
+	}
+}
+
+func isShim(pid int) bool {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	return strings.Contains(string(b), "__shim")
+}
+
+func isWarmInit(pid int) bool {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	return strings.Contains(string(b), "__init\x00--warm")
+}
