@@ -81,6 +81,11 @@ func (m *Manager) Recover(ctx context.Context) {
 			gone = append(gone, c.ID)
 		}
 	}
+	if swept, err := cgroup.ReclaimWarm(); err != nil {
+		m.log.Warn("sweep warm monitors' cgroups", "err", err)
+	} else if len(swept) > 0 {
+		m.log.Info("removed cgroups of warm monitors that are gone", "cgroups", swept)
+	}
 	if swept, err := cgroup.Reclaim(gone); err != nil {
 		m.log.Warn("sweep container cgroups", "err", err)
 	} else if len(swept) > 0 {

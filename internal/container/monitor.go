@@ -205,6 +205,10 @@ func (ms *monitors) refill() {
 				return
 			}
 			ms.ready = append(ms.ready, mo)
+			go func() {
+				<-mo.gone
+				ms.log.Debug("container monitor ended", "pid", mo.cmd.Process.Pid, "status", mo.cmd.ProcessState.String())
+			}()
 		}()
 	}
 }

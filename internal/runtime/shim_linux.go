@@ -56,20 +56,15 @@ func shim(bundle string, pre *initProc, rep *reporter) int {
 		return fail(fmt.Errorf("open log: %w", err))
 	}
 	defer logw.Close()
-	cg, err := cgroup.New(spec.ID, spec.Resources)
+	cg, err := containerCgroup(spec, pre)
+	if cg != nil {
+		defer func() {
+			cg.KillAll()
+			cg.Destroy()
+		}()
+	}
 	if err != nil {
 		return fail(err)
-	}
-	defer func() {
-		cg.KillAll()
-		cg.Destroy()
-	}()
-	if !spec.Privileged {
-		if err := cg.RestrictDevices(deviceRules(spec)); err != nil {
-			// v2: no eBPF device program; nodev mounts still keep created
-			// nodes unusable.
-			fmt.Fprintln(os.Stderr, "flick shim: device rules:", err)
-		}
 	}
 	var con console
 	if l, err := net.ListenUnix("unix", &net.UnixAddr{Name: ControlSocket(spec.ID), Net: "unix"}); err == nil {
@@ -117,6 +112,46 @@ func shim(bundle string, pre *initProc, rep *reporter) int {
 		st.RestartCount++
 		st.OOMKilled = false
 	}
+}
+
+// containerCgroup makes the container's cgroup: the warm init's, renamed
+// (v1), with the container's limits and devices added, or a new one.
+func containerCgroup(spec Spec, pre *initProc) (*cgroup.Cgroup, error) {
+	if pre != nil && pre.cg != nil {
+		cg, err := pre.cg.Rename(spec.ID)
+		if err == nil {
+			pre.cg, pre.inCgroup = nil, true
+			if err := cg.Update(spec.Resources); err != nil {
+				return cg, err
+			}
+			extra := deviceRules(spec)[len(cgroup.DefaultDeviceRules):]
+			if spec.Privileged {
+				extra = []string{"a"}
+			}
+			if len(extra) > 0 {
+				if err := cg.AllowDevices(extra); err != nil {
+					return cg, fmt.Errorf("device rules: %w", err)
+				}
+			}
+			return cg, nil
+		}
+		if !errors.Is(err, cgroup.ErrRenameUnsupported) {
+			fmt.Fprintln(os.Stderr, "flick shim: warm cgroup:", err)
+		}
+		// A new cgroup below; init moves there and the warm one goes then.
+	}
+	cg, err := cgroup.New(spec.ID, spec.Resources)
+	if err != nil {
+		return nil, err
+	}
+	if !spec.Privileged {
+		if err := cg.RestrictDevices(deviceRules(spec)); err != nil {
+			// v2: no eBPF device program; nodev mounts still keep created
+			// nodes unusable.
+			fmt.Fprintln(os.Stderr, "flick shim: device rules:", err)
+		}
+	}
+	return cg, nil
 }
 
 // deviceRules is Docker's allowlist plus the --device nodes.
@@ -188,9 +223,15 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 	defer p.sio.close()
 	p.sio.use(spec, con)
 	cmd := p.cmd
-	if err := cg.Add(cmd.Process.Pid); err != nil {
-		p.discard()
-		return 125, fmt.Errorf("join cgroup: %w", err)
+	if !p.inCgroup {
+		if err := cg.Add(cmd.Process.Pid); err != nil {
+			p.discard()
+			return 125, fmt.Errorf("join cgroup: %w", err)
+		}
+		if p.cg != nil { // the warm cgroup it left
+			p.cg.Destroy()
+			p.cg = nil
+		}
 	}
 	if err := p.release(bundle, spec); err != nil {
 		p.discard()
@@ -233,6 +274,9 @@ type initProc struct {
 	sio   *stdio
 	warm  bool // started before its container was known (see warm_linux.go)
 	nice  int  // warm: the priority to take back at the go-ahead
+
+	cg       *cgroup.Cgroup // warm: the cgroup it waits in (v1), renamed for the container
+	inCgroup bool           // already in the container's cgroup
 }
 
 // startInit starts a container's init in new namespaces, stopped before
@@ -324,6 +368,11 @@ func (p *initProc) discard() {
 	if p.cmd != nil && p.cmd.Process != nil {
 		p.cmd.Process.Kill()
 		p.cmd.Wait()
+	}
+	if p.cg != nil {
+		p.cg.KillAll()
+		p.cg.Destroy()
+		p.cg = nil
 	}
 	p.close()
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/flick-edge/flick/internal/cgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,6 +84,10 @@ func WarmShimMain(nice int) {
 		os.Exit(2)
 	}
 	pre, preErr := startInit("", nil)
+	var cgErr error
+	if pre != nil {
+		pre.cg, cgErr = warmCgroup(pre.cmd.Process.Pid)
+	}
 	line, err := bufio.NewReader(rep.f).ReadString('\n')
 	bundle := strings.TrimSpace(line)
 	if err != nil || bundle == "" || !filepath.IsAbs(bundle) {
@@ -98,6 +103,9 @@ func WarmShimMain(nice int) {
 	if preErr != nil {
 		fmt.Fprintln(os.Stderr, "flick shim: warm init:", preErr)
 	}
+	if cgErr != nil {
+		fmt.Fprintln(os.Stderr, "flick shim: warm cgroup:", cgErr)
+	}
 	if err := reniceSelf(nice); err != nil {
 		fmt.Fprintln(os.Stderr, "flick shim: priority:", err)
 	}
@@ -105,6 +113,33 @@ func WarmShimMain(nice int) {
 		pre.nice = nice
 	}
 	os.Exit(shim(bundle, pre, rep))
+}
+
+// warmCgroup puts the warm init in a cgroup of its own with Docker's device
+// rules, to be renamed for the container (v1); nil where that cannot be
+// (v2 has no rename: the container's cgroup is made at the start).
+func warmCgroup(pid int) (*cgroup.Cgroup, error) {
+	cg, err := cgroup.New(cgroup.WarmPrefix+strconv.Itoa(os.Getpid()), cgroup.Resources{})
+	if err != nil {
+		return nil, err
+	}
+	if cg.Mode() == "v2" {
+		err = cgroup.ErrRenameUnsupported
+	}
+	if err == nil {
+		err = cg.RestrictDevices(cgroup.DefaultDeviceRules)
+	}
+	if err == nil {
+		err = cg.Add(pid)
+	}
+	if err != nil {
+		cg.Destroy()
+		if errors.Is(err, cgroup.ErrRenameUnsupported) {
+			err = nil
+		}
+		return nil, err
+	}
+	return cg, nil
 }
 
 // reniceSelf sets every thread's nice value (Linux keeps one per thread;

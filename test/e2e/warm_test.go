@@ -141,11 +141,16 @@ func TestWarmMonitors(t *testing.T) {
 		}
 		return false
 	})
+	warmCg := filepath.Join("/sys/fs/cgroup/memory/flick", "warm-"+strconv.Itoa(next))
+	if _, err := os.Stat("/sys/fs/cgroup/memory/flick"); err == nil { // v1: it waits in a cgroup of its own
+		waitFor(t, "the warm init's cgroup "+warmCg, 10*time.Second, func() bool { _, err := os.Stat(warmCg); return err == nil })
+	}
 	_, inits := warmMonitors(t, d.cmd.Process.Pid)
 
 	// The daemon stops: its warm monitor and init go, the container stays.
 	d.Stop()
 	waitFor(t, "the warm monitor to exit", 10*time.Second, func() bool { return !isShim(next) })
+	waitFor(t, "the warm cgroup to go", 10*time.Second, func() bool { _, err := os.Stat(warmCg); return err != nil })
 	for _, p := range inits {
 		waitFor(t, "the warm init to exit", 10*time.Second, func() bool { return !alive(p) || !isWarmInit(p) })
 	}
