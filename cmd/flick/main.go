@@ -2,12 +2,13 @@
 // daemon'), the client commands that talk to it, and two hidden roles the
 // daemon re-executes it in: a container's monitor (__shim) and its init
 // (__init).
-
+//
 // The runtime's cgroup-aware GOMAXPROCS reads /proc/self/cgroup, mountinfo
 // and the CPU quota at every process start (about 1.7 ms of CPU here, in
 // every CLI call, monitor and init) and again periodically. Flick's
 // processes are the engine, not a workload under a CPU quota; its helpers
 // run inside containers whose quota is the app's.
+//
 //go:debug containermaxprocs=0
 //go:debug updatemaxprocs=0
 package main
