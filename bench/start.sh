@@ -195,7 +195,16 @@ done
 [ -n "$shim_pid" ] && [ "$shim_pid" != 0 ] || { ps -eo pid,ppid,rss,args | grep __shim >&2 || true; die "no monitor pid in $cid's state.json"; }
 sleep 0.5
 MON_RSS=$(rss_kb "$shim_pid" VmRSS)
-log "monitor $shim_pid ($(tr '\0' ' ' <"/proc/$shim_pid/cmdline")): VmRSS $MON_RSS KiB"
+MON_ANON=$(rss_kb "$shim_pid" RssAnon)
+log "monitor $shim_pid ($(tr '\0' ' ' <"/proc/$shim_pid/cmdline")): VmRSS $MON_RSS KiB, RssAnon $MON_ANON KiB"
+# The warm monitor and its init, waiting for the next start (--warm-monitors).
+WARM_RSS=0 WARM_ANON=0 WARM_N=0
+for p in $(ps -eo pid=,ppid=,args= | awk -v d="$FLICK_PID" -v s="$shim_pid" '$2 == d && $1 != s && $4 == "__shim" && $5 == "--warm" { print $1 }'); do
+	for q in $p $(ps -eo pid=,ppid=,args= | awk -v m="$p" '$2 == m && $4 == "__init" { print $1 }'); do
+		WARM_RSS=$((WARM_RSS + $(rss_kb "$q" VmRSS))) WARM_ANON=$((WARM_ANON + $(rss_kb "$q" RssAnon))) WARM_N=$((WARM_N + 1))
+	done
+done
+log "warm monitor + init: $WARM_N processes, VmRSS $WARM_RSS KiB, RssAnon $WARM_ANON KiB"
 "$FLICK" rm -f "$cid" >/dev/null
 sleep 1
 FLICK_IDLE1=$(rss_kb "$FLICK_PID" VmRSS)
@@ -313,7 +322,8 @@ verdict() { # verdict OK: met or MISSED
 echo
 echo "memory (VmRSS):"
 printf '  flick daemon idle:        %s after the pull, %s after all the runs\n' "$(mib "$FLICK_IDLE0")" "$(mib "$FLICK_IDLE1")"
-printf '  flick monitor (__shim):   %s for one running container\n' "$(mib "$MON_RSS")"
+printf '  flick monitor (__shim):   %s for one running container (%s of it anonymous: the rest is the binary'"'"'s pages, shared)\n' "$(mib "$MON_RSS")" "$(mib "$MON_ANON")"
+printf '  warm monitor + its init:  %s in %d processes while they wait (%s anonymous)\n' "$(mib "$WARM_RSS")" "$WARM_N" "$(mib "$WARM_ANON")"
 [ -n "${DOCKER_IDLE:-}" ] && printf '  dockerd + containerd idle: %s\n' "$(mib "$DOCKER_IDLE")"
 [ -n "${DSHIM_RSS:-}" ] && printf '  containerd-shim-runc-v2:  %s for one running container\n' "$(mib "$DSHIM_RSS")"
 

@@ -825,7 +825,9 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 	if err != nil {
 		return 0, err
 	}
-	exited := m.exitedCh(c.ID)
+	// The monitor's exit report, once it is launched (a client waits
+	// before it starts the container).
+	var woke <-chan struct{}
 	for {
 		cur, err := m.Get(c.ID)
 		if err != nil {
@@ -856,13 +858,17 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 		if condition == "next-exit" {
 			condition = "" // after the first observation, like not-running
 		}
+		exited := m.exitedCh(c.ID)
+		if exited == woke {
+			exited = nil
+		}
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		case <-exited:
 			// Reported final: look again at once. An adopted container
 			// (nil channel) polls.
-			exited = nil
+			woke = exited
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
@@ -890,7 +896,7 @@ func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(run
 			m.followMu.Unlock()
 		}()
 	}
-	return runtime.ReadLogs(ctx, c.Bundle, follow, done, m.exitedCh(c.ID), fn)
+	return runtime.ReadLogs(ctx, c.Bundle, follow, done, func() <-chan struct{} { return m.exitedCh(c.ID) }, fn)
 }
 
 // awaitFollowers waits, at most max, until no log follower of the

@@ -113,9 +113,10 @@ func (w *logWriter) pump(stream string, r io.Reader) {
 // ReadLogs sends the container's log entries, oldest first, to fn; with
 // follow it keeps waiting for new ones until ctx ends or done reports that
 // the container has exited and everything was read. A follower polls the
-// file; exited (nil: none) wakes it at once when the monitor reports the
-// end.
-func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool, exited <-chan struct{}, fn func(LogEntry) error) error {
+// file; the channel exited returns (nil: none yet) wakes it at once when
+// the monitor reports the end.
+func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool, exited func() <-chan struct{}, fn func(LogEntry) error) error {
+	var woke <-chan struct{} // the report already seen
 	base := bundle + "/" + LogFile
 	var files []string
 	for i := 9; i >= 1; i-- {
@@ -191,11 +192,17 @@ func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool,
 		// backing off to 50 ms when idle.
 		idle++
 		wait := min(time.Duration(idle)*2*time.Millisecond, 50*time.Millisecond)
+		var ch <-chan struct{}
+		if exited != nil {
+			if ch = exited(); ch == woke {
+				ch = nil
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-exited:
-			exited = nil // read to EOF once more, then done() says so
+		case <-ch:
+			woke = ch // read to EOF once more, then done() says so
 		case <-time.After(wait):
 		}
 	}
