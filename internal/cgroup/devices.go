@@ -34,18 +34,7 @@ func (c *Cgroup) RestrictDevices(allow []string) error {
 	if err := os.WriteFile(filepath.Join(dir, "devices.deny"), []byte("a"), 0); err != nil {
 		return fmt.Errorf("deny all devices: %w", err)
 	}
-	// One open for all the rules: the kernel takes one rule per write.
-	f, err := os.OpenFile(filepath.Join(dir, "devices.allow"), os.O_WRONLY, 0)
-	if err != nil {
-		return fmt.Errorf("devices controller: %w", err)
-	}
-	defer f.Close()
-	for _, r := range allow {
-		if _, err := f.Write([]byte(r)); err != nil {
-			return fmt.Errorf("allow device %q: %w", r, err)
-		}
-	}
-	return f.Close()
+	return c.AllowDevices(allow)
 }
 
 // ErrDevicesV2 says device rules are not enforced by the cgroup.

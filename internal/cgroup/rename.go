@@ -67,6 +67,7 @@ func (c *Cgroup) AllowDevices(allow []string) error {
 	if c.cfg.mode == "v2" || c.Path("devices") == "" {
 		return ErrDevicesV2
 	}
+	// One open for all the rules: the kernel takes one rule per write.
 	f, err := os.OpenFile(filepath.Join(c.Path("devices"), "devices.allow"), os.O_WRONLY, 0)
 	if err != nil {
 		return fmt.Errorf("devices controller: %w", err)

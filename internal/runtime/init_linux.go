@@ -106,13 +106,8 @@ func freshMountNS(path string) error {
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return fmt.Errorf("unshare the filesystem context: %w", err)
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open mount namespace %s: %w", path, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Setns(fd, unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("join mount namespace %s: %w", path, err)
+	if err := setns(path, unix.CLONE_NEWNS, "mount"); err != nil {
+		return err
 	}
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("copy mount namespace: %w", err)
@@ -121,14 +116,16 @@ func freshMountNS(path string) error {
 }
 
 // joinNetNS moves this (locked) thread into the network namespace at path.
-func joinNetNS(path string) error {
+func joinNetNS(path string) error { return setns(path, unix.CLONE_NEWNET, "network") }
+
+func setns(path string, nstype int, kind string) error {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open network namespace %s: %w", path, err)
+		return fmt.Errorf("open %s namespace %s: %w", kind, path, err)
 	}
 	defer unix.Close(fd)
-	if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("join network namespace %s: %w", path, err)
+	if err := unix.Setns(fd, nstype); err != nil {
+		return fmt.Errorf("join %s namespace %s: %w", kind, path, err)
 	}
 	return nil
 }
