@@ -679,7 +679,7 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	}
 	select {
 	case <-mo.gone:
-		log, _ := os.ReadFile(filepath.Join(c.Bundle, "shim.log"))
+		log, _ := os.ReadFile(filepath.Join(c.Bundle, runtime.ShimLogFile))
 		return fmt.Errorf("container %s: %w: %s", c.Name, errMonitorGone, strings.TrimSpace(string(log)))
 	default:
 		return errdefs.NewUnavailable(fmt.Errorf("container %s did not start within 30s", c.Name))

@@ -97,7 +97,7 @@ func spawn(out *os.File, args ...string) (*monitor, error) {
 		ours.Close()
 		return nil, fmt.Errorf("start container monitor: %w", err)
 	}
-	return track(cmd, ours), nil
+	return newMonitor(cmd, ours), nil
 }
 
 // spawnWarm is spawn of a warm monitor at warmNice: the forking thread
@@ -118,7 +118,7 @@ func spawnWarm() (*monitor, error) {
 	return spawn(nil, runtime.WarmArg, strconv.Itoa(nice))
 }
 
-func track(cmd *exec.Cmd, ours *os.File) *monitor {
+func newMonitor(cmd *exec.Cmd, ours *os.File) *monitor {
 	mo := &monitor{cmd: cmd, conn: ours, started: make(chan struct{}), exited: make(chan struct{}), gone: make(chan struct{})}
 	// Reap it if it ends while we run; after a restart of the daemon, init does.
 	go func() { cmd.Wait(); close(mo.gone) }()
@@ -142,7 +142,7 @@ func (ms *monitors) launch(id, bundle string) (*monitor, error) {
 		ms.log.Debug("container monitor", "id", id, "pid", mo.cmd.Process.Pid, "warm", true)
 		return ms.track(id, mo), nil
 	}
-	logf, err := os.OpenFile(filepath.Join(bundle, "shim.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := os.OpenFile(filepath.Join(bundle, runtime.ShimLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -205,10 +205,6 @@ func (ms *monitors) refill() {
 				return
 			}
 			ms.ready = append(ms.ready, mo)
-			go func() {
-				<-mo.gone
-				ms.log.Debug("container monitor ended", "pid", mo.cmd.Process.Pid, "status", mo.cmd.ProcessState.String())
-			}()
 		}()
 	}
 }

@@ -44,16 +44,17 @@ func shim(bundle string, pre *initProc, rep *reporter) int {
 	if prev, err := ReadState(bundle); err == nil {
 		st.RestartCount = prev.RestartCount
 	}
-	fail := func(err error) int {
+	// The container could not start: as Docker, report and do not loop.
+	fail := func(code int, err error) int {
 		pre.discard()
-		code := record(bundle, spec, &st, -1, err)
+		ret := record(bundle, spec, &st, code, err)
 		rep.send(ReportStarted)
 		rep.send(ReportExited)
-		return code
+		return ret
 	}
 	logw, err := openLog(filepath.Join(bundle, LogFile), spec.LogMax, spec.LogFiles)
 	if err != nil {
-		return fail(fmt.Errorf("open log: %w", err))
+		return fail(-1, fmt.Errorf("open log: %w", err))
 	}
 	defer logw.Close()
 	cg, err := containerCgroup(spec, pre)
@@ -64,7 +65,7 @@ func shim(bundle string, pre *initProc, rep *reporter) int {
 		}()
 	}
 	if err != nil {
-		return fail(err)
+		return fail(-1, err)
 	}
 	var con console
 	if l, err := net.ListenUnix("unix", &net.UnixAddr{Name: ControlSocket(spec.ID), Net: "unix"}); err == nil {
@@ -78,13 +79,9 @@ func shim(bundle string, pre *initProc, rep *reporter) int {
 		oomBefore, _ := cg.OOMKills()
 		started := time.Now()
 		code, err := runOnce(bundle, spec, cg, logw, &st, &con, pre, rep)
-		pre = nil // a restart starts a fresh init
+		pre = nil // a restart starts a fresh init (runOnce disposed of this one)
 		if err != nil {
-			// The container could not start: as Docker, report and do not loop.
-			code := record(bundle, spec, &st, code, err)
-			rep.send(ReportStarted)
-			rep.send(ReportExited)
-			return code
+			return fail(code, err)
 		}
 		if n, _ := cg.OOMKills(); n > oomBefore {
 			st.OOMKilled = true
@@ -426,62 +423,60 @@ func (s *stdio) receiveConsole(con *console) error {
 // wireStdio prepares init's stdio for spec, or for any spec (nil): then
 // both the terminal socket and the pipes exist, and use keeps what the spec
 // needs once it is known.
-func wireStdio(cmd *exec.Cmd, spec *Spec) (*stdio, error) {
+func wireStdio(cmd *exec.Cmd, spec *Spec) (_ *stdio, err error) {
 	s := &stdio{}
+	defer func() {
+		if err != nil {
+			s.close()
+			s.closeChildEnds()
+		}
+	}()
 	if spec == nil || spec.Tty {
 		// Init makes the terminal inside the container and sends the
-		// master back on this socket (its fd 5); until then its stdio is
-		// /dev/null.
+		// master back on this socket (its fd 5).
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("allocate a terminal: %w", err)
 		}
 		s.consoleR = os.NewFile(uintptr(fds[0]), "console-recv")
-		child := os.NewFile(uintptr(fds[1]), "console-send")
-		s.childEnds = []*os.File{child}
-		s.console = child
+		s.console = os.NewFile(uintptr(fds[1]), "console-send")
+		s.childEnds = append(s.childEnds, s.console)
 		if spec != nil {
-			return s, nil
+			return s, nil // stdio is /dev/null until init has the terminal
 		}
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		s.close()
-		s.closeChildEnds()
+	if s.out, cmd.Stdout, err = pipe(s); err != nil {
 		return nil, err
 	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		s.close()
-		s.closeChildEnds()
+	if s.err, cmd.Stderr, err = pipe(s); err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = outW, errW
-	s.childEnds = append(s.childEnds, outW, errW)
-	s.out, s.err = outR, errR
 	if spec == nil || spec.Stdin {
 		inR, inW, err := os.Pipe()
 		if err != nil {
-			s.close()
-			s.closeChildEnds()
 			return nil, err
 		}
-		cmd.Stdin = inR
+		cmd.Stdin, s.stdin = inR, inW
 		s.childEnds = append(s.childEnds, inR)
-		s.stdin = inW
-	} else {
-		devnull, err := os.Open(os.DevNull)
-		if err != nil {
-			s.close()
-			s.closeChildEnds()
-			return nil, err
-		}
-		cmd.Stdin = devnull
-		s.childEnds = append(s.childEnds, devnull)
+		return s, nil
 	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdin = devnull
+	s.childEnds = append(s.childEnds, devnull)
 	return s, nil
+}
+
+// pipe makes an output pipe for init: the read end is ours, the write end
+// one of s's child ends.
+func pipe(s *stdio) (*os.File, *os.File, error) {
+	r, w, err := os.Pipe()
+	if err == nil {
+		s.childEnds = append(s.childEnds, w)
+	}
+	return r, w, err
 }
 
 // use keeps the stdio spec needs (a warm init's wiring has all of it) and

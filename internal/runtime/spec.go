@@ -100,6 +100,9 @@ const (
 	UpperDir  = "upper"
 	WorkDir   = "work"
 	StopFile  = "stopped" // present: the user stopped it; the shim must not restart
+	// ShimLogFile is the monitor's own stderr: why it could not run the
+	// container when state.json cannot say.
+	ShimLogFile = "shim.log"
 )
 
 // writeJSONAtomic replaces path by rename; with sync it is durable.WriteFile

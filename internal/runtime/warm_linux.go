@@ -95,7 +95,7 @@ func WarmShimMain(nice int) {
 		pre.discard()
 		os.Exit(0)
 	}
-	if f, err := os.OpenFile(filepath.Join(bundle, "shim.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600); err == nil {
+	if f, err := os.OpenFile(filepath.Join(bundle, ShimLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600); err == nil {
 		unix.Dup3(int(f.Fd()), 1, 0)
 		unix.Dup3(int(f.Fd()), 2, 0)
 		f.Close()
@@ -124,19 +124,15 @@ func warmCgroup(pid int) (*cgroup.Cgroup, error) {
 		return nil, err
 	}
 	if cg.Mode() == "v2" {
-		err = cgroup.ErrRenameUnsupported
-	}
-	if err == nil {
-		err = cg.RestrictDevices(cgroup.DefaultDeviceRules)
-	}
-	if err == nil {
-		err = cg.Add(pid)
-	}
-	if err != nil {
 		cg.Destroy()
-		if errors.Is(err, cgroup.ErrRenameUnsupported) {
-			err = nil
-		}
+		return nil, nil
+	}
+	if err := cg.RestrictDevices(cgroup.DefaultDeviceRules); err != nil {
+		cg.Destroy()
+		return nil, err
+	}
+	if err := cg.Add(pid); err != nil {
+		cg.Destroy()
 		return nil, err
 	}
 	return cg, nil
