@@ -3,7 +3,8 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
-BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -tags osusergo,netgo -ldflags '$(LDFLAGS)'
+TAGS      := osusergo,netgo
+BUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 FUZZTIME  ?= 3s
 STATICCHECK_VERSION := v0.7.0
 
@@ -14,8 +15,19 @@ STATICCHECK_VERSION := v0.7.0
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/flick (static, CGO off)
-	$(BUILD) -o bin/flick ./cmd/flick
+HELPER    := internal/helper/bin/flick-helper
+
+# flick embeds its container helper (cmd/flick-helper, see internal/helper),
+# built first for the same GOOS/GOARCH: $(1) is the output, $(2) the
+# GOOS/GOARCH settings.
+define build-flick
+	$(2) $(BUILD) -tags $(TAGS) -o $(HELPER) ./cmd/flick-helper
+	sha256sum $(HELPER) | cut -d' ' -f1 > $(HELPER).sha256
+	$(2) $(BUILD) -tags $(TAGS),flickhelper -o $(1) ./cmd/flick
+endef
+
+build: ## build bin/flick (static, CGO off, the container helper embedded)
+	$(call build-flick,bin/flick)
 
 WASM_CC   ?= clang
 
@@ -63,9 +75,9 @@ check: ## gofmt, vet, staticcheck, go mod tidy, cross-builds
 	$(MAKE) cross
 
 cross: ## cross-build for the gateways: linux/arm64, linux/arm (v7), linux/amd64
-	GOOS=linux GOARCH=arm64 $(BUILD) -o bin/flick-linux-arm64 ./cmd/flick
-	GOOS=linux GOARCH=arm GOARM=7 $(BUILD) -o bin/flick-linux-armv7 ./cmd/flick
-	GOOS=linux GOARCH=amd64 $(BUILD) -o bin/flick-linux-amd64 ./cmd/flick
+	$(call build-flick,bin/flick-linux-arm64,GOOS=linux GOARCH=arm64)
+	$(call build-flick,bin/flick-linux-armv7,GOOS=linux GOARCH=arm GOARM=7)
+	$(call build-flick,bin/flick-linux-amd64,GOOS=linux GOARCH=amd64)
 	@ls -l bin/flick-linux-*
 
 bench: build functions ## Go benchmarks, then bench/reflex.sh (Wasm vs native) and bench/pull.sh (Flick vs dockerd)

@@ -1,7 +1,8 @@
 // Command flick is the whole of Flick in one binary: the daemon ('flick
 // daemon'), the client commands that talk to it, and two hidden roles the
-// daemon re-executes it in: a container's monitor (__shim) and its init
-// (__init).
+// daemon re-executes it in (runtime.RunRole). A build by make embeds a
+// lean copy of those roles, cmd/flick-helper, which the daemon runs for
+// monitors and inits instead (internal/helper).
 //
 // The runtime's cgroup-aware GOMAXPROCS reads /proc/self/cgroup, mountinfo
 // and the CPU quota at every process start (about 1.7 ms of CPU here, in
@@ -16,7 +17,6 @@ package main
 import (
 	"context"
 	"os"
-	"strconv"
 
 	"github.com/flick-edge/flick/internal/cli"
 	"github.com/flick-edge/flick/internal/runtime"
@@ -29,21 +29,6 @@ var (
 )
 
 func main() {
-	if len(os.Args) >= 3 {
-		switch os.Args[1] {
-		case "__shim":
-			if os.Args[2] == runtime.WarmArg && len(os.Args) == 4 {
-				nice, _ := strconv.Atoi(os.Args[3])
-				runtime.WarmShimMain(nice)
-			}
-			runtime.ShimMain(os.Args[2])
-		case "__init":
-			runtime.InitMain(os.Args[2])
-		case "__exec":
-			runtime.ExecMain(os.Args[2], os.Args[3])
-		case "__execinit":
-			runtime.ExecInitMain(os.Args[2])
-		}
-	}
+	runtime.RunRole(os.Args)
 	os.Exit(cli.Run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr, cli.Build{Version: version, GitCommit: commit}))
 }

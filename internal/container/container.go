@@ -93,6 +93,9 @@ type Config struct {
 	// WarmMonitors is how many container monitors to keep started ahead
 	// of need (from the first container start on).
 	WarmMonitors int
+	// Helper is the binary monitors and inits run from: the installed
+	// container helper (internal/helper). Empty: flick's own executable.
+	Helper string
 }
 
 // Manager owns every container.
@@ -128,7 +131,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]int{},
-		mons: newMonitors(cfg.WarmMonitors, cfg.Logger)}, nil
+		mons: newMonitors(cfg.WarmMonitors, cfg.Helper, cfg.Logger)}, nil
 }
 
 // Close lets the warm monitors go; containers keep running.
@@ -885,18 +888,30 @@ func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(run
 		return err != nil || (cur.Status() == "exited" && m.monitorDone(cur))
 	}
 	if follow {
-		m.followMu.Lock()
-		m.follows[c.ID]++
-		m.followMu.Unlock()
-		defer func() {
-			m.followMu.Lock()
-			if m.follows[c.ID]--; m.follows[c.ID] <= 0 {
-				delete(m.follows, c.ID)
-			}
-			m.followMu.Unlock()
-		}()
+		defer m.Follow(c.ID)()
 	}
 	return runtime.ReadLogs(ctx, c.Bundle, follow, done, func() <-chan struct{} { return m.exitedCh(c.ID) }, fn)
+}
+
+// Follow counts a log follower of container id until the returned func
+// is called: a --rm container's removal waits (at most 2 s) for its
+// followers to read the log to the end. An attach takes it before it
+// answers the client, which may then start the container: the container
+// can exit and be removed before the attach's follower has begun.
+func (m *Manager) Follow(id string) (release func()) {
+	m.followMu.Lock()
+	m.follows[id]++
+	m.followMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			m.followMu.Lock()
+			if m.follows[id]--; m.follows[id] <= 0 {
+				delete(m.follows, id)
+			}
+			m.followMu.Unlock()
+		})
+	}
 }
 
 // awaitFollowers waits, at most max, until no log follower of the

@@ -54,8 +54,9 @@ func (mo *monitor) read() {
 // need, each with its init already waiting in fresh namespaces: a start
 // then costs no process start at all.
 type monitors struct {
-	warm int
-	log  *slog.Logger
+	warm   int
+	helper string // the binary monitors run from ("": flick's own)
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	ready   []*monitor
@@ -64,8 +65,8 @@ type monitors struct {
 	byID    map[string]*monitor // the last monitor launched for each container
 }
 
-func newMonitors(warm int, log *slog.Logger) *monitors {
-	return &monitors{warm: warm, log: log, byID: map[string]*monitor{}}
+func newMonitors(warm int, helper string, log *slog.Logger) *monitors {
+	return &monitors{warm: warm, helper: helper, log: log, byID: map[string]*monitor{}}
 }
 
 // warmNice is the nice value warm monitors start at: warming the next
@@ -73,11 +74,16 @@ func newMonitors(warm int, log *slog.Logger) *monitors {
 // the daemon's own value when it is given a container.
 const warmNice = 19
 
-// spawn starts `flick __shim ARG...` with the report socket as its fd 3.
-func spawn(out *os.File, args ...string) (*monitor, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
+// spawn starts `HELPER __shim ARG...` with the report socket as its fd 3.
+// The helper is the lean container helper (internal/helper), or flick
+// itself if there is none.
+func (ms *monitors) spawn(out *os.File, args ...string) (*monitor, error) {
+	self := ms.helper
+	if self == "" {
+		var err error
+		if self, err = os.Executable(); err != nil {
+			return nil, err
+		}
 	}
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -103,7 +109,7 @@ func spawn(out *os.File, args ...string) (*monitor, error) {
 // spawnWarm is spawn of a warm monitor at warmNice: the forking thread
 // takes that value for the fork (a child inherits its parent thread's),
 // then goes back.
-func spawnWarm() (*monitor, error) {
+func (ms *monitors) spawnWarm() (*monitor, error) {
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
 	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0) // this thread; the kernel says 20-nice
@@ -115,7 +121,7 @@ func spawnWarm() (*monitor, error) {
 		return nil, err
 	}
 	defer unix.Setpriority(unix.PRIO_PROCESS, 0, nice)
-	return spawn(nil, runtime.WarmArg, strconv.Itoa(nice))
+	return ms.spawn(nil, runtime.WarmArg, strconv.Itoa(nice))
 }
 
 func newMonitor(cmd *exec.Cmd, ours *os.File) *monitor {
@@ -147,7 +153,7 @@ func (ms *monitors) launch(id, bundle string) (*monitor, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	mo, err := spawn(logf, bundle)
+	mo, err := ms.spawn(logf, bundle)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +198,7 @@ func (ms *monitors) refill() {
 	ms.mu.Unlock()
 	for range n {
 		go func() {
-			mo, err := spawnWarm()
+			mo, err := ms.spawnWarm()
 			ms.mu.Lock()
 			defer ms.mu.Unlock()
 			ms.filling--

@@ -26,6 +26,7 @@ import (
 	"github.com/flick-edge/flick/internal/dockerapi"
 	"github.com/flick-edge/flick/internal/durable"
 	"github.com/flick-edge/flick/internal/errdefs"
+	"github.com/flick-edge/flick/internal/helper"
 	"github.com/flick-edge/flick/internal/image"
 	"github.com/flick-edge/flick/internal/metadata"
 	"github.com/flick-edge/flick/internal/network"
@@ -96,9 +97,15 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	var ctrs *container.Manager
 	leased := func(d digest.Digest) bool { return puller.Leased(d) || (ctrs != nil && ctrs.UsesLayer(d)) }
 	images := image.New(meta, cs, ss, leased, log.With("component", "image"))
+	helperPath, err := helper.Install(filepath.Join(cfg.DataRoot, "helpers"))
+	if err != nil {
+		// Containers still run, from flick itself, at a higher memory cost.
+		log.Warn("container helper not installed; monitors run from flick itself", "err", err)
+		helperPath = ""
+	}
 	ctrs, err = container.New(container.Config{Root: filepath.Join(cfg.DataRoot, "containers"), Volumes: filepath.Join(cfg.DataRoot, "volumes"),
 		Images: images, Snapshots: ss, Logger: log.With("component", "container"), Network: bridgeNetwork(cfg, log),
-		WarmMonitors: cfg.WarmMonitors})
+		WarmMonitors: cfg.WarmMonitors, Helper: helperPath})
 	if err != nil {
 		return err
 	}

@@ -394,6 +394,10 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 	}
 	withStdin := boolParam(q.Get("stdin")) && c.Config != nil && (c.Config.OpenStdin || c.Config.Tty)
 	tty := c.Config != nil && c.Config.Tty
+	if boolParam(q.Get("stream")) {
+		// From before the answer: the client starts the container next.
+		defer s.cfg.Containers.Follow(c.ID)()
+	}
 	conn, buf, ok := hijack(w, r, tty)
 	if !ok {
 		return
@@ -431,7 +435,9 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 			}
 		}()
 	}
+	sent := 0
 	err = s.cfg.Containers.Logs(ctx, c.ID, true, func(e runtime.LogEntry) error {
+		sent++
 		if e.Time.Before(from) || (e.Stream == "stdout" && !wantOut) || (e.Stream == "stderr" && !wantErr) {
 			return nil
 		}
@@ -446,7 +452,7 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		}
 		return err
 	})
-	s.log.Debug("attach ended", "container", c.ID, "err", err, "ctx", ctx.Err())
+	s.log.Debug("attach ended", "container", c.ID, "entries", sent, "err", err, "ctx", ctx.Err())
 }
 
 func (s *Server) containerResize(w http.ResponseWriter, r *http.Request) {

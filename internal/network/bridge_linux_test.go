@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flick-edge/flick/internal/errdefs"
+	"github.com/flick-edge/flick/internal/netns"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
@@ -116,7 +117,7 @@ func (tn *testNet) newManager(t *testing.T) *Manager {
 func (tn *testNet) ruleset(t *testing.T) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
-	err := Enter(tn.host, func() error {
+	err := netns.Enter(tn.host, func() error {
 		c, err := nftables.New()
 		if err != nil {
 			return err
@@ -152,7 +153,7 @@ func (tn *testNet) nftText(t *testing.T) (string, bool) {
 		return "", false
 	}
 	var out []byte
-	if err := Enter(tn.host, func() error {
+	if err := netns.Enter(tn.host, func() error {
 		var err error
 		out, err = exec.Command(path, "list", "ruleset").Output()
 		return err
@@ -239,7 +240,7 @@ func TestBridgeNetwork(t *testing.T) {
 		return err
 	})
 	// Flick switched forwarding on, so it forwards nothing but its own.
-	Enter(tn.host, func() error {
+	netns.Enter(tn.host, func() error {
 		if v, _ := readSysctl("net/ipv4/ip_forward"); v != "1" {
 			t.Errorf("ip_forward %q", v)
 		}
@@ -442,7 +443,7 @@ func TestBridgeNetwork(t *testing.T) {
 		// A client keeps sending from one port to 18054/udp before
 		// anything is published there: the flow is tracked un-NATed.
 		var pc net.PacketConn
-		if err := Enter(tn.outside, func() error {
+		if err := netns.Enter(tn.outside, func() error {
 			var err error
 			pc, err = net.ListenPacket("udp4", outsideIP+":41000")
 			return err
@@ -495,7 +496,7 @@ func TestBridgeNetwork(t *testing.T) {
 		}
 		// A firewall reload that flushed the whole ruleset: the next start
 		// puts the table and the published ports back.
-		if err := Enter(tn.host, func() error {
+		if err := netns.Enter(tn.host, func() error {
 			c, err := nftables.New()
 			if err != nil {
 				return err
@@ -598,7 +599,7 @@ func TestBridgeNetwork(t *testing.T) {
 func listenIn(t *testing.T, ns, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
-	if err := Enter(ns, func() error {
+	if err := netns.Enter(ns, func() error {
 		var err error
 		ln, err = net.Listen("tcp4", addr)
 		return err

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flick-edge/flick/internal/netns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -108,7 +109,7 @@ func nsInode(t *testing.T, path string) uint64 {
 // inNS runs fn with a netlink handle of the namespace.
 func inNS(t *testing.T, ns string, fn func(h *netlink.Handle) error) {
 	t.Helper()
-	err := Enter(ns, func() error {
+	err := netns.Enter(ns, func() error {
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
@@ -131,7 +132,7 @@ func startServer(t *testing.T, ns, name string, port int) *exec.Cmd {
 		t.Fatal(err)
 	}
 	cmd.Stderr = os.Stderr
-	if err := Enter(ns, cmd.Start); err != nil {
+	if err := netns.Enter(ns, cmd.Start); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -158,7 +159,7 @@ func startServer(t *testing.T, ns, name string, port int) *exec.Cmd {
 // ask connects from inside ns and returns the server's one-line answer.
 func ask(ns, network, addr string, timeout time.Duration) (string, error) {
 	var c net.Conn
-	err := Enter(ns, func() error {
+	err := netns.Enter(ns, func() error {
 		var err error
 		c, err = net.DialTimeout(network, addr, timeout)
 		return err

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/flick-edge/flick/internal/errdefs"
+	"github.com/flick-edge/flick/internal/netns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -150,7 +151,7 @@ func (m *Manager) createVeth(br netlink.Link, id string, rec *record, nsPath str
 // hasEth0 reports whether the namespace has its eth0.
 func hasEth0(nsPath string) bool {
 	found := false
-	Enter(nsPath, func() error {
+	netns.Enter(nsPath, func() error {
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
@@ -168,7 +169,7 @@ func hasEth0(nsPath string) bool {
 // sysctls for non-host networks (a container's --sysctl, applied by init
 // later, still wins).
 func (m *Manager) configureContainer(nsPath string, rec *record) error {
-	return Enter(nsPath, func() error {
+	return netns.Enter(nsPath, func() error {
 		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 		if err != nil {
 			return err
@@ -209,7 +210,7 @@ func (m *Manager) configureContainer(nsPath string, rec *record) error {
 }
 
 // readSysctl and writeSysctl act on the calling thread's network namespace
-// (/proc/sys/net is per thread): call them inside Enter or inHost.
+// (/proc/sys/net is per thread): call them inside netns.Enter or inHost.
 func readSysctl(name string) (string, error) {
 	b, err := os.ReadFile("/proc/sys/" + name)
 	return strings.TrimSpace(string(b)), err

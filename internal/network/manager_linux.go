@@ -13,6 +13,7 @@ import (
 
 	"github.com/flick-edge/flick/internal/durable"
 	"github.com/flick-edge/flick/internal/errdefs"
+	"github.com/flick-edge/flick/internal/netns"
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -145,12 +146,12 @@ func (m *Manager) Close() error {
 }
 
 // inHost runs fn in the host network namespace: directly for the current
-// one, else through Enter.
+// one, else through netns.Enter.
 func (m *Manager) inHost(fn func() error) error {
 	if m.cfg.HostNetNS == "" {
 		return fn()
 	}
-	return Enter(m.cfg.HostNetNS, fn)
+	return netns.Enter(m.cfg.HostNetNS, fn)
 }
 
 // withNFT gives fn an nftables connection in the host namespace.

@@ -1,5 +1,8 @@
 package network
 
+// The tests of netns.Enter live here: they need the network namespaces and
+// the serve helper this package's tests make.
+
 import (
 	"errors"
 	"fmt"
@@ -11,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flick-edge/flick/internal/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -68,7 +72,7 @@ func TestEnterStartsChildInNamespace(t *testing.T) {
 		cmd.Env = append(os.Environ(), "FLICK_NETTEST_HELPER=serve", "FLICK_NETTEST_NAME=x", "FLICK_NETTEST_PORT=0")
 		var err error
 		if enter {
-			err = Enter(ns, cmd.Start)
+			err = netns.Enter(ns, cmd.Start)
 		} else {
 			err = cmd.Start()
 		}
@@ -95,11 +99,11 @@ func TestEnterErrorsAndPanics(t *testing.T) {
 	requireRoot(t)
 	ns := testNS(t, t.TempDir(), "ns")
 	orig := origNetNS
-	if err := Enter(filepath.Join(t.TempDir(), "missing"), func() error { return nil }); err == nil {
+	if err := netns.Enter(filepath.Join(t.TempDir(), "missing"), func() error { return nil }); err == nil {
 		t.Fatal("Enter of a missing namespace succeeded")
 	}
 	sentinel := errors.New("sentinel")
-	if err := Enter(ns, func() error { return sentinel }); !errors.Is(err, sentinel) {
+	if err := netns.Enter(ns, func() error { return sentinel }); !errors.Is(err, sentinel) {
 		t.Fatalf("fn's error: %v", err)
 	}
 	var inside uint64
@@ -109,7 +113,7 @@ func TestEnterErrorsAndPanics(t *testing.T) {
 				t.Fatalf("recovered %v, want boom", p)
 			}
 		}()
-		Enter(ns, func() error {
+		netns.Enter(ns, func() error {
 			inside = nsInode(t, "/proc/thread-self/ns/net")
 			panic("boom")
 		})

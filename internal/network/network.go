@@ -10,7 +10,7 @@
 // The runtime does not create the container's network namespace: the daemon
 // calls Create before starting the container and records
 // Endpoint.NetNSPath in the spec; the container's monitor starts init inside
-// Enter(nsPath, ...) and without CLONE_NEWNET, so init is born in the
+// netns.Enter(nsPath, ...) and without CLONE_NEWNET, so init is born in the
 // prepared namespace. See docs/RATIONALE.md for why each piece is as it is.
 package network
 
@@ -66,7 +66,7 @@ func (p PortMapping) String() string {
 // Endpoint is a container's attachment to the bridge network.
 type Endpoint struct {
 	ID        string
-	NetNSPath string // bind-mounted network namespace: give it to Enter
+	NetNSPath string // bind-mounted network namespace: give it to netns.Enter
 	IP        netip.Addr
 	PrefixLen int // the subnet's length (Docker's IPPrefixLen)
 	Gateway   netip.Addr

@@ -133,7 +133,8 @@ func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool,
 	for err != nil && os.IsNotExist(err) && follow {
 		// Not started yet: the monitor creates the log when it starts.
 		if done != nil && done() {
-			return nil
+			f, err = os.Open(base) // made just before done turned true?
+			break
 		}
 		select {
 		case <-ctx.Done():
@@ -152,6 +153,7 @@ func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool,
 	br := bufio.NewReader(f)
 	var pending []byte
 	idle := 0
+	final := false // done() was true: this read to EOF is the last
 	for {
 		line, err := br.ReadBytes('\n')
 		pending = append(pending, line...)
@@ -184,9 +186,14 @@ func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool,
 			}
 		}
 		// The monitor has written everything before it reports the exit
-		// and ends: at EOF after that, the log is complete.
-		if done != nil && done() {
+		// and ends: at EOF after that, the log is complete. The EOF just
+		// seen may be older than done's answer, so read to EOF once more.
+		if final {
 			return nil
+		}
+		if done != nil && done() {
+			final = true
+			continue
 		}
 		// Poll fast while output flows or the container just started,
 		// backing off to 50 ms when idle.

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/flick-edge/flick/internal/cgroup"
-	"github.com/flick-edge/flick/internal/network"
+	"github.com/flick-edge/flick/internal/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -319,7 +319,7 @@ func startInit(bundle string, spec *Spec) (*initProc, error) {
 	if !p.warm && spec.NetNS != "" {
 		// The bridge network's namespace exists already (the daemon made
 		// it): init is born in it.
-		err = network.Enter(spec.NetNS, cmd.Start)
+		err = netns.Enter(spec.NetNS, cmd.Start)
 	} else {
 		err = cmd.Start()
 	}

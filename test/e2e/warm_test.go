@@ -71,15 +71,28 @@ func TestWarmMonitors(t *testing.T) {
 		t.Fatalf("warm monitors before any container start: %v", mons)
 	}
 	d.mustFlick(t, "run", "--rm", img, "true")
-	var warm int
+	var warm, warmInit int
 	waitFor(t, "a warm monitor", 10*time.Second, func() bool {
 		mons, inits := warmMonitors(t, d.cmd.Process.Pid)
 		if len(mons) == 1 && len(inits) >= 1 {
-			warm = mons[0]
+			warm, warmInit = mons[0], inits[0]
 			return true
 		}
 		return false
 	})
+	// Monitors and inits run from the lean helper make embeds, installed
+	// under the data root, not from flick itself.
+	for _, pid := range []int{warm, warmInit} {
+		exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+		if err != nil || filepath.Dir(exe) != filepath.Join(d.DataRoot, "helpers") || !strings.HasPrefix(filepath.Base(exe), "flick-helper-") {
+			t.Fatalf("warm process %d runs %q (%v), want the helper under %s/helpers", pid, exe, err, d.DataRoot)
+		}
+		hst, _ := os.Stat(exe)
+		fst, _ := os.Stat(flickBin(t))
+		if hst == nil || fst == nil || hst.Size()*3 > fst.Size() {
+			t.Fatalf("helper %s is not lean beside flick: %v vs %v", exe, hst, fst)
+		}
+	}
 	if n, err := syscall.Getpriority(syscall.PRIO_PROCESS, warm); err != nil || 20-n != 19 {
 		t.Fatalf("warm monitor %d: nice %d (%v), want 19", warm, 20-n, err)
 	}
