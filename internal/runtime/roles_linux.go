@@ -31,4 +31,3 @@ func RunRole(args []string) bool {
 	}
 	return false
 }
-
