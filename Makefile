@@ -10,7 +10,7 @@ STATICCHECK_VERSION := v0.7.0
 
 .DEFAULT_GOAL := help
 
-.PHONY: help build functions bench-reflex bench-start bench-upstream powercut demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
+.PHONY: help build vm-kernel functions bench-reflex bench-start bench-upstream powercut demo test test-unit test-e2e fuzz fuzz-long check cross bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -49,8 +49,11 @@ test: build test-unit test-e2e fuzz ## run every test: unit, root, e2e (real reg
 test-unit: ## package tests, race detector on
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./internal/... ./examples/...
 
-test-e2e: build ## end-to-end tests driving bin/flick, the real registry and the docker CLI
-	FLICK_BIN=$(CURDIR)/bin/flick $(GO) test -count=1 -timeout 20m ./test/e2e/...
+test-e2e: build vm-kernel ## end-to-end tests driving bin/flick, the real registry and the docker CLI (and a cgroup v2 kernel under qemu)
+	FLICK_BIN=$(CURDIR)/bin/flick FLICK_VM_KERNEL=$(CURDIR)/bin/vm $(GO) test -count=1 -timeout 20m ./test/e2e/...
+
+vm-kernel: ## fetch Debian's cloud kernel into bin/vm for the cgroup v2 VM test (unpacked, not installed)
+	scripts/vm-kernel.sh bin/vm
 
 fuzz: ## run each fuzzer briefly (FUZZTIME=3s); seed corpora live in testdata/fuzz
 	GO=$(GO) scripts/fuzz.sh $(FUZZTIME)
