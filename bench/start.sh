@@ -23,8 +23,9 @@
 #   docker             docker run --rm --network none IMAGE true on dockerd
 # Flick's default network is a loopback-only namespace, as --network none;
 # crun's default spec has its own network namespace too.
-# Memory: the flick daemon's VmRSS when idle (after the pull, and again after
-# all the runs), and the VmRSS of one container's monitor (`flick __shim
+# Memory: the flick daemon's VmRSS when idle, SETTLE seconds (default 5)
+# after its last request (after the pull, and again after all the runs; the
+# daemon gives its free heap back once it goes quiet), and the VmRSS of one container's monitor (`flick __shim
 # BUNDLE`) while `flick run -d IMAGE sleep 60` runs; for comparison dockerd +
 # containerd when idle and containerd-shim-runc-v2 for one container.
 #
@@ -167,7 +168,8 @@ wait_for_socket() { # wait_for_socket SOCK PID NAME LOG
 start_flick "$TMP/flick" --log-level warn
 FSOCK=$TMP/flick/flick.sock
 "$FLICK" pull -q "$IMAGE" >/dev/null
-sleep 1
+SETTLE=${SETTLE:-5}
+sleep "$SETTLE"
 FLICK_IDLE0=$(rss_kb "$FLICK_PID" VmRSS)
 log "flick daemon $FLICK_PID, idle VmRSS ${FLICK_IDLE0} KiB after the pull"
 
@@ -206,7 +208,7 @@ for p in $(ps -eo pid=,ppid=,args= | awk -v d="$FLICK_PID" -v s="$shim_pid" '$2 
 done
 log "warm monitor + init: $WARM_N processes, VmRSS $WARM_RSS KiB, RssAnon $WARM_ANON KiB"
 "$FLICK" rm -f "$cid" >/dev/null
-sleep 1
+sleep "$SETTLE"
 FLICK_IDLE1=$(rss_kb "$FLICK_PID" VmRSS)
 log "flick daemon idle VmRSS ${FLICK_IDLE1} KiB after all the runs"
 
@@ -284,7 +286,7 @@ else
 		'dockerd {{.ServerVersion}}, storage driver {{.Driver}}, cgroup {{.CgroupDriver}} v{{.CgroupVersion}}, runtime {{.DefaultRuntime}}' 2>/dev/null)
 	log "$DOCKER_INFO"
 	"$DOCKER" -H "unix://$DSOCK" pull -q "$IMAGE" >/dev/null
-	sleep 1
+	sleep "$SETTLE"
 	# dockerd's own containerd is its child; the idle figure is dockerd + containerd.
 	DOCKER_IDLE=$(($(rss_kb "$DPID" VmRSS) + $(for p in $(pgrep -P "$DPID" -x containerd || true); do rss_kb "$p" VmRSS; done | awk '{ s += $1 } END { print s + 0 }')))
 	bench_path docker-api-curl "API create+start+wait+delete (curl)" api_once "$DSOCK"

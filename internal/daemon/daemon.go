@@ -129,6 +129,7 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	go ctrs.Watch(watchCtx)
+	go trimWhenQuiet(watchCtx, trimEvery, nil)
 
 	api := dockerapi.New(dockerapi.Config{
 		Images: images, Puller: puller, Registry: reg, Containers: ctrs, Logger: log.With("component", "api"),
