@@ -115,7 +115,8 @@ type Manager struct {
 	cache   map[string]*cached // by ID; see load
 
 	followMu sync.Mutex
-	follows  map[string]int // container ID -> log followers reading (attach, logs -f)
+	follows  map[string]int           // container ID -> log followers reading (attach, logs -f)
+	unfollow map[string]chan struct{} // closed when the ID's last follower is done
 
 	mons *monitors
 }
@@ -130,7 +131,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]int{},
+	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]int{}, unfollow: map[string]chan struct{}{},
 		mons: newMonitors(cfg.WarmMonitors, cfg.Helper, cfg.Logger)}, nil
 }
 
@@ -906,10 +907,14 @@ func (m *Manager) Follow(id string) (release func()) {
 	return func() {
 		once.Do(func() {
 			m.followMu.Lock()
+			defer m.followMu.Unlock()
 			if m.follows[id]--; m.follows[id] <= 0 {
 				delete(m.follows, id)
+				if ch, ok := m.unfollow[id]; ok {
+					close(ch)
+					delete(m.unfollow, id)
+				}
 			}
-			m.followMu.Unlock()
 		})
 	}
 }
@@ -917,15 +922,23 @@ func (m *Manager) Follow(id string) (release func()) {
 // awaitFollowers waits, at most max, until no log follower of the
 // container is reading any more.
 func (m *Manager) awaitFollowers(ctx context.Context, id string, max time.Duration) {
-	deadline := time.Now().Add(max)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		m.followMu.Lock()
-		n := m.follows[id]
+	m.followMu.Lock()
+	if m.follows[id] == 0 {
 		m.followMu.Unlock()
-		if n == 0 {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
+		return
+	}
+	ch, ok := m.unfollow[id]
+	if !ok {
+		ch = make(chan struct{})
+		m.unfollow[id] = ch
+	}
+	m.followMu.Unlock()
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
