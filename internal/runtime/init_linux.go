@@ -297,6 +297,11 @@ func mountSpecial(root string, spec Spec) error {
 			unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, "")
 		}
 	}
+	if spec.Network != "host" { // host: the host's /sys, cgroups included, bound read-only
+		if err := mountCgroupFS(root, spec.Privileged); err != nil {
+			return err
+		}
+	}
 	// A minimal /dev: the usual nodes, bound from the host's.
 	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
 		if err := bindDevice(root, "/dev/"+n, "/dev/"+n); err != nil {

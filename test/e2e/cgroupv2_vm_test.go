@@ -55,6 +55,13 @@ state() { f inspect "$1" | grep -o "\"$2\": *[a-z0-9]*" | sed 's/.*: *//'; }
 say run1 "$(f run --rm --network none $IMG echo hello-v2 2>&1)"
 say run2 "$(f run --rm --network none $IMG sh -c 'echo hello-again; cat /proc/self/cgroup' | tr '\n' ';')"
 
+# The container's own cgroup at /sys/fs/cgroup, read-only, as JVMs and Go
+# read their limits there.
+f run -d --name sleeper --network none $IMG sleep 60 >/dev/null
+say exec_cgroup "$(f exec sleeper cat /proc/self/cgroup)"
+f rm -f sleeper >/dev/null
+say cgfs "$(f run --rm --network none --memory 24m $IMG sh -c 'cat /sys/fs/cgroup/memory.max; echo 1 > /sys/fs/cgroup/memory.max 2>/dev/null && echo WROTE || echo read-only' | tr '\n' ';')"
+
 # Memory: the app allocates without end and is OOM-killed in its cgroup
 # (memory.events is hierarchical on v2: the parent counts the kill).
 f run -d --name oom --network none --memory 24m $IMG sh -c 'sleep 2; x=aaaaaaaa; while :; do x=$x$x; done' >/dev/null
@@ -198,8 +205,14 @@ func TestCgroupV2InVM(t *testing.T) {
 			fail("controller %s not available in the VM: %q", c, got["controllers"])
 		}
 	}
-	if got["run1"] != "hello-v2" || !strings.HasPrefix(got["run2"], "hello-again;0::/") {
-		fail("runs: %q, %q (want output, and one v2 cgroup line)", got["run1"], got["run2"])
+	if got["run1"] != "hello-v2" || got["run2"] != "hello-again;0::/;" {
+		fail("runs: %q, %q (want output, and a private cgroup namespace: 0::/)", got["run1"], got["run2"])
+	}
+	if got["exec_cgroup"] != "0::/" {
+		fail("exec joins the container's cgroup namespace: %q, want 0::/", got["exec_cgroup"])
+	}
+	if got["cgfs"] != "25165824;read-only;" {
+		fail("the container's /sys/fs/cgroup: %q, want its memory.max, read-only", got["cgfs"])
 	}
 	if got["oom_exit"] != "137" || got["oom_killed"] != "true" || got["oom_memory_max"] != strconv.Itoa(24<<20)+";" {
 		fail("memory limit: exit %q, OOMKilled %q, memory.max %q", got["oom_exit"], got["oom_killed"], got["oom_memory_max"])

@@ -656,3 +656,23 @@ func TestImageInUseByContainer(t *testing.T) {
 		t.Fatalf("image left after its container was removed: %q", out)
 	}
 }
+
+// TestCgroupFSInside: a container sees its own cgroup at /sys/fs/cgroup,
+// read-only, so runtimes that size themselves by their limits (the JVM,
+// Go, Node) see the container's; hierarchies Flick does not place it in
+// are not shown (they would be the host's root). This host is v1 (hybrid);
+// the v2 form (cgroup namespace, cgroup2 mount) is in TestCgroupV2InVM.
+func TestCgroupFSInside(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	out := d.mustFlick(t, "run", "--rm", "--memory", "32m", "--pids-limit", "50", "--cpus", "0.5", img, "sh", "-c", `
+cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max
+cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cat /sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us
+echo 1 > /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null && echo WROTE || echo read-only
+ls /sys/fs/cgroup | grep -c -x -e blkio -e systemd -e cpuset || true
+`).Stdout
+	if want := "33554432\n50\n50000\nread-only\n0\n"; out != want {
+		t.Fatalf("inside the container:\n%s\nwant:\n%s", out, want)
+	}
+}
