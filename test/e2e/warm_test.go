@@ -196,3 +196,54 @@ func isWarmInit(pid int) bool {
 	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
 	return strings.Contains(string(b), "__init\x00--warm")
 }
+
+// TestMonitorOutlivesItsHelperFile: an upgrade installs a new helper and
+// removes the old one while monitors run from it. A monitor keeps running
+// from the unlinked file and still restarts its container by policy (it
+// re-executes itself through /proc/self/exe, which names the open inode,
+// not the path).
+func TestMonitorOutlivesItsHelperFile(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	d.mustFlick(t, "run", "-d", "--name", "crashy", "--restart", "always", img, "sh", "-c", "echo run; sleep 0.3; exit 3")
+	c := d.inspectContainer(t, "crashy")
+	var st struct {
+		ShimPid int `json:"shimPid"`
+	}
+	b, _ := os.ReadFile(filepath.Join(d.DataRoot, "containers", c.ID, "state.json"))
+	if err := json.Unmarshal(b, &st); err != nil || st.ShimPid == 0 {
+		t.Fatalf("state.json: %s (%v)", b, err)
+	}
+	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(st.ShimPid), "exe"))
+	if err != nil || !strings.HasPrefix(filepath.Base(exe), "flick-helper-") {
+		t.Fatalf("monitor %d runs %q (%v)", st.ShimPid, exe, err)
+	}
+
+	// The "upgrade": the daemon stops, the old helper goes, the daemon
+	// starts and installs its own (here the same bytes, a new file).
+	d.Stop()
+	if err := os.Remove(exe); err != nil {
+		t.Fatal(err)
+	}
+	d.start()
+	if now, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(st.ShimPid), "exe")); !strings.HasSuffix(now, "(deleted)") {
+		t.Fatalf("the monitor's executable is %q, want the unlinked old file", now)
+	}
+	before := d.inspectContainer(t, "crashy").RestartCount
+	waitFor(t, "two more restarts by the old monitor", 20*time.Second, func() bool {
+		return d.inspectContainer(t, "crashy").RestartCount >= before+2
+	})
+	b, _ = os.ReadFile(filepath.Join(d.DataRoot, "containers", c.ID, "state.json"))
+	var now struct {
+		ShimPid int `json:"shimPid"`
+	}
+	json.Unmarshal(b, &now)
+	if now.ShimPid != st.ShimPid {
+		t.Fatalf("monitor changed from %d to %d; the old one should have kept the container", st.ShimPid, now.ShimPid)
+	}
+	if logs := d.mustFlick(t, "logs", "crashy").Stdout; strings.Count(logs, "run\n") < before+3 {
+		t.Fatalf("logs after %d restarts:\n%s", before, logs)
+	}
+	d.mustFlick(t, "rm", "-f", "crashy")
+}
