@@ -99,7 +99,7 @@ go build -o "$TMP/busyboximage" ./bench/cmd/busyboximage
 "$TMP/busyboximage" -registry "$REGISTRY" -ref demo/busybox:1 >/dev/null
 "$FLICK" pull -q "$REGISTRY/demo/busybox:1"
 echo "+ flick run --rm --network none --memory 32m $REGISTRY/demo/busybox:1 sh -c '...'"
-"$FLICK" run --rm --network none --memory 32m "$REGISTRY/demo/busybox:1" sh -c 'echo "hello from container $(hostname): pid $$, $(ls -d /proc/[0-9]* | wc -l) processes visible, $(grep CapEff /proc/self/status)"'
+"$FLICK" run --rm --network none --memory 32m "$REGISTRY/demo/busybox:1" sh -c 'echo "hello from container $(hostname): pid $$, $(ls -d /proc/[0-9]* | wc -l) processes visible, $(grep CapEff /proc/self/status)"; echo "memory limit it sees at /sys/fs/cgroup: $(cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null) bytes"'
 "$FLICK" run -d --name ticker --network none --restart unless-stopped "$REGISTRY/demo/busybox:1" sh -c 'while true; do date; sleep 1; done' >/dev/null
 sleep 2
 "$FLICK" ps
