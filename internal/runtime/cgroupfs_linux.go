@@ -1,15 +1,14 @@
 package runtime
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/flick-edge/flick/internal/cgroup"
 )
 
 // mountCgroupFS gives the container its own cgroup at /sys/fs/cgroup, as
@@ -28,10 +27,6 @@ import (
 //
 // Read-only unless privileged.
 func mountCgroupFS(root string, privileged bool) error {
-	own, err := ownCgroups()
-	if err != nil {
-		return err
-	}
 	var ro uintptr = unix.MS_RDONLY
 	if privileged {
 		ro = 0
@@ -41,8 +36,7 @@ func mountCgroupFS(root string, privileged bool) error {
 	if err != nil {
 		return err
 	}
-	var st unix.Statfs_t
-	if unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+	if cgroup.Unified() {
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return fmt.Errorf("cgroup namespace: %w", err)
 		}
@@ -51,34 +45,26 @@ func mountCgroupFS(root string, privileged bool) error {
 		}
 		return nil
 	}
-	mounts, err := mountinfo.GetMounts(mountinfo.FSTypeFilter("cgroup"))
+	hs, err := cgroup.OwnHierarchies()
 	if err != nil {
-		return fmt.Errorf("read mounts: %w", err)
+		return fmt.Errorf("read cgroup hierarchies: %w", err)
 	}
-	if len(mounts) == 0 {
+	if len(hs) == 0 {
 		return nil // no cgroup filesystem on this host: nothing to show
 	}
 	if err := unix.Mount("tmpfs", dst, "tmpfs", nse, "mode=755,size=64k"); err != nil {
 		return fmt.Errorf("mount tmpfs on /sys/fs/cgroup: %w", err)
 	}
-	for _, m := range mounts {
-		if filepath.Dir(m.Mountpoint) != "/sys/fs/cgroup" {
-			continue
-		}
-		path, ok := own[hierarchyKey(m.VFSOptions)]
-		if !ok || path == "/" {
+	for _, h := range hs {
+		if filepath.Dir(h.Mountpoint) != "/sys/fs/cgroup" || h.Path == "/" {
 			continue // a hierarchy Flick does not place containers in: not the host's root either
 		}
-		rel, err := filepath.Rel(m.Root, path)
-		if err != nil || strings.HasPrefix(rel, "..") {
-			continue // its cgroup is outside what this mount shows
-		}
-		name := filepath.Base(m.Mountpoint)
+		name := filepath.Base(h.Mountpoint)
 		in := filepath.Join(dst, name)
 		if err := os.Mkdir(in, 0o755); err != nil {
 			return err
 		}
-		if err := unix.Mount(filepath.Join(m.Mountpoint, rel), in, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		if err := unix.Mount(h.Dir, in, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("bind cgroup %s: %w", name, err)
 		}
 		if err := unix.Mount("", in, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_REC|nse|ro, ""); err != nil {
@@ -91,43 +77,4 @@ func mountCgroupFS(root string, privileged bool) error {
 		}
 	}
 	return unix.Mount("", dst, "", unix.MS_REMOUNT|nse|ro, "mode=755,size=64k")
-}
-
-// ownCgroups reads /proc/self/cgroup: each v1 hierarchy's key (its sorted
-// controllers, or name=NAME) to this process's path in it.
-func ownCgroups() (map[string]string, error) {
-	f, err := os.Open("/proc/self/cgroup")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	own := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		parts := strings.SplitN(sc.Text(), ":", 3)
-		if len(parts) == 3 && parts[1] != "" {
-			own[hierarchyKey(parts[1])] = parts[2]
-		}
-	}
-	return own, sc.Err()
-}
-
-// hierarchyKey names a v1 hierarchy by its controllers and name= option,
-// sorted, from /proc/self/cgroup's middle field or a mount's super options
-// (which also hold rw and the like).
-func hierarchyKey(list string) string {
-	var keep []string
-	for _, o := range strings.Split(list, ",") {
-		switch o {
-		case "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio",
-			"blkio", "perf_event", "hugetlb", "pids", "rdma", "misc":
-			keep = append(keep, o)
-		default:
-			if strings.HasPrefix(o, "name=") {
-				keep = append(keep, o)
-			}
-		}
-	}
-	slices.Sort(keep)
-	return strings.Join(keep, ",")
 }

@@ -1,0 +1,58 @@
+package cgroup
+
+import (
+	"path/filepath"
+	"strings"
+
+	"github.com/opencontainers/cgroups"
+)
+
+// Unified reports whether /sys/fs/cgroup is cgroup2 alone (no v1
+// hierarchies), as opencontainers/cgroups decides it (once per process).
+func Unified() bool { return cgroups.IsCgroup2UnifiedMode() }
+
+// Hierarchy is one v1 hierarchy as this process sees it: where it is
+// mounted, and this process's cgroup in it.
+type Hierarchy struct {
+	Mountpoint string // e.g. /sys/fs/cgroup/memory or /sys/fs/cgroup/cpu,cpuacct
+	Path       string // this process's cgroup, from the hierarchy's root ("/" for the root)
+	Dir        string // that cgroup's directory under Mountpoint
+}
+
+// OwnHierarchies lists the v1 hierarchies this process is in, from the
+// mount table and /proc/self/cgroup (opencontainers/cgroups' parsers); a
+// hierarchy whose mount does not show this process's cgroup (a bind of a
+// subtree it is outside) is left out. Nil on a v2-only host.
+func OwnHierarchies() ([]Hierarchy, error) {
+	if Unified() {
+		return nil, nil
+	}
+	mounts, err := cgroups.GetCgroupMounts(false)
+	if err != nil {
+		return nil, err
+	}
+	own, err := cgroups.ParseCgroupFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	var hs []Hierarchy
+	for _, m := range mounts {
+		if len(m.Subsystems) == 0 {
+			continue
+		}
+		s := m.Subsystems[0]
+		path, ok := own[s]
+		if !ok {
+			path, ok = own[cgroups.CgroupNamePrefix+s] // named: GetCgroupMounts trims "name="
+		}
+		if !ok {
+			continue
+		}
+		rel, err := filepath.Rel(m.Root, path)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		hs = append(hs, Hierarchy{Mountpoint: m.Mountpoint, Path: path, Dir: filepath.Join(m.Mountpoint, rel)})
+	}
+	return hs, nil
+}
