@@ -15,7 +15,6 @@ package helper
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -49,15 +48,10 @@ func Install(dir string) (string, error) {
 		return "", err
 	}
 	name := filepath.Join(dir, Prefix+sum[:16])
-	if got, err := fileDigest(name); err != nil || got != sum {
-		if err == nil {
-			err = fmt.Errorf("digest %s, want %s", got, sum)
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			// A damaged copy (flash bit rot, a hand edit): write it anew.
-			os.Remove(name)
-		}
-		if err := write(name); err != nil {
+	if got, _ := fileDigest(name); got != sum {
+		// Missing, or damaged (flash bit rot, a hand edit): the new copy
+		// replaces it atomically.
+		if err := write(name, sum); err != nil {
 			return "", fmt.Errorf("install container helper %s: %w", name, err)
 		}
 	}
@@ -65,16 +59,17 @@ func Install(dir string) (string, error) {
 	return name, nil
 }
 
-// write writes the embedded image to name durably, then lets go of the
+// write writes the embedded image to name durably, checks it has digest
+// sum, then lets go of the
 // pages of flick's own binary that reading it brought in: they belong to
 // no code and would otherwise count in the daemon's resident memory.
-func write(name string) error {
+func write(name, sum string) error {
 	data := unsafe.Slice(unsafe.StringData(image), len(image))
 	err := durable.WriteFile(name, data, 0o755)
 	if err == nil {
-		sum, derr := fileDigest(name)
-		if derr == nil && sum != strings.TrimSpace(digest) {
-			derr = fmt.Errorf("written copy has digest %s (disk or memory fault)", sum)
+		got, derr := fileDigest(name)
+		if derr == nil && got != sum {
+			derr = fmt.Errorf("written copy has digest %s (disk or memory fault)", got)
 		}
 		err = derr
 	}
