@@ -60,9 +60,9 @@ func Install(dir string) (string, error) {
 }
 
 // write writes the embedded image to name durably, checks it has digest
-// sum, then lets go of the
-// pages of flick's own binary that reading it brought in: they belong to
-// no code and would otherwise count in the daemon's resident memory.
+// sum, then lets go of the pages of flick's own binary that reading it
+// brought in: they belong to no code and would otherwise count in the
+// daemon's resident memory.
 func write(name, sum string) error {
 	data := unsafe.Slice(unsafe.StringData(image), len(image))
 	err := durable.WriteFile(name, data, 0o755)
