@@ -115,8 +115,7 @@ type Manager struct {
 	cache   map[string]*cached // by ID; see load
 
 	followMu sync.Mutex
-	follows  map[string]int           // container ID -> log followers reading (attach, logs -f)
-	unfollow map[string]chan struct{} // closed when the ID's last follower is done
+	follows  map[string]*followers // by container ID: log followers reading (attach, logs -f)
 
 	mons *monitors
 }
@@ -131,7 +130,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]int{}, unfollow: map[string]chan struct{}{},
+	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]*followers{},
 		mons: newMonitors(cfg.WarmMonitors, cfg.Helper, cfg.Logger)}, nil
 }
 
@@ -901,42 +900,46 @@ func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(run
 // can exit and be removed before the attach's follower has begun.
 func (m *Manager) Follow(id string) (release func()) {
 	m.followMu.Lock()
-	m.follows[id]++
+	f := m.follows[id]
+	if f == nil {
+		f = &followers{done: make(chan struct{})}
+		m.follows[id] = f
+	}
+	f.n++
 	m.followMu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			m.followMu.Lock()
 			defer m.followMu.Unlock()
-			if m.follows[id]--; m.follows[id] <= 0 {
+			if f.n--; f.n == 0 {
 				delete(m.follows, id)
-				if ch, ok := m.unfollow[id]; ok {
-					close(ch)
-					delete(m.unfollow, id)
-				}
+				close(f.done)
 			}
 		})
 	}
+}
+
+// followers counts one container's log followers; done closes when the
+// last is done.
+type followers struct {
+	n    int
+	done chan struct{}
 }
 
 // awaitFollowers waits, at most max, until no log follower of the
 // container is reading any more.
 func (m *Manager) awaitFollowers(ctx context.Context, id string, max time.Duration) {
 	m.followMu.Lock()
-	if m.follows[id] == 0 {
-		m.followMu.Unlock()
+	f := m.follows[id]
+	m.followMu.Unlock()
+	if f == nil {
 		return
 	}
-	ch, ok := m.unfollow[id]
-	if !ok {
-		ch = make(chan struct{})
-		m.unfollow[id] = ch
-	}
-	m.followMu.Unlock()
 	t := time.NewTimer(max)
 	defer t.Stop()
 	select {
-	case <-ch:
+	case <-f.done:
 	case <-t.C:
 	case <-ctx.Done():
 	}
