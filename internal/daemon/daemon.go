@@ -101,7 +101,6 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	if err != nil {
 		// Containers still run, from flick itself, at a higher memory cost.
 		log.Warn("container helper not installed; monitors run from flick itself", "err", err)
-		helperPath = ""
 	}
 	ctrs, err = container.New(container.Config{Root: filepath.Join(cfg.DataRoot, "containers"), Volumes: filepath.Join(cfg.DataRoot, "volumes"),
 		Images: images, Snapshots: ss, Logger: log.With("component", "container"), Network: bridgeNetwork(cfg, log),

@@ -435,9 +435,9 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 			}
 		}()
 	}
-	sent := 0
+	read := 0 // log entries read, for the debug line
 	err = s.cfg.Containers.Logs(ctx, c.ID, true, func(e runtime.LogEntry) error {
-		sent++
+		read++
 		if e.Time.Before(from) || (e.Stream == "stdout" && !wantOut) || (e.Stream == "stderr" && !wantErr) {
 			return nil
 		}
@@ -452,7 +452,7 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		}
 		return err
 	})
-	s.log.Debug("attach ended", "container", c.ID, "entries", sent, "err", err, "ctx", ctx.Err())
+	s.log.Debug("attach ended", "container", c.ID, "entries", read, "err", err, "ctx", ctx.Err())
 }
 
 func (s *Server) containerResize(w http.ResponseWriter, r *http.Request) {
