@@ -15,14 +15,15 @@ STATICCHECK_VERSION := v0.7.0
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-HELPER    := internal/helper/bin/flick-helper
+HELPERS   := internal/helper/bin
 
-# flick embeds its container helper (cmd/flick-helper, see internal/helper),
-# built first for the same GOOS/GOARCH: $(1) is the output, $(2) the
-# GOOS/GOARCH settings.
+# flick embeds its container helpers (cmd/flick-monitor and cmd/flick-init,
+# see internal/helper), built first for the same GOOS/GOARCH: $(1) is the
+# output, $(2) the GOOS/GOARCH settings.
 define build-flick
-	$(2) $(BUILD) -tags $(TAGS) -o $(HELPER) ./cmd/flick-helper
-	sha256sum $(HELPER) | cut -d' ' -f1 > $(HELPER).sha256
+	$(2) $(BUILD) -tags $(TAGS) -o $(HELPERS)/flick-monitor ./cmd/flick-monitor
+	$(2) $(BUILD) -tags $(TAGS) -o $(HELPERS)/flick-init ./cmd/flick-init
+	cd $(HELPERS) && for h in flick-monitor flick-init; do sha256sum $$h | cut -d' ' -f1 > $$h.sha256; done
 	$(2) $(BUILD) -tags $(TAGS),flickhelper -o $(1) ./cmd/flick
 endef
 

@@ -1,8 +1,9 @@
 // Command flick is the whole of Flick in one binary: the daemon ('flick
-// daemon'), the client commands that talk to it, and two hidden roles the
-// daemon re-executes it in (runtime.RunRole). A build by make embeds a
-// lean copy of those roles, cmd/flick-helper, which the daemon runs for
-// monitors and inits instead (internal/helper).
+// daemon'), the client commands that talk to it, and the hidden roles of the
+// processes beside a container: its monitor (monitor.RunRole), its init and
+// exec (runtime.RunRole). A build by make embeds lean binaries of the
+// monitor and the init, cmd/flick-monitor and cmd/flick-init, which the
+// daemon runs instead (internal/helper).
 //
 // The runtime's cgroup-aware GOMAXPROCS reads /proc/self/cgroup, mountinfo
 // and the CPU quota at every process start (about 1.7 ms of CPU here, in
@@ -19,6 +20,7 @@ import (
 	"os"
 
 	"github.com/flick-edge/flick/internal/cli"
+	"github.com/flick-edge/flick/internal/monitor"
 	"github.com/flick-edge/flick/internal/runtime"
 )
 
@@ -29,6 +31,7 @@ var (
 )
 
 func main() {
+	monitor.RunRole(os.Args)
 	runtime.RunRole(os.Args)
 	os.Exit(cli.Run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr, cli.Build{Version: version, GitCommit: commit}))
 }

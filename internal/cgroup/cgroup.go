@@ -172,6 +172,7 @@ type backend interface {
 	killFile() (bool, error)
 	destroy() error
 	path(controller string) string
+	dirs() []string
 }
 
 func newBackend(cfg *config, id string) (backend, error) {
@@ -466,6 +467,11 @@ func (c *Cgroup) Destroy() error {
 	}
 	return nil
 }
+
+// Dirs are the cgroup's directories, one per hierarchy (v2: one): what a
+// container's monitor joins its init to and removes at the end
+// (internal/cgroupdir).
+func (c *Cgroup) Dirs() []string { return c.b.dirs() }
 
 // Path is the cgroup's directory for a v1 controller ("memory", "cpu", "cpuacct",
 // "pids", "freezer", "devices"); "" if that controller is not mounted. On v2 every

@@ -31,20 +31,7 @@ func (c *Cgroup) Rename(id string) (*Cgroup, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var done [][2]string
-	seen := map[string]bool{}
-	for _, ctrl := range v1Controllers {
-		p, ok := b.paths[ctrl]
-		if !ok {
-			continue
-		}
-		real := p
-		if r, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
-			real = filepath.Join(r, filepath.Base(p))
-		}
-		if seen[real] { // cpu and cpuacct are often one hierarchy
-			continue
-		}
-		seen[real] = true
+	for _, real := range b.dirs() {
 		to := filepath.Join(filepath.Dir(real), id)
 		if err := os.Rename(real, to); err != nil {
 			for i := len(done) - 1; i >= 0; i-- {

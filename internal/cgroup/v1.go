@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/fs"
 
+	"github.com/flick-edge/flick/internal/cgroupdir"
 	"github.com/flick-edge/flick/internal/errdefs"
 )
 
@@ -96,39 +96,32 @@ func (b *v1) swapAccounting() bool {
 
 func (b *v1) set(r *cgroups.Resources) error { return b.mgr.Set(r) }
 
-// add writes pid into every hierarchy at once: a container's start waits
-// on this, and six sequential writes (the memory controller's is the slow
+// add writes pid into every hierarchy at once: the kernel may wait on
+// this, and six sequential writes (the memory controller's is the slow
 // one) cost several milliseconds.
-func (b *v1) add(pid int) error {
+func (b *v1) add(pid int) error { return cgroupdir.Set(b.dirs()).Join(pid) }
+
+// dirs are the cgroup's directories, one per hierarchy: cpu and cpuacct are
+// often one hierarchy (mounted together, each name a symlink to it), listed
+// once.
+func (b *v1) dirs() []string {
 	seen := map[string]bool{}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	for _, p := range b.paths {
-		real, err := filepath.EvalSymlinks(filepath.Dir(p))
-		if err == nil {
-			real = filepath.Join(real, filepath.Base(p))
-		} else {
-			real = p
-		}
-		if seen[real] { // cpu and cpuacct are often one hierarchy
+	var out []string
+	for _, ctrl := range v1Controllers {
+		p, ok := b.paths[ctrl]
+		if !ok {
 			continue
 		}
-		seen[real] = true
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := cgroups.WriteCgroupProc(p, pid); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		}()
+		real := p
+		if r, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
+			real = filepath.Join(r, filepath.Base(p))
+		}
+		if !seen[real] {
+			seen[real] = true
+			out = append(out, real)
+		}
 	}
-	wg.Wait()
-	return first
+	return out
 }
 
 func (b *v1) stats() (*cgroups.Stats, error) {

@@ -166,3 +166,5 @@ func (b *v2) killFile() (bool, error) {
 func (b *v2) destroy() error { return cgroups.RemovePath(b.dir) }
 
 func (b *v2) path(string) string { return b.dir }
+
+func (b *v2) dirs() []string { return []string{b.dir} }

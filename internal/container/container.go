@@ -28,12 +28,13 @@ import (
 	"time"
 
 	"github.com/docker/go-units"
-	"github.com/flick-edge/flick/internal/cgroup"
+	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/durable"
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/image"
+	"github.com/flick-edge/flick/internal/logfile"
+	"github.com/flick-edge/flick/internal/monitor"
 	"github.com/flick-edge/flick/internal/network"
-	"github.com/flick-edge/flick/internal/runtime"
 	"github.com/flick-edge/flick/internal/sandbox"
 	"github.com/flick-edge/flick/internal/snapshot"
 	mcontainer "github.com/moby/moby/api/types/container"
@@ -60,7 +61,7 @@ type Record struct {
 // Container is a record plus its current state.
 type Container struct {
 	Record
-	State  runtime.State
+	State  bundle.State
 	Bundle string
 }
 
@@ -93,9 +94,10 @@ type Config struct {
 	// WarmMonitors is how many container monitors to keep started ahead
 	// of need (from the first container start on).
 	WarmMonitors int
-	// Helper is the binary monitors and inits run from: the installed
-	// container helper (internal/helper). Empty: flick's own executable.
-	Helper string
+	// MonitorBinary and InitBinary are what container monitors and inits
+	// run from: the lean binaries internal/helper installs. Empty: flick's
+	// own executable.
+	MonitorBinary, InitBinary string
 }
 
 // Manager owns every container.
@@ -131,7 +133,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]*followers{},
-		mons: newMonitors(cfg.WarmMonitors, cfg.Helper, cfg.Logger)}, nil
+		mons: newMonitors(cfg.WarmMonitors, cfg.MonitorBinary, cfg.InitBinary, cfg.Logger)}, nil
 }
 
 // Close lets the warm monitors go; containers keep running.
@@ -189,13 +191,13 @@ func (m *Manager) load(id string) (Container, error) {
 		}
 	}
 	var key stateKey
-	if err := unix.Stat(filepath.Join(b, runtime.StateFile), &st); err == nil {
+	if err := unix.Stat(filepath.Join(b, bundle.StateFile), &st); err == nil {
 		key = stateKey{ino: int64(st.Ino), mtime: st.Mtim.Nano(), size: st.Size, exists: true}
 	}
 	m.cacheMu.Lock()
 	defer m.cacheMu.Unlock()
 	if !ent.loaded || ent.key != key {
-		ent.state, _ = runtime.ReadState(b)
+		ent.state, _ = bundle.ReadState(b)
 		ent.key, ent.loaded = key, true
 	}
 	m.cache[id] = ent
@@ -205,7 +207,7 @@ func (m *Manager) load(id string) (Container, error) {
 // cached is one container as last read.
 type cached struct {
 	rec    Record
-	state  runtime.State
+	state  bundle.State
 	key    stateKey // which state.json state was read from
 	loaded bool
 }
@@ -357,12 +359,12 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 	if err := writeEtc(stage, spec, req.HostConfig); err != nil {
 		return fail(err)
 	}
-	if err := runtime.WriteSpec(stage, spec, false); err != nil { // the whole stage is fsynced below
+	if err := bundle.WriteSpec(stage, spec, false); err != nil { // the whole stage is fsynced below
 		return fail(err)
 	}
 	// The log exists from creation on, so a client attached before start
 	// holds it open even if the container is removed the moment it exits.
-	if err := os.WriteFile(filepath.Join(stage, runtime.LogFile), nil, 0o640); err != nil {
+	if err := os.WriteFile(filepath.Join(stage, bundle.LogFile), nil, 0o640); err != nil {
 		return fail(err)
 	}
 	raw, _ := json.Marshal(rec)
@@ -386,10 +388,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 }
 
 // spec turns a Docker config into a runtime spec, validating as Docker does.
-func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, error) {
+func (m *Manager) spec(rec *Record, img image.Image) (bundle.Spec, []string, error) {
 	cfg, hc, ic := rec.Config, rec.HostConfig, img.Config.Image.Config
 	var warnings []string
-	s := runtime.Spec{ID: rec.ID, LogMax: m.cfg.LogMax, LogFiles: m.cfg.LogFiles, Tty: cfg.Tty, Stdin: cfg.OpenStdin, StdinOnce: cfg.StdinOnce}
+	s := bundle.Spec{ID: rec.ID, LogMax: m.cfg.LogMax, LogFiles: m.cfg.LogFiles, Tty: cfg.Tty, Stdin: cfg.OpenStdin, StdinOnce: cfg.StdinOnce}
 	// Entrypoint and command, with Docker's rules: a given entrypoint
 	// resets the image's CMD.
 	entry, cmd := ic.Entrypoint, ic.Cmd
@@ -470,7 +472,7 @@ func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, er
 		if ctr == "" {
 			ctr = d.PathOnHost
 		}
-		s.Devices = append(s.Devices, runtime.Device{Host: d.PathOnHost, Container: ctr})
+		s.Devices = append(s.Devices, bundle.Device{Host: d.PathOnHost, Container: ctr})
 	}
 	caps, err := sandbox.Capabilities(hc.CapAdd, hc.CapDrop, hc.Privileged)
 	if err != nil {
@@ -489,7 +491,7 @@ func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, er
 	if s.Seccomp != "" && s.Seccomp != "unconfined" {
 		return s, nil, errdefs.NewNotImplemented(fmt.Errorf("seccomp profile %q: Flick has Docker's default profile and 'unconfined'", s.Seccomp))
 	}
-	s.Resources = cgroup.Resources{MemoryBytes: hc.Memory, MemorySwapBytes: hc.MemorySwap, CPUs: float64(hc.NanoCPUs) / 1e9,
+	s.Resources = bundle.Resources{MemoryBytes: hc.Memory, MemorySwapBytes: hc.MemorySwap, CPUs: float64(hc.NanoCPUs) / 1e9,
 		CPUShares: hc.CPUShares}
 	if hc.PidsLimit != nil {
 		s.Resources.PidsLimit = *hc.PidsLimit
@@ -518,7 +520,7 @@ func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, er
 	switch p := hc.RestartPolicy; p.Name {
 	case "", "no":
 	case "always", "unless-stopped", "on-failure":
-		s.Restart = runtime.RestartPolicy{Name: string(p.Name), Max: p.MaximumRetryCount}
+		s.Restart = bundle.RestartPolicy{Name: string(p.Name), Max: p.MaximumRetryCount}
 		if hc.AutoRemove {
 			return s, nil, errdefs.NewInvalidArgument(errors.New("conflicting options: cannot specify both --restart and --rm"))
 		}
@@ -534,13 +536,13 @@ func (m *Manager) spec(rec *Record, img image.Image) (runtime.Spec, []string, er
 
 // parseBind parses -v SRC:DST[:ro|rw]; a SRC that is not a path is a named
 // volume under the data root, created on first use.
-func (m *Manager) parseBind(bind string) (runtime.Mount, error) {
+func (m *Manager) parseBind(bind string) (bundle.Mount, error) {
 	parts := strings.Split(bind, ":")
 	if len(parts) < 2 || len(parts) > 3 {
-		return runtime.Mount{}, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume specification: '%s' (want SRC:DST[:ro])", bind))
+		return bundle.Mount{}, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume specification: '%s' (want SRC:DST[:ro])", bind))
 	}
 	src, dst := parts[0], parts[1]
-	mt := runtime.Mount{Target: dst}
+	mt := bundle.Mount{Target: dst}
 	if len(parts) == 3 {
 		for _, o := range strings.Split(parts[2], ",") {
 			switch o {
@@ -573,7 +575,7 @@ func (m *Manager) parseBind(bind string) (runtime.Mount, error) {
 	return mt, nil
 }
 
-func writeEtc(bundle string, s runtime.Spec, hc *mcontainer.HostConfig) error {
+func writeEtc(bundle string, s bundle.Spec, hc *mcontainer.HostConfig) error {
 	if err := os.WriteFile(filepath.Join(bundle, "hostname"), []byte(s.Hostname+"\n"), 0o644); err != nil {
 		return err
 	}
@@ -640,14 +642,14 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	if c.Running() {
 		return nil // Docker: starting a running container is a no-op
 	}
-	if err := os.Remove(filepath.Join(c.Bundle, runtime.StopFile)); err == nil {
+	if err := os.Remove(filepath.Join(c.Bundle, bundle.StopFile)); err == nil {
 		// Started again by hand: a restart policy applies again after a
 		// reboot, so the stop mark must stay gone.
 		if err := durable.FsyncDir(c.Bundle); err != nil {
 			return err
 		}
 	}
-	os.Remove(filepath.Join(c.Bundle, runtime.StateFile))
+	os.Remove(filepath.Join(c.Bundle, bundle.StateFile))
 	if err := m.attachNetwork(c); err != nil {
 		return err
 	}
@@ -668,7 +670,7 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	m.mons.refill()
 	// state.json has the outcome; a monitor that ended without writing it
 	// (it could not read its spec) is reported with its log.
-	st, err := runtime.ReadState(c.Bundle)
+	st, err := bundle.ReadState(c.Bundle)
 	switch {
 	case err == nil && st.Status != "":
 		if st.Error != "" {
@@ -682,14 +684,14 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	}
 	select {
 	case <-mo.gone:
-		log, _ := os.ReadFile(filepath.Join(c.Bundle, runtime.ShimLogFile))
+		log, _ := os.ReadFile(filepath.Join(c.Bundle, bundle.ShimLogFile))
 		return fmt.Errorf("container %s: %w: %s", c.Name, errMonitorGone, strings.TrimSpace(string(log)))
 	default:
 		return errdefs.NewUnavailable(fmt.Errorf("container %s did not start within 30s", c.Name))
 	}
 }
 
-func startError(st runtime.State) error {
+func startError(st bundle.State) error {
 	err := fmt.Errorf("failed to create task for container: failed to create shim task: OCI runtime create failed: %s", st.Error)
 	switch st.ExitCode {
 	case 126, 127:
@@ -746,7 +748,7 @@ func (m *Manager) waitShim(ctx context.Context, c Container, d time.Duration) bo
 	defer deadline.Stop()
 	exited := m.exitedCh(c.ID)
 	for {
-		st, _ := runtime.ReadState(c.Bundle)
+		st, _ := bundle.ReadState(c.Bundle)
 		c.State = st
 		if m.monitorDone(c) {
 			return true
@@ -878,7 +880,7 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 }
 
 // Logs streams a container's log entries.
-func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(runtime.LogEntry) error) error {
+func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(logfile.Entry) error) error {
 	c, err := m.Get(ref)
 	if err != nil {
 		return err
@@ -890,7 +892,7 @@ func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(run
 	if follow {
 		defer m.Follow(c.ID)()
 	}
-	return runtime.ReadLogs(ctx, c.Bundle, follow, done, func() <-chan struct{} { return m.exitedCh(c.ID) }, fn)
+	return logfile.Read(ctx, filepath.Join(c.Bundle, bundle.LogFile), follow, done, func() <-chan struct{} { return m.exitedCh(c.ID) }, fn)
 }
 
 // Follow counts a log follower of container id until the returned func
@@ -983,8 +985,8 @@ func (m *Manager) UsesLayer(d digest.Digest) bool {
 
 // dialControl connects to the container's monitor, waiting (bounded by
 // ctx) for a monitor that is still starting.
-func (m *Manager) dialControl(ctx context.Context, id string, h runtime.Control) (net.Conn, error) {
-	addr := &net.UnixAddr{Name: runtime.ControlSocket(id), Net: "unix"}
+func (m *Manager) dialControl(ctx context.Context, id string, h monitor.Control) (net.Conn, error) {
+	addr := &net.UnixAddr{Name: monitor.ControlSocket(id), Net: "unix"}
 	for {
 		conn, err := net.DialUnix("unix", nil, addr)
 		if err == nil {
@@ -1018,7 +1020,7 @@ func (m *Manager) AttachStdin(ctx context.Context, ref string, r io.Reader) erro
 	if !c.Config.OpenStdin && !c.Config.Tty {
 		return errdefs.NewInvalidArgument(fmt.Errorf("container %s was not created with -i", c.Name))
 	}
-	conn, err := m.dialControl(ctx, c.ID, runtime.Control{Type: "stdin"})
+	conn, err := m.dialControl(ctx, c.ID, monitor.Control{Type: "stdin"})
 	if err != nil {
 		return err
 	}
@@ -1041,7 +1043,7 @@ func (m *Manager) Resize(ctx context.Context, ref string, h, w uint16) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := m.dialControl(ctx, c.ID, runtime.Control{Type: "resize", Height: h, Width: w})
+	conn, err := m.dialControl(ctx, c.ID, monitor.Control{Type: "resize", Height: h, Width: w})
 	if err != nil {
 		return err
 	}
@@ -1074,11 +1076,11 @@ const stagePrefix = ".new-"
 
 // markStopped records that the user stopped the container, durably: after
 // a power cut an unless-stopped container must stay down.
-func markStopped(bundle string) error {
-	if err := os.WriteFile(filepath.Join(bundle, runtime.StopFile), nil, 0o600); err != nil {
+func markStopped(dir string) error {
+	if err := os.WriteFile(filepath.Join(dir, bundle.StopFile), nil, 0o600); err != nil {
 		return err
 	}
-	return durable.FsyncDir(bundle)
+	return durable.FsyncDir(dir)
 }
 
 // removeBundle deletes a container's bundle, renamed away first so a power

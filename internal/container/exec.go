@@ -14,6 +14,7 @@ import (
 
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/runtime"
+	"github.com/flick-edge/flick/internal/tty"
 	mcontainer "github.com/moby/moby/api/types/container"
 	"golang.org/x/sys/unix"
 )
@@ -165,7 +166,7 @@ func (m *Manager) StartExec(ctx context.Context, id string, sio ExecIO) (int, er
 	e.pid = cmd.Process.Pid
 	e.mu.Unlock()
 	if consoleR != nil {
-		if master, err := runtime.ReceiveConsole(consoleR); err == nil {
+		if master, err := tty.Receive(consoleR); err == nil {
 			defer master.Close()
 			e.mu.Lock()
 			e.tty = master
@@ -206,5 +207,5 @@ func (m *Manager) ResizeExec(id string, h, w uint16) error {
 	if e.tty == nil {
 		return nil
 	}
-	return runtime.Resize(e.tty, h, w)
+	return tty.Resize(e.tty, h, w)
 }

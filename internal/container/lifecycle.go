@@ -7,9 +7,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/cgroup"
 	"github.com/flick-edge/flick/internal/durable"
-	"github.com/flick-edge/flick/internal/runtime"
 )
 
 // Recover runs at daemon start. Containers whose monitor still runs are
@@ -94,7 +94,7 @@ func (m *Manager) Recover(ctx context.Context) {
 }
 
 func (m *Manager) restartAtBoot(c Container) bool {
-	if _, err := os.Stat(filepath.Join(c.Bundle, runtime.StopFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(c.Bundle, bundle.StopFile)); err == nil {
 		return false
 	}
 	switch c.HostConfig.RestartPolicy.Name {
@@ -106,8 +106,8 @@ func (m *Manager) restartAtBoot(c Container) bool {
 	return false
 }
 
-func writeState(bundle string, st runtime.State) {
-	if err := runtime.WriteState(bundle, st); err != nil {
+func writeState(dir string, st bundle.State) {
+	if err := bundle.WriteState(dir, st, true); err != nil {
 		_ = err
 	}
 }

@@ -2,6 +2,7 @@ package container
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,37 +11,47 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
-	"github.com/flick-edge/flick/internal/runtime"
 	"golang.org/x/sys/unix"
+
+	"github.com/flick-edge/flick/internal/bundle"
+	"github.com/flick-edge/flick/internal/cgroup"
+	"github.com/flick-edge/flick/internal/monitor"
 )
 
-// monitor is a container monitor this daemon launched: its reports arrive
-// on a socket (runtime.Report*), so a start or an exit is seen when it
-// happens instead of at the next poll of state.json. A daemon started later
-// has no monitor for the containers it adopts and polls.
-type monitor struct {
+// monitorProc is a container monitor this daemon launched: its reports
+// arrive on a socket (monitor.Report*), so a start or an exit is seen when
+// it happens instead of at the next poll of state.json. A daemon started
+// later has no monitor for the containers it adopts and polls.
+type monitorProc struct {
 	cmd     *exec.Cmd
 	conn    *os.File
+	r       *bufio.Reader // reads conn
 	started chan struct{} // the first run's outcome is in state.json (or the monitor is gone)
 	exited  chan struct{} // state.json is final (or the monitor is gone)
 	gone    chan struct{} // the process has ended
+
+	// A warm monitor's init waits in warmCg (cgroup v1), which becomes the
+	// container's cgroup by a rename.
+	warmCg *cgroup.Cgroup
 }
 
 // read turns the monitor's reports into its channels, until the socket
 // closes (the monitor ended).
-func (mo *monitor) read() {
+func (mo *monitorProc) read() {
 	var startOnce, exitOnce sync.Once
 	start := func() { startOnce.Do(func() { close(mo.started) }) }
 	exit := func() { exitOnce.Do(func() { close(mo.exited) }) }
-	sc := bufio.NewScanner(mo.conn)
+	sc := bufio.NewScanner(mo.r)
 	for sc.Scan() {
 		switch sc.Text() {
-		case runtime.ReportStarted:
+		case monitor.ReportStarted:
 			start()
-		case runtime.ReportExited:
+		case monitor.ReportExited:
 			start()
 			exit()
 		}
@@ -50,23 +61,37 @@ func (mo *monitor) read() {
 	mo.conn.Close()
 }
 
+// drop lets a monitor that was given no container go: it kills its init and
+// exits when its socket closes; its warm cgroup goes too.
+func (mo *monitorProc) drop() {
+	mo.conn.Close()
+	if mo.warmCg != nil {
+		mo.warmCg.KillAll()
+		mo.warmCg.Destroy()
+		mo.warmCg = nil
+	}
+}
+
 // monitors launches monitors and keeps `warm` of them started ahead of
 // need, each with its init already waiting in fresh namespaces: a start
 // then costs no process start at all.
 type monitors struct {
-	warm   int
-	helper string // the binary monitors run from ("": flick's own)
-	log    *slog.Logger
+	warm        int
+	monitorBin  string // the binary monitors run from ("": flick's own)
+	initBin     string // the binary inits run from ("": flick's own)
+	warmCgroups bool   // cgroup v1: warm inits wait in a cgroup renamed at the start
+	log         *slog.Logger
 
 	mu      sync.Mutex
-	ready   []*monitor
+	ready   []*monitorProc
 	filling int
 	closed  bool
-	byID    map[string]*monitor // the last monitor launched for each container
+	byID    map[string]*monitorProc // the last monitor launched for each container
 }
 
-func newMonitors(warm int, helper string, log *slog.Logger) *monitors {
-	return &monitors{warm: warm, helper: helper, log: log, byID: map[string]*monitor{}}
+func newMonitors(warm int, monitorBin, initBin string, log *slog.Logger) *monitors {
+	return &monitors{warm: warm, monitorBin: monitorBin, initBin: initBin, warmCgroups: cgroup.Mode() != "v2",
+		log: log, byID: map[string]*monitorProc{}}
 }
 
 // warmNice is the nice value warm monitors start at: warming the next
@@ -74,24 +99,22 @@ func newMonitors(warm int, helper string, log *slog.Logger) *monitors {
 // the daemon's own value when it is given a container.
 const warmNice = 19
 
-// spawn starts `HELPER __shim ARG...` with the report socket as its fd 3.
-// The helper is the lean container helper (internal/helper), or flick
-// itself if there is none.
-func (ms *monitors) spawn(out *os.File, args ...string) (*monitor, error) {
-	self := ms.helper
-	if self == "" {
-		var err error
-		if self, err = os.Executable(); err != nil {
-			return nil, err
-		}
+// spawn starts `MONITOR __shim --init INIT [ARG...]` with the report
+// socket as its fd 3. The binaries are the lean ones internal/helper
+// installs, or flick itself.
+func (ms *monitors) spawn(out *os.File, args ...string) (*monitorProc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
 	}
+	monBin, initBin := cmp(ms.monitorBin, self), cmp(ms.initBin, self)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("start container monitor: %w", err)
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "monitor"), os.NewFile(uintptr(fds[1]), "monitor-report")
 	defer theirs.Close()
-	cmd := exec.Command(self, append([]string{"__shim"}, args...)...)
+	cmd := exec.Command(monBin, append([]string{monitor.Role, "--init", initBin}, args...)...)
 	if out != nil {
 		cmd.Stdout, cmd.Stderr = out, out
 	}
@@ -103,65 +126,197 @@ func (ms *monitors) spawn(out *os.File, args ...string) (*monitor, error) {
 		ours.Close()
 		return nil, fmt.Errorf("start container monitor: %w", err)
 	}
-	return newMonitor(cmd, ours), nil
+	mo := &monitorProc{cmd: cmd, conn: ours, r: bufio.NewReader(ours), started: make(chan struct{}), exited: make(chan struct{}), gone: make(chan struct{})}
+	// Reap it if it ends while we run; after a restart of the daemon, init does.
+	go func() { cmd.Wait(); close(mo.gone) }()
+	return mo, nil
 }
 
-// spawnWarm is spawn of a warm monitor at warmNice: the forking thread
-// takes that value for the fork (a child inherits its parent thread's),
-// then goes back.
-func (ms *monitors) spawnWarm() (*monitor, error) {
+func cmp(s, dflt string) string {
+	if s == "" {
+		return dflt
+	}
+	return s
+}
+
+// spawnWarm is spawn of a warm monitor at warmNice (the forking thread
+// takes that value for the fork: a child inherits its parent thread's),
+// then, on cgroup v1, puts its waiting init in a cgroup of its own with
+// Docker's device rules, to be renamed for the container.
+func (ms *monitors) spawnWarm() (*monitorProc, error) {
+	mo, err := ms.spawnNice(warmNice)
+	if err != nil {
+		return nil, err
+	}
+	line, err := mo.r.ReadString('\n')
+	pid, perr := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), monitor.ReportInit+" "))
+	if err != nil || perr != nil {
+		mo.drop()
+		return nil, fmt.Errorf("warm container monitor %d: no init reported (%q): %v", mo.cmd.Process.Pid, line, err)
+	}
+	if pid == 0 || !ms.warmCgroups {
+		return mo, nil // the container's cgroup is made at the start, and init joins it then
+	}
+	cg, err := cgroup.New(cgroup.WarmPrefix+strconv.Itoa(mo.cmd.Process.Pid), cgroup.Resources{})
+	if err == nil {
+		if err = cg.RestrictDevices(cgroup.DefaultDeviceRules); err == nil {
+			err = cg.Add(pid)
+		}
+		if err != nil {
+			cg.Destroy()
+		}
+	}
+	if err != nil {
+		ms.log.Warn("warm container monitor: cgroup", "err", err)
+		return mo, nil
+	}
+	mo.warmCg = cg
+	return mo, nil
+}
+
+func (ms *monitors) spawnNice(nice int) (*monitorProc, error) {
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
 	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0) // this thread; the kernel says 20-nice
 	if err != nil {
 		return nil, err
 	}
-	nice := 20 - prio
-	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, warmNice); err != nil {
+	own := 20 - prio
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, nice); err != nil {
 		return nil, err
 	}
-	defer unix.Setpriority(unix.PRIO_PROCESS, 0, nice)
-	return ms.spawn(nil, runtime.WarmArg, strconv.Itoa(nice))
+	defer unix.Setpriority(unix.PRIO_PROCESS, 0, own)
+	return ms.spawn(nil, bundle.WarmArg, strconv.Itoa(own))
 }
 
-func newMonitor(cmd *exec.Cmd, ours *os.File) *monitor {
-	mo := &monitor{cmd: cmd, conn: ours, started: make(chan struct{}), exited: make(chan struct{}), gone: make(chan struct{})}
-	// Reap it if it ends while we run; after a restart of the daemon, init does.
-	go func() { cmd.Wait(); close(mo.gone) }()
-	return mo
-}
-
-// launch starts the monitor of the container in bundle: a warm one if one
-// is ready, else a fresh one.
-func (ms *monitors) launch(id, bundle string) (*monitor, error) {
+// launch starts the monitor of the container in dir, in the cgroup it
+// makes for it (with the spec's limits and device rules): a warm monitor
+// if one is ready, its cgroup renamed for the container, else a fresh one.
+func (ms *monitors) launch(id, dir string) (*monitorProc, error) {
+	spec, err := bundle.ReadSpec(dir)
+	if err != nil {
+		return nil, err
+	}
+	if prev := ms.of(id); prev != nil {
+		// Started again: the last run's monitor removes the cgroup as it
+		// ends, which must not be the one made now.
+		select {
+		case <-prev.gone:
+		case <-time.After(10 * time.Second):
+		}
+	}
 	for {
 		mo := ms.take()
 		if mo == nil {
 			break
 		}
-		if _, err := mo.conn.Write([]byte(bundle + "\n")); err != nil {
+		cg, joined, err := ms.containerCgroup(spec, mo)
+		if err != nil {
+			mo.drop()
+			return nil, err
+		}
+		if err := send(mo, monitor.Launch{Bundle: dir, Cgroup: cg.Dirs(), Joined: joined}); err != nil {
 			// It died while it waited (killed by hand, say): next.
 			ms.log.Warn("warm container monitor gone; starting another", "pid", mo.cmd.Process.Pid, "err", err)
-			mo.conn.Close()
+			mo.drop()
+			cg.KillAll()
+			cg.Destroy()
 			continue
 		}
 		ms.log.Debug("container monitor", "id", id, "pid", mo.cmd.Process.Pid, "warm", true)
 		return ms.track(id, mo), nil
 	}
-	logf, err := os.OpenFile(filepath.Join(bundle, runtime.ShimLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	cg, _, err := ms.containerCgroup(spec, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	mo, err := ms.spawn(logf, bundle)
-	if err != nil {
-		return nil, err
+	logf, err := os.OpenFile(filepath.Join(dir, bundle.ShimLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err == nil {
+		defer logf.Close()
+		var mo *monitorProc
+		if mo, err = ms.spawn(logf); err == nil {
+			if err = send(mo, monitor.Launch{Bundle: dir, Cgroup: cg.Dirs()}); err == nil {
+				ms.log.Debug("container monitor", "id", id, "pid", mo.cmd.Process.Pid, "warm", false)
+				return ms.track(id, mo), nil
+			}
+			mo.drop()
+		}
 	}
-	ms.log.Debug("container monitor", "id", id, "pid", mo.cmd.Process.Pid, "warm", false)
-	return ms.track(id, mo), nil
+	cg.KillAll()
+	cg.Destroy()
+	return nil, err
 }
 
-func (ms *monitors) track(id string, mo *monitor) *monitor {
+func send(mo *monitorProc, l monitor.Launch) error {
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	_, err = mo.conn.Write(append(b, '\n'))
+	return err
+}
+
+// containerCgroup makes the container's cgroup: the warm monitor's, renamed
+// (v1; joined reports that its init is in it), with the container's limits
+// and devices added, or a new one.
+func (ms *monitors) containerCgroup(spec bundle.Spec, mo *monitorProc) (cg *cgroup.Cgroup, joined bool, err error) {
+	res := cgroup.Resources(spec.Resources)
+	if mo != nil && mo.warmCg != nil {
+		cg, err := mo.warmCg.Rename(spec.ID)
+		if err != nil {
+			ms.log.Warn("warm cgroup", "err", err)
+		} else {
+			mo.warmCg = nil
+			if err := cg.Update(res); err != nil {
+				cg.KillAll()
+				cg.Destroy()
+				return nil, false, err
+			}
+			extra := deviceRules(spec)[len(cgroup.DefaultDeviceRules):]
+			if spec.Privileged {
+				extra = []string{"a"}
+			}
+			if len(extra) > 0 {
+				if err := cg.AllowDevices(extra); err != nil {
+					cg.KillAll()
+					cg.Destroy()
+					return nil, false, fmt.Errorf("device rules: %w", err)
+				}
+			}
+			return cg, true, nil
+		}
+	}
+	cg, err = cgroup.New(spec.ID, res)
+	if err != nil {
+		return nil, false, err
+	}
+	if !spec.Privileged {
+		if err := cg.RestrictDevices(deviceRules(spec)); err != nil && !errors.Is(err, cgroup.ErrDevicesV2) {
+			cg.Destroy()
+			return nil, false, fmt.Errorf("device rules: %w", err)
+		}
+	}
+	return cg, false, nil
+}
+
+// deviceRules is Docker's allowlist plus the --device nodes.
+func deviceRules(spec bundle.Spec) []string {
+	rules := append([]string(nil), cgroup.DefaultDeviceRules...)
+	for _, d := range spec.Devices {
+		var st unix.Stat_t
+		if err := unix.Stat(d.Host, &st); err != nil {
+			continue
+		}
+		kind := "c"
+		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
+			kind = "b"
+		}
+		rules = append(rules, fmt.Sprintf("%s %d:%d rwm", kind, unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))))
+	}
+	return rules
+}
+
+func (ms *monitors) track(id string, mo *monitorProc) *monitorProc {
 	go mo.read()
 	ms.mu.Lock()
 	ms.byID[id] = mo
@@ -169,7 +324,7 @@ func (ms *monitors) track(id string, mo *monitor) *monitor {
 	return mo
 }
 
-func (ms *monitors) take() *monitor {
+func (ms *monitors) take() *monitorProc {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	for len(ms.ready) > 0 {
@@ -177,7 +332,7 @@ func (ms *monitors) take() *monitor {
 		ms.ready = ms.ready[1:]
 		select {
 		case <-mo.gone:
-			mo.conn.Close()
+			mo.drop()
 			continue
 		default:
 		}
@@ -207,7 +362,7 @@ func (ms *monitors) refill() {
 				return
 			}
 			if ms.closed {
-				mo.conn.Close() // it sees EOF and exits
+				mo.drop()
 				return
 			}
 			ms.ready = append(ms.ready, mo)
@@ -216,7 +371,7 @@ func (ms *monitors) refill() {
 }
 
 // of returns the monitor this daemon launched for a container, if any.
-func (ms *monitors) of(id string) *monitor {
+func (ms *monitors) of(id string) *monitorProc {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	return ms.byID[id]
@@ -235,7 +390,7 @@ func (ms *monitors) close() {
 	defer ms.mu.Unlock()
 	ms.closed = true
 	for _, mo := range ms.ready {
-		mo.conn.Close()
+		mo.drop()
 	}
 	ms.ready = nil
 }

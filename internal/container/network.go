@@ -7,9 +7,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/network"
-	"github.com/flick-edge/flick/internal/runtime"
 	mcontainer "github.com/moby/moby/api/types/container"
 	mnetwork "github.com/moby/moby/api/types/network"
 )
@@ -47,7 +47,7 @@ func portMappings(hc *mcontainer.HostConfig) ([]network.PortMapping, error) {
 // restarts: same address, same ports) and records the namespace in the
 // spec before the monitor starts.
 func (m *Manager) attachNetwork(c Container) error {
-	spec, err := runtime.ReadSpec(c.Bundle)
+	spec, err := bundle.ReadSpec(c.Bundle)
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func (m *Manager) attachNetwork(c Container) error {
 		return err
 	}
 	spec.NetNS = ep.NetNSPath
-	if err := runtime.WriteSpec(c.Bundle, spec, !spec.Ephemeral); err != nil {
+	if err := bundle.WriteSpec(c.Bundle, spec, !spec.Ephemeral); err != nil {
 		return err
 	}
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" + ep.IP.String() + "\t" + spec.Hostname + "\n"
@@ -80,7 +80,7 @@ func (m *Manager) attachNetwork(c Container) error {
 }
 
 func (m *Manager) detachNetwork(c Container) error {
-	spec, err := runtime.ReadSpec(c.Bundle)
+	spec, err := bundle.ReadSpec(c.Bundle)
 	if err != nil || spec.Network != "bridge" || m.cfg.Network == nil {
 		return nil
 	}
@@ -96,7 +96,7 @@ func (m *Manager) Endpoint(c Container) (network.Endpoint, bool) {
 	if m.cfg.Network == nil {
 		return network.Endpoint{}, false
 	}
-	spec, err := runtime.ReadSpec(c.Bundle)
+	spec, err := bundle.ReadSpec(c.Bundle)
 	if err != nil || spec.Network != "bridge" {
 		return network.Endpoint{}, false
 	}

@@ -97,14 +97,14 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	var ctrs *container.Manager
 	leased := func(d digest.Digest) bool { return puller.Leased(d) || (ctrs != nil && ctrs.UsesLayer(d)) }
 	images := image.New(meta, cs, ss, leased, log.With("component", "image"))
-	helperPath, err := helper.Install(filepath.Join(cfg.DataRoot, "helpers"))
+	helpers, err := helper.Install(filepath.Join(cfg.DataRoot, "helpers"))
 	if err != nil {
 		// Containers still run, from flick itself, at a higher memory cost.
-		log.Warn("container helper not installed; monitors run from flick itself", "err", err)
+		log.Warn("container helpers not installed; monitors and inits run from flick itself", "err", err)
 	}
 	ctrs, err = container.New(container.Config{Root: filepath.Join(cfg.DataRoot, "containers"), Volumes: filepath.Join(cfg.DataRoot, "volumes"),
 		Images: images, Snapshots: ss, Logger: log.With("component", "container"), Network: bridgeNetwork(cfg, log),
-		WarmMonitors: cfg.WarmMonitors, Helper: helperPath})
+		WarmMonitors: cfg.WarmMonitors, MonitorBinary: helpers.Monitor, InitBinary: helpers.Init})
 	if err != nil {
 		return err
 	}

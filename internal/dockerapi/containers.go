@@ -15,9 +15,10 @@ import (
 	"time"
 
 	"github.com/docker/go-units"
+	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/container"
 	"github.com/flick-edge/flick/internal/errdefs"
-	"github.com/flick-edge/flick/internal/runtime"
+	"github.com/flick-edge/flick/internal/logfile"
 	mcontainer "github.com/moby/moby/api/types/container"
 	mevents "github.com/moby/moby/api/types/events"
 	mnetwork "github.com/moby/moby/api/types/network"
@@ -245,7 +246,7 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 		ID: c.ID, Created: rfc3339(c.Created), Path: c.Path, Args: c.Args, Image: c.ImageID.String(), Name: "/" + c.Name,
 		RestartCount: c.State.RestartCount, Driver: "overlay", Platform: "linux",
 		ResolvConfPath: c.Bundle + "/resolv.conf", HostnamePath: c.Bundle + "/hostname", HostsPath: c.Bundle + "/hosts",
-		LogPath: c.Bundle + "/" + runtime.LogFile,
+		LogPath: c.Bundle + "/" + bundle.LogFile,
 		State: &mcontainer.State{Status: mcontainer.ContainerState(st), Running: st == "running", Restarting: st == "restarting",
 			OOMKilled: c.State.OOMKilled, Pid: c.State.Pid, ExitCode: c.State.ExitCode, Error: c.State.Error,
 			StartedAt: rfc3339(c.State.StartedAt), FinishedAt: rfc3339(c.State.FinishedAt)},
@@ -324,7 +325,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 			f.Flush()
 		}
 	}
-	emit := func(e runtime.LogEntry) error {
+	emit := func(e logfile.Entry) error {
 		if (e.Stream == "stdout" && !wantOut) || (e.Stream == "stderr" && !wantErr) || e.Time.Before(since) {
 			return nil
 		}
@@ -340,8 +341,8 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	if tail >= 0 {
 		// Collect the existing entries, keep the last n, then follow.
-		var ring []runtime.LogEntry
-		s.cfg.Containers.Logs(r.Context(), c.ID, false, func(e runtime.LogEntry) error {
+		var ring []logfile.Entry
+		s.cfg.Containers.Logs(r.Context(), c.ID, false, func(e logfile.Entry) error {
 			ring = append(ring, e)
 			if len(ring) > tail {
 				ring = ring[1:]
@@ -359,7 +360,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 		if len(ring) > 0 {
 			last = ring[len(ring)-1].Time
 		}
-		s.cfg.Containers.Logs(r.Context(), c.ID, true, func(e runtime.LogEntry) error {
+		s.cfg.Containers.Logs(r.Context(), c.ID, true, func(e logfile.Entry) error {
 			if !e.Time.After(last) {
 				return nil
 			}
@@ -369,7 +370,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	s.cfg.Containers.Logs(r.Context(), c.ID, follow, func(e runtime.LogEntry) error {
+	s.cfg.Containers.Logs(r.Context(), c.ID, follow, func(e logfile.Entry) error {
 		err := emit(e)
 		if follow {
 			flush()
@@ -436,7 +437,7 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	read := 0 // log entries read, for the debug line
-	err = s.cfg.Containers.Logs(ctx, c.ID, true, func(e runtime.LogEntry) error {
+	err = s.cfg.Containers.Logs(ctx, c.ID, true, func(e logfile.Entry) error {
 		read++
 		if e.Time.Before(from) || (e.Stream == "stdout" && !wantOut) || (e.Stream == "stderr" && !wantErr) {
 			return nil

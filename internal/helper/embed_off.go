@@ -2,6 +2,6 @@
 
 package helper
 
-// A build without the flickhelper tag (go build, go test) embeds no helper:
-// monitors and inits run from flick itself.
-var image, digest string
+// A build without the flickhelper tag (go build, go test) embeds no
+// helpers: monitors and inits run from flick itself.
+var monitorImage, monitorDigest, initImage, initDigest string

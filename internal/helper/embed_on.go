@@ -2,13 +2,17 @@
 
 package helper
 
-import _ "embed" // the helper's image
+import _ "embed" // the helpers' images
 
-// Written by make build (the helper for the same GOOS/GOARCH) before flick
+// Written by make build (the helpers for the same GOOS/GOARCH) before flick
 // is built with -tags flickhelper.
 var (
-	//go:embed bin/flick-helper
-	image string
-	//go:embed bin/flick-helper.sha256
-	digest string
+	//go:embed bin/flick-monitor
+	monitorImage string
+	//go:embed bin/flick-monitor.sha256
+	monitorDigest string
+	//go:embed bin/flick-init
+	initImage string
+	//go:embed bin/flick-init.sha256
+	initDigest string
 )

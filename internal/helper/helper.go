@@ -1,15 +1,15 @@
-// Package helper installs the container helper that a make build embeds in
-// flick: cmd/flick-helper, the monitor and init roles linked without the
-// rest of the engine. A monitor lives as long as its container; run from
-// the 18 MiB flick binary, the Go runtime's start alone maps about 12 MiB of
-// it, so each monitor would cost that much resident memory. From the helper
-// it costs a third of it, and a cold monitor or init starts in a third of
-// the time.
+// Package helper installs the two container helpers a make build embeds in
+// flick: cmd/flick-monitor (a container's monitor, internal/monitor) and
+// cmd/flick-init (its init, internal/runtime), each linked without the rest
+// of the engine. A monitor lives as long as its container, and a process
+// maps all of a small binary it runs: from the 18 MiB flick binary a monitor
+// was 15 MiB resident, from the 2.5 MiB monitor binary it is about 3.
+// Inits start in a third of flick's time.
 //
-// The helper is written once per build to the data root, named by its
+// The helpers are written once per build to the data root, named by their
 // digest, and run from there. A plain `go build` (without the flickhelper
 // tag) embeds nothing; Install then answers flick's own executable, whose
-// runtime.RunRole runs the same roles.
+// main runs the same roles.
 package helper
 
 import (
@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unsafe"
 
@@ -26,36 +27,71 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Prefix starts every installed helper's file name.
-const Prefix = "flick-helper-"
+// The helpers' names; an installed one is NAME-<first 16 hex digits of its
+// sha256>. Files of the names in retired (earlier builds' helpers) are
+// removed too.
+const (
+	MonitorName = "flick-monitor"
+	InitName    = "flick-init"
+)
 
-// Embedded reports whether this build carries the helper.
-func Embedded() bool { return image != "" }
+var retired = []string{"flick-helper"}
 
-// Install makes sure dir holds this build's helper, verified against its
-// digest, removes the helpers of other builds (running monitors keep
-// theirs: an unlinked file lives on while executed), and returns its path.
-// Without an embedded helper it returns flick's own executable.
-func Install(dir string) (string, error) {
-	if image == "" {
-		return os.Executable()
-	}
-	sum := strings.TrimSpace(digest)
-	if len(sum) != sha256.Size*2 {
-		return "", fmt.Errorf("embedded helper: bad digest %q (rebuild with make build)", sum)
+// embedded is one helper binary this build carries.
+type embedded struct {
+	name          string
+	image, digest *string // set by embed_on.go; empty without the flickhelper tag
+}
+
+var helpers = []embedded{{MonitorName, &monitorImage, &monitorDigest}, {InitName, &initImage, &initDigest}}
+
+// Embedded reports whether this build carries the helpers.
+func Embedded() bool { return monitorImage != "" && initImage != "" }
+
+// Paths are the installed helpers.
+type Paths struct {
+	Monitor string // cmd/flick-monitor: one per running container
+	Init    string // cmd/flick-init: each container's init, until it execs the app
+}
+
+// Install makes sure dir holds this build's helpers, each verified against
+// its digest, removes the helpers of other builds (running monitors keep
+// theirs: an unlinked file lives on while executed or held open), and
+// returns their paths. Without embedded helpers both are flick's own
+// executable.
+func Install(dir string) (Paths, error) {
+	if !Embedded() {
+		self, err := os.Executable()
+		return Paths{self, self}, err
 	}
 	if err := durable.MkdirAll(dir, 0o700); err != nil {
-		return "", err
+		return Paths{}, err
 	}
-	name := filepath.Join(dir, Prefix+sum[:16])
+	var got []string
+	for _, h := range helpers {
+		name, err := install(dir, h)
+		if err != nil {
+			return Paths{}, err
+		}
+		got = append(got, name)
+	}
+	removeOthers(dir, got)
+	return Paths{Monitor: got[0], Init: got[1]}, nil
+}
+
+func install(dir string, h embedded) (string, error) {
+	sum := strings.TrimSpace(*h.digest)
+	if len(sum) != sha256.Size*2 {
+		return "", fmt.Errorf("embedded %s: bad digest %q (rebuild with make build)", h.name, sum)
+	}
+	name := filepath.Join(dir, h.name+"-"+sum[:16])
 	if got, _ := fileDigest(name); got != sum {
 		// Missing, or damaged (flash bit rot, a hand edit): the new copy
 		// replaces it atomically.
-		if err := write(name, sum); err != nil {
+		if err := write(name, *h.image, sum); err != nil {
 			return "", fmt.Errorf("install container helper %s: %w", name, err)
 		}
 	}
-	removeOthers(dir, filepath.Base(name))
 	return name, nil
 }
 
@@ -63,7 +99,7 @@ func Install(dir string) (string, error) {
 // sum, then lets go of the pages of flick's own binary that reading it
 // brought in: they belong to no code and would otherwise count in the
 // daemon's resident memory.
-func write(name, sum string) error {
+func write(name, image, sum string) error {
 	data := unsafe.Slice(unsafe.StringData(image), len(image))
 	err := durable.WriteFile(name, data, 0o755)
 	if err == nil {
@@ -103,11 +139,20 @@ func fileDigest(name string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-func removeOthers(dir, keep string) {
+// removeOthers removes what earlier builds installed in dir (and temp
+// files of cut writes), keeping the paths in keep.
+func removeOthers(dir string, keep []string) {
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if n := e.Name(); n != keep && (strings.HasPrefix(n, Prefix) || strings.HasPrefix(n, "."+Prefix)) {
-			os.Remove(filepath.Join(dir, n))
+		n := e.Name()
+		if slices.Contains(keep, filepath.Join(dir, n)) {
+			continue
+		}
+		for _, prefix := range append([]string{MonitorName, InitName}, retired...) {
+			if strings.HasPrefix(n, prefix+"-") || strings.HasPrefix(n, "."+prefix+"-") {
+				os.Remove(filepath.Join(dir, n))
+				break
+			}
 		}
 	}
 }

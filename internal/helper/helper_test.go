@@ -9,14 +9,18 @@ import (
 	"testing"
 )
 
-// withImage makes this (untagged) test build carry img as its helper.
-func withImage(t *testing.T, img string) string {
+// withImages makes this (untagged) test build carry mon and ini as its
+// helpers; it returns their installed names.
+func withImages(t *testing.T, mon, ini string) (string, string) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(img))
-	oldImage, oldDigest := image, digest
-	image, digest = img, hex.EncodeToString(sum[:])+"\n"
-	t.Cleanup(func() { image, digest = oldImage, oldDigest })
-	return Prefix + hex.EncodeToString(sum[:])[:16]
+	old := [4]string{monitorImage, monitorDigest, initImage, initDigest}
+	t.Cleanup(func() { monitorImage, monitorDigest, initImage, initDigest = old[0], old[1], old[2], old[3] })
+	set := func(img string, image, digest *string, name string) string {
+		sum := sha256.Sum256([]byte(img))
+		*image, *digest = img, hex.EncodeToString(sum[:])+"\n"
+		return name + "-" + hex.EncodeToString(sum[:])[:16]
+	}
+	return set(mon, &monitorImage, &monitorDigest, MonitorName), set(ini, &initImage, &initDigest, InitName)
 }
 
 func TestInstallWithoutHelperIsFlickItself(t *testing.T) {
@@ -25,38 +29,43 @@ func TestInstallWithoutHelperIsFlickItself(t *testing.T) {
 	}
 	got, err := Install(t.TempDir())
 	self, _ := os.Executable()
-	if err != nil || got != self {
-		t.Fatalf("Install = %q, %v; want this executable %q", got, err, self)
+	if err != nil || got.Monitor != self || got.Init != self {
+		t.Fatalf("Install = %+v, %v; want this executable %q", got, err, self)
 	}
 }
 
 func TestInstallWritesVerifiesAndReplaces(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "helpers")
-	name := withImage(t, "#!/bin/sh\necho helper v2\n")
-	// What an earlier build left, and a stray temp file of a cut write.
+	monName, initName := withImages(t, "#!/bin/sh\necho monitor v2\n", "#!/bin/sh\necho init v2\n")
+	// What earlier builds left (the one-helper layout too), and stray temp
+	// files of cut writes.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, old := range []string{Prefix + "0123456789abcdef", "." + Prefix + "0123.tmp-1", "unrelated"} {
+	for _, old := range []string{"flick-helper-0123456789abcdef", MonitorName + "-0123456789abcdef", InitName + "-fedcba9876543210",
+		"." + MonitorName + "-0123.tmp-1", "unrelated"} {
 		os.WriteFile(filepath.Join(dir, old), []byte("old"), 0o755)
 	}
-	p, err := Install(dir)
-	if err != nil || p != filepath.Join(dir, name) {
-		t.Fatalf("Install = %q, %v", p, err)
+	got, err := Install(dir)
+	if err != nil || got.Monitor != filepath.Join(dir, monName) || got.Init != filepath.Join(dir, initName) {
+		t.Fatalf("Install = %+v, %v", got, err)
 	}
-	b, _ := os.ReadFile(p)
-	st, _ := os.Stat(p)
-	if string(b) != image || st.Mode().Perm() != 0o755 {
-		t.Fatalf("installed %q mode %v", b, st.Mode())
+	for p, want := range map[string]string{got.Monitor: monitorImage, got.Init: initImage} {
+		b, _ := os.ReadFile(p)
+		st, _ := os.Stat(p)
+		if string(b) != want || st.Mode().Perm() != 0o755 {
+			t.Fatalf("installed %s: %q mode %v", p, b, st.Mode())
+		}
 	}
 	ents, _ := os.ReadDir(dir)
 	var left []string
 	for _, e := range ents {
 		left = append(left, e.Name())
 	}
-	if strings.Join(left, ",") != name+",unrelated" {
-		t.Fatalf("left in %s: %v; want only this build's helper and the unrelated file", dir, left)
+	if strings.Join(left, ",") != initName+","+monName+",unrelated" {
+		t.Fatalf("left in %s: %v; want only this build's helpers and the unrelated file", dir, left)
 	}
+	p := got.Monitor
 
 	// Installed already: kept as it is (same inode).
 	before, _ := os.Stat(p)
@@ -75,21 +84,21 @@ func TestInstallWritesVerifiesAndReplaces(t *testing.T) {
 	if _, err := Install(dir); err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(p); string(b) != image {
+	if b, _ := os.ReadFile(p); string(b) != monitorImage {
 		t.Fatalf("damaged helper not replaced: %q", b)
 	}
 }
 
 func TestInstallRefusesABadDigest(t *testing.T) {
-	withImage(t, "x")
-	digest = "not-a-digest"
+	withImages(t, "x", "y")
+	initDigest = "not-a-digest"
 	if _, err := Install(t.TempDir()); err == nil || !strings.Contains(err.Error(), "make build") {
 		t.Fatalf("bad embedded digest: %v", err)
 	}
 }
 
 func TestInstallIntoAnUnwritableDirFails(t *testing.T) {
-	withImage(t, "x")
+	withImages(t, "x", "y")
 	if _, err := Install("/proc/flick-helpers"); err == nil {
 		t.Fatal("install under /proc succeeded")
 	}

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/cgroup"
 	"github.com/flick-edge/flick/internal/sandbox"
 	"golang.org/x/sys/unix"
@@ -34,13 +36,13 @@ type ExecSpec struct {
 // starts `__execinit` there (so it is born inside them and inside the
 // container's pid namespace), puts it in the container's cgroup, releases
 // it, and exits with its status. It never returns.
-func ExecMain(specPath, bundle string) {
-	os.Exit(execMain(specPath, bundle))
+func ExecMain(specPath, bdir string) {
+	os.Exit(execMain(specPath, bdir))
 }
 
-func execMain(specPath, bundle string) int {
+func execMain(specPath, bdir string) int {
 	var es ExecSpec
-	if err := readJSON(specPath, &es); err != nil {
+	if err := bundle.ReadJSON(specPath, &es); err != nil {
 		fmt.Fprintln(os.Stderr, "flick exec:", err)
 		return 126
 	}
@@ -64,7 +66,7 @@ func execMain(specPath, bundle string) int {
 	}
 	// The child re-executes this binary from inside the container's mount
 	// namespace, where no path leads to it: through an inherited fd.
-	cmd := exec.Command("/proc/self/fd/5", "__execinit", specPath, bundle)
+	cmd := exec.Command("/proc/self/fd/5", "__execinit", specPath, bdir)
 	// The command's stdio travels as fds 8-10, and __execinit itself starts
 	// on /dev/null: whatever a linked package prints while the binary
 	// initialises inside the container (VictoriaMetrics/metrics logs that
@@ -73,7 +75,7 @@ func execMain(specPath, bundle string) int {
 	// With -t, __execinit makes its terminal inside the container and takes
 	// it as controlling terminal itself.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: es.Tty}
-	specFile, err := os.Open(bundle + "/" + SpecFile)
+	specFile, err := os.Open(bdir + "/" + bundle.SpecFile)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flick exec:", err)
 		return 126
@@ -175,15 +177,15 @@ func ExecInitMain(specPath string) {
 	// Both specs were opened before entering the container (fds 6 and the
 	// exec spec path is outside its mount namespace): read the container
 	// spec from fd 6; the exec spec travels in the environment.
-	var spec Spec
+	var spec bundle.Spec
 	if f := os.NewFile(6, "spec"); f != nil {
-		if err := decodeJSON(f, &spec); err != nil {
+		if err := json.NewDecoder(f).Decode(&spec); err != nil {
 			fail(err)
 		}
 		f.Close()
 	}
 	var es ExecSpec
-	if err := decodeJSONString(os.Getenv("FLICK_EXEC_SPEC"), &es); err != nil {
+	if err := json.Unmarshal([]byte(os.Getenv("FLICK_EXEC_SPEC")), &es); err != nil {
 		fail(fmt.Errorf("exec spec: %w", err))
 	}
 	if es.Tty {
@@ -205,7 +207,7 @@ func ExecInitMain(specPath string) {
 	if err != nil {
 		fail(err)
 	}
-	env := defaultEnv(Spec{Env: append(append([]string{}, spec.Env...), es.Env...), Hostname: spec.Hostname, Tty: es.Tty}, home)
+	env := defaultEnv(bundle.Spec{Env: append(append([]string{}, spec.Env...), es.Env...), Hostname: spec.Hostname, Tty: es.Tty}, home)
 	cwd := es.Cwd
 	if cwd == "" {
 		cwd = spec.Cwd

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/cyphar/filepath-securejoin"
+	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/sandbox"
 	"golang.org/x/sys/unix"
 )
@@ -24,9 +25,9 @@ const (
 
 // InitMain is the container's init: it runs in the new namespaces, prepares
 // the root filesystem and execs the application. It never returns. A warm
-// init (bundle == WarmArg) learns its bundle, and the network namespace to
+// init (bundle == bundle.WarmArg) learns its bundle, and the network namespace to
 // join, with the go-ahead.
-func InitMain(bundle string) {
+func InitMain(bdir string) {
 	// One thread does everything and execs: a network namespace joined
 	// with setns is the calling thread's alone.
 	goruntime.LockOSThread()
@@ -38,17 +39,17 @@ func InitMain(bundle string) {
 		os.Exit(code)
 	}
 	sync := os.NewFile(initSyncFD, "init-sync")
-	warm := bundle == WarmArg
+	warm := bdir == bundle.WarmArg
 	if warm {
 		line, err := bufio.NewReader(sync).ReadBytes('\n')
 		if err != nil {
 			os.Exit(1) // the warm monitor dropped us
 		}
-		var ws warmStart
+		var ws bundle.WarmStart
 		if err := json.Unmarshal(line, &ws); err != nil || !filepath.IsAbs(ws.Bundle) {
 			fail(1, fmt.Errorf("bad go-ahead from the monitor: %q", line))
 		}
-		bundle = ws.Bundle
+		bdir = ws.Bundle
 		// This thread execs the app: it takes back the daemon's priority.
 		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, ws.Nice); err != nil {
 			fail(1, fmt.Errorf("priority: %w", err))
@@ -68,7 +69,7 @@ func InitMain(bundle string) {
 		}
 	}
 	sync.Close()
-	spec, err := ReadSpec(bundle)
+	spec, err := bundle.ReadSpec(bdir)
 	if err != nil {
 		fail(1, err)
 	}
@@ -78,7 +79,7 @@ func InitMain(bundle string) {
 			fail(1, err)
 		}
 	}
-	path, env, err := prepare(bundle, spec)
+	path, env, err := prepare(bdir, spec)
 	if err != nil {
 		var ee *execError
 		if errors.As(err, &ee) {
@@ -146,15 +147,15 @@ type execError struct {
 
 func (e *execError) Error() string { return e.err.Error() }
 
-func prepare(bundle string, spec Spec) (string, []string, error) {
+func prepare(bdir string, spec bundle.Spec) (string, []string, error) {
 	if len(spec.Args) == 0 {
 		return "", nil, &execError{126, errors.New("no command specified: the image has no CMD or ENTRYPOINT; give one after the image name")}
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return "", nil, fmt.Errorf("make mounts private: %w", err)
 	}
-	root := filepath.Join(bundle, RootDir)
-	if err := mountRootfs(bundle, root, spec); err != nil {
+	root := filepath.Join(bdir, bundle.RootDir)
+	if err := mountRootfs(bdir, root, spec); err != nil {
 		return "", nil, err
 	}
 	if err := mountSpecial(root, spec); err != nil {
@@ -163,7 +164,7 @@ func prepare(bundle string, spec Spec) (string, []string, error) {
 	if err := mountUser(root, spec); err != nil {
 		return "", nil, err
 	}
-	if err := bindEtc(bundle, root); err != nil {
+	if err := bindEtc(bdir, root); err != nil {
 		return "", nil, err
 	}
 	if err := pivot(root); err != nil {
@@ -214,22 +215,22 @@ func prepare(bundle string, spec Spec) (string, []string, error) {
 	return path, env, nil
 }
 
-func mountRootfs(bundle, root string, spec Spec) error {
-	for _, d := range []string{root, filepath.Join(bundle, UpperDir), filepath.Join(bundle, WorkDir)} {
+func mountRootfs(bdir, root string, spec bundle.Spec) error {
+	for _, d := range []string{root, filepath.Join(bdir, bundle.UpperDir), filepath.Join(bdir, bundle.WorkDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
 	}
 	lowers := spec.Layers
 	if len(lowers) == 0 {
-		empty := filepath.Join(bundle, "empty")
+		empty := filepath.Join(bdir, "empty")
 		if err := os.MkdirAll(empty, 0o755); err != nil {
 			return err
 		}
 		lowers = []string{empty}
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"),
-		filepath.Join(bundle, UpperDir), filepath.Join(bundle, WorkDir))
+		filepath.Join(bdir, bundle.UpperDir), filepath.Join(bdir, bundle.WorkDir))
 	// nodev: a node the app creates with mknod (CAP_MKNOD is in Docker's
 	// default set) cannot be opened; the devices it may use are bind
 	// mounts of the host's, which keep their own mount's flags.
@@ -264,7 +265,7 @@ func target(root, p string, dir bool) (string, error) {
 	return t, nil
 }
 
-func mountSpecial(root string, spec Spec) error {
+func mountSpecial(root string, spec bundle.Spec) error {
 	type m struct {
 		src, dst, fstype string
 		flags            uintptr
@@ -323,7 +324,7 @@ func mountSpecial(root string, spec Spec) error {
 	return nil
 }
 
-func devFlags(spec Spec) uintptr {
+func devFlags(spec bundle.Spec) uintptr {
 	if spec.Privileged {
 		return 0
 	}
@@ -341,7 +342,7 @@ func bindDevice(root, host, ctr string) error {
 	return nil
 }
 
-func mountUser(root string, spec Spec) error {
+func mountUser(root string, spec bundle.Spec) error {
 	for _, mt := range spec.Mounts {
 		fi, err := os.Stat(mt.Source)
 		if err != nil {
@@ -365,9 +366,9 @@ func mountUser(root string, spec Spec) error {
 
 // bindEtc mounts the files the daemon generated (hostname, hosts,
 // resolv.conf) over the image's.
-func bindEtc(bundle, root string) error {
+func bindEtc(bdir, root string) error {
 	for _, n := range []string{"hostname", "hosts", "resolv.conf"} {
-		src := filepath.Join(bundle, n)
+		src := filepath.Join(bdir, n)
 		if _, err := os.Stat(src); err != nil {
 			continue
 		}
@@ -403,7 +404,7 @@ func pivot(root string) error {
 	return os.Chdir("/")
 }
 
-func defaultEnv(spec Spec, home string) []string {
+func defaultEnv(spec bundle.Spec, home string) []string {
 	env := append([]string(nil), spec.Env...)
 	has := map[string]bool{}
 	for _, kv := range env {

@@ -1,25 +1,15 @@
 package runtime
 
-import (
-	"strconv"
-)
-
 // RunRole runs the hidden role args names, if it names one, and never
-// returns then: a container's monitor (__shim BUNDLE, or __shim --warm NICE),
-// its init (__init ARG), and the two halves of an exec (__exec SPEC BUNDLE,
-// __execinit SPEC). Both the flick binary and the lean container helper
-// (cmd/flick-helper) start with it; anything else returns false.
+// returns then: a container's init (__init BUNDLE, or __init --warm), and
+// the two halves of an exec (__exec SPEC BUNDLE, __execinit SPEC). The flick
+// binary and the init helper (cmd/flick-init) start with it; anything else
+// returns false. The monitor's role is internal/monitor's.
 func RunRole(args []string) bool {
 	if len(args) < 3 {
 		return false
 	}
 	switch args[1] {
-	case "__shim":
-		if args[2] == WarmArg && len(args) == 4 {
-			nice, _ := strconv.Atoi(args[3])
-			WarmShimMain(nice)
-		}
-		ShimMain(args[2])
 	case "__init":
 		InitMain(args[2])
 	case "__exec":

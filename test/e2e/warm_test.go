@@ -25,13 +25,10 @@ func warmMonitors(t *testing.T, parent int) (mons, inits []int) {
 		}
 		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		args := strings.Split(strings.TrimRight(string(cmd), "\x00"), "\x00")
-		if len(args) < 3 || args[2] != "--warm" {
-			continue
-		}
 		switch {
-		case args[1] == "__shim" && ppid(pid) == parent:
+		case len(args) == 6 && args[1] == "__shim" && args[4] == "--warm" && ppid(pid) == parent:
 			mons = append(mons, pid)
-		case args[1] == "__init":
+		case len(args) == 3 && args[1] == "__init" && args[2] == "--warm":
 			all = append(all, pid)
 		}
 	}
@@ -80,12 +77,12 @@ func TestWarmMonitors(t *testing.T) {
 		}
 		return false
 	})
-	// Monitors and inits run from the lean helper make embeds, installed
+	// Monitors and inits run from the lean helpers make embeds, installed
 	// under the data root, not from flick itself.
-	for _, pid := range []int{warm, warmInit} {
+	for pid, name := range map[int]string{warm: "flick-monitor-", warmInit: "flick-init-"} {
 		exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
-		if err != nil || filepath.Dir(exe) != filepath.Join(d.DataRoot, "helpers") || !strings.HasPrefix(filepath.Base(exe), "flick-helper-") {
-			t.Fatalf("warm process %d runs %q (%v), want the helper under %s/helpers", pid, exe, err, d.DataRoot)
+		if err != nil || filepath.Dir(exe) != filepath.Join(d.DataRoot, "helpers") || !strings.HasPrefix(filepath.Base(exe), name) {
+			t.Fatalf("warm process %d runs %q (%v), want %s* under %s/helpers", pid, exe, err, name, d.DataRoot)
 		}
 		hst, _ := os.Stat(exe)
 		fst, _ := os.Stat(flickBin(t))
@@ -216,15 +213,22 @@ func TestMonitorOutlivesItsHelperFile(t *testing.T) {
 		t.Fatalf("state.json: %s (%v)", b, err)
 	}
 	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(st.ShimPid), "exe"))
-	if err != nil || !strings.HasPrefix(filepath.Base(exe), "flick-helper-") {
+	if err != nil || !strings.HasPrefix(filepath.Base(exe), "flick-monitor-") {
 		t.Fatalf("monitor %d runs %q (%v)", st.ShimPid, exe, err)
 	}
 
-	// The "upgrade": the daemon stops, the old helper goes, the daemon
-	// starts and installs its own (here the same bytes, a new file).
+	// The "upgrade": the daemon stops, the old helpers go (the monitor's,
+	// and the init it starts at each restart), the daemon starts and
+	// installs its own (here the same bytes, new files).
 	d.Stop()
-	if err := os.Remove(exe); err != nil {
-		t.Fatal(err)
+	olds, _ := filepath.Glob(filepath.Join(d.DataRoot, "helpers", "flick-*"))
+	if len(olds) != 2 {
+		t.Fatalf("installed helpers: %v, want the monitor and the init", olds)
+	}
+	for _, f := range olds {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
 	}
 	d.start()
 	if now, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(st.ShimPid), "exe")); !strings.HasSuffix(now, "(deleted)") {

@@ -1,4 +1,4 @@
-package runtime
+package logfile
 
 import (
 	"context"
@@ -11,14 +11,14 @@ import (
 // that saw EOF just before those lines and asks done() just after must
 // still deliver them. done() here writes the line itself when first asked:
 // exactly that interleaving, every time.
-func TestReadLogsDeliversWhatCameBeforeDone(t *testing.T) {
+func TestReadDeliversWhatCameBeforeDone(t *testing.T) {
 	for _, created := range []bool{true, false} {
 		bundle := t.TempDir()
-		path := filepath.Join(bundle, LogFile)
-		var w *logWriter
+		path := filepath.Join(bundle, "container.log")
+		var w *Writer
 		if created { // the log exists, empty, when the follower starts
 			var err error
-			if w, err = openLog(path, 0, 0); err != nil {
+			if w, err = Open(path, 0, 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -28,18 +28,18 @@ func TestReadLogsDeliversWhatCameBeforeDone(t *testing.T) {
 			if asked == 1 {
 				if w == nil {
 					var err error
-					if w, err = openLog(path, 0, 0); err != nil {
+					if w, err = Open(path, 0, 0); err != nil {
 						t.Fatal(err)
 					}
 				}
-				if err := w.write("stdout", []byte("last words\n")); err != nil {
+				if err := w.Append("stdout", []byte("last words\n")); err != nil {
 					t.Fatal(err)
 				}
 			}
 			return true
 		}
 		var got []string
-		err := ReadLogs(context.Background(), bundle, true, done, nil, func(e LogEntry) error {
+		err := Read(context.Background(), path, true, done, nil, func(e Entry) error {
 			got = append(got, e.Stream+":"+e.Log)
 			return nil
 		})

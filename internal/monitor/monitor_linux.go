@@ -1,6 +1,19 @@
-package runtime
+// Package monitor is a container's monitor: a small process beside each
+// container that holds its stdio, writes its capped log, reaps it, applies
+// its restart policy and records each start and exit in the bundle's
+// state.json. The daemon can stop, crash or be replaced while containers
+// keep running: it adopts them again from their bundles.
+//
+// A monitor lives as long as its container, so it is built on its own
+// (cmd/flick-monitor, embedded in flick by internal/helper) and links only
+// what it needs: internal/bundle, internal/logfile, internal/tty and the
+// raw cgroup file operations of internal/cgroupdir. The daemon makes the
+// container's cgroup and sets its limits (internal/cgroup); the container's
+// init (internal/runtime) is another binary the monitor starts.
+package monitor
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,78 +24,165 @@ import (
 	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/flick-edge/flick/internal/cgroup"
-	"github.com/flick-edge/flick/internal/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/flick-edge/flick/internal/bundle"
+	"github.com/flick-edge/flick/internal/cgroupdir"
+	"github.com/flick-edge/flick/internal/logfile"
+	"github.com/flick-edge/flick/internal/netns"
+	"github.com/flick-edge/flick/internal/tty"
 )
 
-// ShimMain supervises one container until it is stopped for good: it starts
-// init in new namespaces inside the container's cgroup, writes its output to
-// the capped log, records every start and exit in state.json, and restarts
-// it by the policy with Docker's back-off. It never returns. The daemon that
-// launched it may pass a socket as fd 3, on which the monitor reports (see
-// Report*); a daemon started later reads state.json instead.
-func ShimMain(bundle string) {
-	// The shim outlives the daemon; terminal signals are not for it.
-	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGPIPE)
-	// One P: a monitor moves bytes between pipes and a file; a second P
-	// only adds a GC worker and its memory (0.1 MiB of its 1.6 anonymous).
-	goruntime.GOMAXPROCS(1)
-	os.Exit(shim(bundle, nil, openReport()))
+// Role is the hidden argument a monitor is started with:
+//
+//	HELPER __shim --init INIT            a monitor for the container the daemon names next
+//	HELPER __shim --init INIT --warm N   a warm one: its init starts at once (at priority N later)
+//
+// INIT is the binary the container's init runs from. Either way the daemon
+// passes a socket as fd 3 and sends one Launch line on it.
+const Role = "__shim"
+
+// Launch is what the daemon sends a monitor, one JSON line on its fd 3: the
+// container to run and the cgroup the daemon made for it.
+type Launch struct {
+	Bundle string   `json:"bundle"`
+	Cgroup []string `json:"cgroup"` // its directories, one per hierarchy (internal/cgroupdir)
+	// Joined: a warm init is in that cgroup already (its warm cgroup was
+	// renamed into it).
+	Joined bool `json:"joined,omitempty"`
 }
 
-func shim(bundle string, pre *initProc, rep *reporter) int {
-	defer rep.close()
-	spec, err := ReadSpec(bundle)
+// RunRole runs the monitor if args name its role, and never returns then;
+// otherwise it returns false.
+func RunRole(args []string) bool {
+	if len(args) < 4 || args[1] != Role || args[2] != "--init" {
+		return false
+	}
+	if len(args) == 6 && args[4] == bundle.WarmArg {
+		nice, _ := strconv.Atoi(args[5])
+		Main(args[3], true, nice)
+	}
+	if len(args) == 4 {
+		Main(args[3], false, 0)
+	}
+	return false
+}
+
+// Main supervises one container until it is stopped for good: it starts
+// init in new namespaces inside the container's cgroup, writes its output to
+// the capped log, records every start and exit in state.json, and restarts
+// it by the policy with Docker's back-off. It never returns.
+//
+// A warm monitor (see warm_linux.go) starts its init before it is given a
+// container, and reports the init's pid ("init PID") for the daemon to put
+// in a cgroup. Then, warm or not, it reads its Launch. A monitor whose daemon
+// goes away before that kills its init and exits.
+func Main(initPath string, warm bool, nice int) {
+	// The monitor outlives the daemon; terminal signals are not for it.
+	signal.Ignore(syscall.SIGINT, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGPIPE)
+	// One P: a monitor moves bytes between pipes and a file; a second P
+	// only adds a GC worker and its memory.
+	goruntime.GOMAXPROCS(1)
+	rep := openReport()
+	if rep == nil {
+		fmt.Fprintln(os.Stderr, "flick monitor: started without the daemon's socket on fd 3; the daemon starts monitors")
+		os.Exit(2)
+	}
+	ib, err := openInit(initPath)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "flick shim:", err)
+		fmt.Fprintln(os.Stderr, "flick monitor:", err)
+		os.Exit(2)
+	}
+	var pre *initProc
+	var preErr error
+	if warm {
+		pre, preErr = startInit(ib, bundle.WarmArg, nil)
+		pid := 0
+		if pre != nil {
+			pid = pre.cmd.Process.Pid
+		}
+		rep.send(ReportInit + " " + strconv.Itoa(pid))
+	}
+	line, err := bufio.NewReader(rep.f).ReadBytes('\n')
+	var l Launch
+	if err == nil {
+		err = json.Unmarshal(line, &l)
+	}
+	if err != nil || !filepath.IsAbs(l.Bundle) {
+		// The daemon stopped or dropped its pool.
+		pre.discard()
+		os.Exit(0)
+	}
+	if warm {
+		if f, err := os.OpenFile(filepath.Join(l.Bundle, bundle.ShimLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600); err == nil {
+			unix.Dup3(int(f.Fd()), 1, 0)
+			unix.Dup3(int(f.Fd()), 2, 0)
+			f.Close()
+		}
+		if preErr != nil {
+			fmt.Fprintln(os.Stderr, "flick monitor: warm init:", preErr)
+		}
+		if err := reniceSelf(nice); err != nil {
+			fmt.Fprintln(os.Stderr, "flick monitor: priority:", err)
+		}
+		if pre != nil {
+			pre.nice = nice
+			pre.inCgroup = l.Joined
+		}
+	}
+	os.Exit(run(l, ib, pre, rep))
+}
+
+func run(l Launch, ib *initBinary, pre *initProc, rep *reporter) int {
+	bdir := l.Bundle
+	defer rep.close()
+	spec, err := bundle.ReadSpec(bdir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "flick monitor:", err)
 		pre.discard()
 		rep.send(ReportStarted)
 		return 1
 	}
-	st := State{ShimPid: os.Getpid()}
-	if prev, err := ReadState(bundle); err == nil {
+	st := bundle.State{ShimPid: os.Getpid()}
+	if prev, err := bundle.ReadState(bdir); err == nil {
 		st.RestartCount = prev.RestartCount
 	}
 	// The container could not start: as Docker, report and do not loop.
 	fail := func(code int, err error) int {
 		pre.discard()
-		ret := record(bundle, spec, &st, code, err)
+		ret := record(bdir, spec, &st, code, err)
 		rep.send(ReportStarted)
 		rep.send(ReportExited)
 		return ret
 	}
-	logw, err := openLog(filepath.Join(bundle, LogFile), spec.LogMax, spec.LogFiles)
+	cg := cgroupdir.Set(l.Cgroup)
+	defer func() {
+		// The pid namespace went with init; this is for what an exec left.
+		cg.KillAll(10 * time.Second)
+		cg.Remove()
+	}()
+	logw, err := logfile.Open(filepath.Join(bdir, bundle.LogFile), spec.LogMax, spec.LogFiles)
 	if err != nil {
 		return fail(-1, fmt.Errorf("open log: %w", err))
 	}
 	defer logw.Close()
-	cg, err := containerCgroup(spec, pre)
-	if cg != nil {
-		defer func() {
-			cg.KillAll()
-			cg.Destroy()
-		}()
-	}
-	if err != nil {
-		return fail(-1, err)
-	}
 	var con console
 	if l, err := net.ListenUnix("unix", &net.UnixAddr{Name: ControlSocket(spec.ID), Net: "unix"}); err == nil {
 		defer l.Close()
 		go serveControl(l, &con, spec.StdinOnce)
 	} else {
-		fmt.Fprintln(os.Stderr, "flick shim: control socket:", err)
+		fmt.Fprintln(os.Stderr, "flick monitor: control socket:", err)
 	}
 	backoff := 100 * time.Millisecond
 	for {
 		oomBefore, _ := cg.OOMKills()
 		started := time.Now()
-		code, err := runOnce(bundle, spec, cg, logw, &st, &con, pre, rep)
+		code, err := runOnce(bdir, spec, ib, cg, logw, &st, &con, pre, rep)
 		pre = nil // a restart starts a fresh init (runOnce disposed of this one)
 		if err != nil {
 			return fail(code, err)
@@ -91,8 +191,8 @@ func shim(bundle string, pre *initProc, rep *reporter) int {
 			st.OOMKilled = true
 		}
 		st.Status, st.ExitCode, st.FinishedAt, st.Pid = "exited", code, time.Now().UTC(), 0
-		writeJSONAtomic(filepath.Join(bundle, StateFile), st, !spec.Ephemeral)
-		if !shouldRestart(bundle, spec.Restart, code, st.RestartCount) {
+		bundle.WriteState(bdir, st, !spec.Ephemeral)
+		if !shouldRestart(bdir, spec.Restart, code, st.RestartCount) {
 			// Final: the daemon may remove the bundle while the cgroup
 			// goes (deferred above).
 			rep.send(ReportExited)
@@ -102,10 +202,10 @@ func shim(bundle string, pre *initProc, rep *reporter) int {
 			backoff = 100 * time.Millisecond
 		}
 		st.Status = "restarting"
-		writeJSONAtomic(filepath.Join(bundle, StateFile), st, !spec.Ephemeral)
-		if !sleepUnlessStopped(bundle, backoff) {
+		bundle.WriteState(bdir, st, !spec.Ephemeral)
+		if !sleepUnlessStopped(bdir, backoff) {
 			st.Status = "exited"
-			writeJSONAtomic(filepath.Join(bundle, StateFile), st, !spec.Ephemeral)
+			bundle.WriteState(bdir, st, !spec.Ephemeral)
 			rep.send(ReportExited)
 			return 0
 		}
@@ -115,79 +215,22 @@ func shim(bundle string, pre *initProc, rep *reporter) int {
 	}
 }
 
-// containerCgroup makes the container's cgroup: the warm init's, renamed
-// (v1), with the container's limits and devices added, or a new one.
-func containerCgroup(spec Spec, pre *initProc) (*cgroup.Cgroup, error) {
-	if pre != nil && pre.cg != nil {
-		cg, err := pre.cg.Rename(spec.ID)
-		if err == nil {
-			pre.cg, pre.inCgroup = nil, true
-			if err := cg.Update(spec.Resources); err != nil {
-				return cg, err
-			}
-			extra := deviceRules(spec)[len(cgroup.DefaultDeviceRules):]
-			if spec.Privileged {
-				extra = []string{"a"}
-			}
-			if len(extra) > 0 {
-				if err := cg.AllowDevices(extra); err != nil {
-					return cg, fmt.Errorf("device rules: %w", err)
-				}
-			}
-			return cg, nil
-		}
-		if !errors.Is(err, cgroup.ErrRenameUnsupported) {
-			fmt.Fprintln(os.Stderr, "flick shim: warm cgroup:", err)
-		}
-		// A new cgroup below; init moves there and the warm one goes then.
-	}
-	cg, err := cgroup.New(spec.ID, spec.Resources)
-	if err != nil {
-		return nil, err
-	}
-	if !spec.Privileged {
-		if err := cg.RestrictDevices(deviceRules(spec)); err != nil {
-			// v2: no eBPF device program; nodev mounts still keep created
-			// nodes unusable.
-			fmt.Fprintln(os.Stderr, "flick shim: device rules:", err)
-		}
-	}
-	return cg, nil
-}
-
-// deviceRules is Docker's allowlist plus the --device nodes.
-func deviceRules(spec Spec) []string {
-	rules := append([]string(nil), cgroup.DefaultDeviceRules...)
-	for _, d := range spec.Devices {
-		var st unix.Stat_t
-		if err := unix.Stat(d.Host, &st); err != nil {
-			continue
-		}
-		kind := "c"
-		if st.Mode&unix.S_IFMT == unix.S_IFBLK {
-			kind = "b"
-		}
-		rules = append(rules, fmt.Sprintf("%s %d:%d rwm", kind, unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))))
-	}
-	return rules
-}
-
-func record(bundle string, spec Spec, st *State, code int, err error) int {
+func record(bdir string, spec bundle.Spec, st *bundle.State, code int, err error) int {
 	st.Status, st.ExitCode, st.FinishedAt, st.Pid = "exited", code, time.Now().UTC(), 0
 	if err != nil {
 		st.Error = err.Error()
 	}
-	writeJSONAtomic(filepath.Join(bundle, StateFile), *st, !spec.Ephemeral)
+	bundle.WriteState(bdir, *st, !spec.Ephemeral)
 	return 1
 }
 
-func stopped(bundle string) bool {
-	_, err := os.Stat(filepath.Join(bundle, StopFile))
+func stopped(bdir string) bool {
+	_, err := os.Stat(filepath.Join(bdir, bundle.StopFile))
 	return err == nil
 }
 
-func shouldRestart(bundle string, p RestartPolicy, code, count int) bool {
-	if stopped(bundle) {
+func shouldRestart(bdir string, p bundle.RestartPolicy, code, count int) bool {
+	if stopped(bdir) {
 		return false
 	}
 	switch p.Name {
@@ -199,25 +242,25 @@ func shouldRestart(bundle string, p RestartPolicy, code, count int) bool {
 	return false
 }
 
-func sleepUnlessStopped(bundle string, d time.Duration) bool {
+func sleepUnlessStopped(bdir string, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		if stopped(bundle) {
+		if stopped(bdir) {
 			return false
 		}
 		time.Sleep(min(50*time.Millisecond, time.Until(deadline)))
 	}
-	return !stopped(bundle)
+	return !stopped(bdir)
 }
 
 // runOnce starts init (or takes the pre-started one) and waits for it. A
 // non-nil error means it never reached the application (the exit code is
 // then Docker's 125-127).
-func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *State, con *console, pre *initProc, rep *reporter) (int, error) {
+func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, logw *logfile.Writer, st *bundle.State, con *console, pre *initProc, rep *reporter) (int, error) {
 	p := pre
 	if p == nil {
 		var err error
-		if p, err = startInit(bundle, &spec); err != nil {
+		if p, err = startInit(ib, bdir, &spec); err != nil {
 			return 125, err
 		}
 	}
@@ -225,21 +268,17 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 	p.sio.use(spec, con)
 	cmd := p.cmd
 	if !p.inCgroup {
-		if err := cg.Add(cmd.Process.Pid); err != nil {
+		if err := cg.Join(cmd.Process.Pid); err != nil {
 			p.discard()
 			return 125, fmt.Errorf("join cgroup: %w", err)
 		}
-		if p.cg != nil { // the warm cgroup it left
-			p.cg.Destroy()
-			p.cg = nil
-		}
 	}
-	if err := p.release(bundle, spec); err != nil {
+	if err := p.release(bdir, spec); err != nil {
 		p.discard()
 		return 125, fmt.Errorf("start container init: %w", err)
 	}
 	if err := p.sio.receiveConsole(con); err != nil && !errors.Is(err, io.EOF) {
-		fmt.Fprintln(os.Stderr, "flick shim: terminal:", err)
+		fmt.Fprintln(os.Stderr, "flick monitor: terminal:", err)
 	} // on EOF init failed first: its reason follows on errR
 	done := p.sio.pump(logw)
 	msg, _ := io.ReadAll(p.errR)
@@ -256,12 +295,12 @@ func runOnce(bundle string, spec Spec, cg *cgroup.Cgroup, logw *logWriter, st *S
 		return code, errors.New(string(msg))
 	}
 	st.Status, st.Pid, st.StartedAt, st.Error, st.FinishedAt = "running", cmd.Process.Pid, time.Now().UTC(), "", time.Time{}
-	writeJSONAtomic(filepath.Join(bundle, StateFile), *st, !spec.Ephemeral)
+	bundle.WriteState(bdir, *st, !spec.Ephemeral)
 	rep.send(ReportStarted)
 	werr := cmd.Wait()
-	// The app's children may keep the pipes open: kill what is left in the
-	// cgroup (the pid namespace is gone with init anyway).
-	cg.KillAll()
+	// The pid namespace is gone with init; an exec'd process that left it
+	// could still hold the pipes open: kill what is left in the cgroup.
+	cg.KillAll(10 * time.Second)
 	con.set(nil, nil)
 	done.Wait()
 	return exitCode(cmd.ProcessState, werr), nil
@@ -276,15 +315,14 @@ type initProc struct {
 	warm  bool // started before its container was known (see warm_linux.go)
 	nice  int  // warm: the priority to take back at the go-ahead
 
-	cg       *cgroup.Cgroup // warm: the cgroup it waits in (v1), renamed for the container
-	inCgroup bool           // already in the container's cgroup
+	inCgroup bool // already in the container's cgroup
 }
 
 // startInit starts a container's init in new namespaces, stopped before
 // it does anything. With spec nil it is a warm init: every kind of stdio is
 // prepared, the namespace set is the default one (a new network namespace
 // too), and the bundle comes with the go-ahead.
-func startInit(bundle string, spec *Spec) (*initProc, error) {
+func startInit(ib *initBinary, bdir string, spec *bundle.Spec) (*initProc, error) {
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -296,11 +334,7 @@ func startInit(bundle string, spec *Spec) (*initProc, error) {
 		return nil, err
 	}
 	p := &initProc{syncW: syncW, errR: errR, warm: spec == nil}
-	arg := bundle
-	if p.warm {
-		arg = WarmArg
-	}
-	cmd := exec.Command("/proc/self/exe", "__init", arg)
+	cmd := ib.command(bdir)
 	sio, err := wireStdio(cmd, spec)
 	if err != nil {
 		syncR.Close()
@@ -340,13 +374,13 @@ func startInit(bundle string, spec *Spec) (*initProc, error) {
 
 // release gives init its go-ahead; a warm one also learns its bundle and
 // the network namespace to join.
-func (p *initProc) release(bundle string, spec Spec) error {
+func (p *initProc) release(bdir string, spec bundle.Spec) error {
 	msg := []byte{0}
 	if p.warm {
 		// Init's mount namespace is a copy of ours as it was when the
 		// pool warmed it; it takes a fresh copy of the current one (the
 		// bridge namespace's file, a USB stick mounted since).
-		ws := warmStart{Bundle: bundle, Nice: p.nice, MntNS: fmt.Sprintf("/proc/%d/ns/mnt", os.Getpid()), NetNS: spec.NetNS}
+		ws := bundle.WarmStart{Bundle: bdir, Nice: p.nice, MntNS: fmt.Sprintf("/proc/%d/ns/mnt", os.Getpid()), NetNS: spec.NetNS}
 		if spec.Network == "host" {
 			ws.NetNS = fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
 		}
@@ -369,11 +403,6 @@ func (p *initProc) discard() {
 	if p.cmd != nil && p.cmd.Process != nil {
 		p.cmd.Process.Kill()
 		p.cmd.Wait()
-	}
-	if p.cg != nil {
-		p.cg.KillAll()
-		p.cg.Destroy()
-		p.cg = nil
 	}
 	p.close()
 }
@@ -413,7 +442,7 @@ func (s *stdio) receiveConsole(con *console) error {
 	if s.consoleR == nil {
 		return nil
 	}
-	master, err := ReceiveConsole(s.consoleR)
+	master, err := tty.Receive(s.consoleR)
 	s.consoleR.Close()
 	s.consoleR = nil
 	if err != nil {
@@ -427,7 +456,7 @@ func (s *stdio) receiveConsole(con *console) error {
 // wireStdio prepares init's stdio for spec, or for any spec (nil): then
 // both the terminal socket and the pipes exist, and use keeps what the spec
 // needs once it is known.
-func wireStdio(cmd *exec.Cmd, spec *Spec) (_ *stdio, err error) {
+func wireStdio(cmd *exec.Cmd, spec *bundle.Spec) (_ *stdio, err error) {
 	s := &stdio{}
 	defer func() {
 		if err != nil {
@@ -485,7 +514,7 @@ func pipe(s *stdio) (*os.File, *os.File, error) {
 
 // use keeps the stdio spec needs (a warm init's wiring has all of it) and
 // hands the app's stdin to the console.
-func (s *stdio) use(spec Spec, con *console) {
+func (s *stdio) use(spec bundle.Spec, con *console) {
 	if spec.Tty {
 		// Init replaces its pipes by the terminal it makes.
 		for _, f := range []*os.File{s.out, s.err, s.stdin} {
@@ -515,15 +544,15 @@ func (s *stdio) closeChildEnds() {
 	}
 }
 
-func (s *stdio) pump(logw *logWriter) *sync.WaitGroup {
+func (s *stdio) pump(logw *logfile.Writer) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	if s.out != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); logw.pump("stdout", s.out) }()
+		go func() { defer wg.Done(); logw.Pump("stdout", s.out) }()
 	}
 	if s.err != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); logw.pump("stderr", s.err) }()
+		go func() { defer wg.Done(); logw.Pump("stderr", s.err) }()
 	}
 	return &wg
 }

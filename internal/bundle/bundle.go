@@ -1,22 +1,22 @@
-// Package runtime starts and supervises containers without a separate
-// runtime binary: the flick executable re-executes itself as a per-container
-// monitor ("shim": holds stdio, writes capped logs, reaps, applies the
-// restart policy, records the exit) and as the container's init (enters the
-// namespaces, mounts the overlay root, applies the sandbox, execs the app).
-// The daemon talks to a container only through its bundle directory (the
-// spec it wrote, the state the shim writes) and signals, so the daemon can
-// stop, crash or be replaced while containers keep running.
-package runtime
+// Package bundle is what the daemon, a container's monitor and its init
+// share: the container's bundle directory, with the spec the daemon writes
+// (spec.json), the state the monitor reports (state.json), the log, and the
+// go-ahead a warm init is given. The daemon talks to a container only
+// through its bundle and signals, so it can stop, crash or be replaced while
+// containers keep running.
+//
+// It links nothing but the standard library and internal/durable: the
+// monitor (internal/monitor), which lives as long as its container, imports
+// it, and every package it pulls in is resident memory in every monitor.
+package bundle
 
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/flick-edge/flick/internal/cgroup"
 	"github.com/flick-edge/flick/internal/durable"
 )
 
@@ -39,7 +39,7 @@ type RestartPolicy struct {
 	Max  int    `json:"max,omitempty"`
 }
 
-// Spec is everything the shim and init need, written by the daemon into
+// Spec is everything the monitor and init need, written by the daemon into
 // the bundle as spec.json.
 type Spec struct {
 	ID       string   `json:"id"`
@@ -67,17 +67,41 @@ type Spec struct {
 	Seccomp    string   `json:"seccomp,omitempty"`
 	NoNewPrivs bool     `json:"noNewPrivileges,omitempty"` // --security-opt no-new-privileges
 
-	Resources cgroup.Resources `json:"resources"`
-	Restart   RestartPolicy    `json:"restart"`
-	LogMax    int64            `json:"logMax"`   // bytes per log file
-	LogFiles  int              `json:"logFiles"` // files kept
+	Resources Resources     `json:"resources"`
+	Restart   RestartPolicy `json:"restart"`
+	LogMax    int64         `json:"logMax"`   // bytes per log file
+	LogFiles  int           `json:"logFiles"` // files kept
 
 	// Ephemeral (--rm): nothing of the container need survive a power
 	// cut, so its spec and state are written without fsync.
 	Ephemeral bool `json:"ephemeral,omitempty"`
 }
 
-// State is what the shim reports, in state.json.
+// Resources are the container's limits, with Docker's meaning; the daemon
+// applies them to the container's cgroup (internal/cgroup.Resources has the
+// same fields and says what each means).
+type Resources struct {
+	MemoryBytes     int64   `json:"MemoryBytes,omitempty"`
+	MemorySwapBytes int64   `json:"MemorySwapBytes,omitempty"`
+	CPUs            float64 `json:"CPUs,omitempty"`
+	CPUShares       int64   `json:"CPUShares,omitempty"`
+	PidsLimit       int64   `json:"PidsLimit,omitempty"`
+}
+
+// WarmArg is the argument a warm monitor and a warm init are started with
+// in place of a bundle: they start before their container is known.
+const WarmArg = "--warm"
+
+// WarmStart is a warm init's go-ahead from its monitor: its bundle, and the
+// namespaces to take.
+type WarmStart struct {
+	Bundle string `json:"bundle"`
+	MntNS  string `json:"mntns"`           // the monitor's: init takes a fresh copy
+	NetNS  string `json:"netns,omitempty"` // "" keeps the fresh one it was born in
+	Nice   int    `json:"nice"`            // the daemon's: warm processes wait at a lower priority
+}
+
+// State is what the monitor reports, in state.json.
 type State struct {
 	Status       string    `json:"status"` // running, restarting, exited
 	ShimPid      int       `json:"shimPid"`
@@ -99,16 +123,16 @@ const (
 	RootDir   = "rootfs"
 	UpperDir  = "upper"
 	WorkDir   = "work"
-	StopFile  = "stopped" // present: the user stopped it; the shim must not restart
+	StopFile  = "stopped" // present: the user stopped it; the monitor must not restart
 	// ShimLogFile is the monitor's own stderr: why it could not run the
 	// container when state.json cannot say.
 	ShimLogFile = "shim.log"
 )
 
-// writeJSONAtomic replaces path by rename; with sync it is durable.WriteFile
+// WriteJSON replaces path by rename; with sync it is durable.WriteFile
 // (the file, then its directory, fsynced: a power cut leaves the old or the
 // new content).
-func writeJSONAtomic(path string, v any, sync bool) error {
+func WriteJSON(path string, v any, sync bool) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -123,7 +147,8 @@ func writeJSONAtomic(path string, v any, sync bool) error {
 	return os.Rename(tmp, path)
 }
 
-func readJSON(path string, v any) error {
+// ReadJSON decodes the JSON file at path into v; errors name the file.
+func ReadJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -136,28 +161,25 @@ func readJSON(path string, v any) error {
 
 // WriteSpec stores the spec in a bundle, durably with sync.
 func WriteSpec(bundle string, s Spec, sync bool) error {
-	return writeJSONAtomic(filepath.Join(bundle, SpecFile), s, sync)
+	return WriteJSON(filepath.Join(bundle, SpecFile), s, sync)
 }
 
 // ReadSpec loads a bundle's spec.
 func ReadSpec(bundle string) (Spec, error) {
 	var s Spec
-	return s, readJSON(filepath.Join(bundle, SpecFile), &s)
+	return s, ReadJSON(filepath.Join(bundle, SpecFile), &s)
 }
 
-// ReadState loads the shim's last report; a bundle never started has none.
+// ReadState loads the monitor's last report; a bundle never started has none.
 func ReadState(bundle string) (State, error) {
 	var s State
-	err := readJSON(filepath.Join(bundle, StateFile), &s)
+	err := ReadJSON(filepath.Join(bundle, StateFile), &s)
 	return s, err
 }
 
-// WriteState replaces a bundle's state (the daemon does this only for a
+// WriteState replaces a bundle's state, durably with sync (the monitor
+// skips the fsyncs for --rm containers; the daemon writes it only for a
 // container whose monitor is gone).
-func WriteState(bundle string, s State) error {
-	return writeJSONAtomic(filepath.Join(bundle, StateFile), s, true)
+func WriteState(bundle string, s State, sync bool) error {
+	return WriteJSON(filepath.Join(bundle, StateFile), s, sync)
 }
-
-func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
-
-func decodeJSONString(s string, v any) error { return json.Unmarshal([]byte(s), v) }

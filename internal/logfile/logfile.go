@@ -1,4 +1,8 @@
-package runtime
+// Package logfile writes and reads a container's log: Docker's json-file format
+// (one JSON object a line: log, stream, time), size-capped and rotated, so
+// flash does not wear out and a flooding app cannot fill the disk. The
+// container's monitor writes it; the daemon reads it for logs and attach.
+package logfile
 
 import (
 	"bufio"
@@ -12,18 +16,18 @@ import (
 	"time"
 )
 
-// LogEntry is one line of a container's log, in Docker's json-file format,
+// Entry is one line of a container's log, in Docker's json-file format,
 // so tools that read Docker's logs read Flick's.
-type LogEntry struct {
+type Entry struct {
 	Log    string    `json:"log"`
 	Stream string    `json:"stream"`
 	Time   time.Time `json:"time"`
 }
 
-// logWriter appends entries to path and rotates it past max bytes, keeping
+// Writer appends entries to path and rotates it past max bytes, keeping
 // files copies (path, path.1, ...): flash wears out, and a flooding app
 // must not fill the disk.
-type logWriter struct {
+type Writer struct {
 	mu    sync.Mutex
 	path  string
 	max   int64
@@ -32,7 +36,9 @@ type logWriter struct {
 	size  int64
 }
 
-func openLog(path string, max int64, files int) (*logWriter, error) {
+// Open opens the log at path for appending: max bytes a file (0: 10 MiB),
+// files kept (0: 3), as Docker's json-file defaults.
+func Open(path string, max int64, files int) (*Writer, error) {
 	if max <= 0 {
 		max = 10 << 20
 	}
@@ -48,11 +54,12 @@ func openLog(path string, max int64, files int) (*logWriter, error) {
 		f.Close()
 		return nil, err
 	}
-	return &logWriter{path: path, max: max, files: files, f: f, size: fi.Size()}, nil
+	return &Writer{path: path, max: max, files: files, f: f, size: fi.Size()}, nil
 }
 
-func (w *logWriter) write(stream string, line []byte) error {
-	b, err := json.Marshal(LogEntry{Log: string(line), Stream: stream, Time: time.Now().UTC()})
+// Append adds one entry, rotating first if it would pass the cap.
+func (w *Writer) Append(stream string, line []byte) error {
+	b, err := json.Marshal(Entry{Log: string(line), Stream: stream, Time: time.Now().UTC()})
 	if err != nil {
 		return err
 	}
@@ -69,7 +76,7 @@ func (w *logWriter) write(stream string, line []byte) error {
 	return err
 }
 
-func (w *logWriter) rotate() error {
+func (w *Writer) rotate() error {
 	w.f.Close()
 	for i := w.files - 1; i >= 1; i-- {
 		from := w.path
@@ -89,20 +96,20 @@ func (w *logWriter) rotate() error {
 	return nil
 }
 
-func (w *logWriter) Close() error {
+func (w *Writer) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.f.Close()
 }
 
-// pump copies r into the log line by line; a line longer than 16 KiB is
+// Pump copies r into the log line by line; a line longer than 16 KiB is
 // split, as Docker does.
-func (w *logWriter) pump(stream string, r io.Reader) {
+func (w *Writer) Pump(stream string, r io.Reader) {
 	br := bufio.NewReaderSize(r, 16<<10)
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
-			w.write(stream, line)
+			w.Append(stream, line)
 		}
 		if err != nil && err != bufio.ErrBufferFull {
 			return
@@ -110,14 +117,14 @@ func (w *logWriter) pump(stream string, r io.Reader) {
 	}
 }
 
-// ReadLogs sends the container's log entries, oldest first, to fn; with
+// Read sends the entries of the log at path (and its rotated files), oldest first, to fn; with
 // follow it keeps waiting for new ones until ctx ends or done reports that
 // the container has exited and everything was read. A follower polls the
 // file; the channel exited returns (nil: none yet) wakes it at once when
 // the monitor reports the end.
-func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool, exited func() <-chan struct{}, fn func(LogEntry) error) error {
+func Read(ctx context.Context, path string, follow bool, done func() bool, exited func() <-chan struct{}, fn func(Entry) error) error {
 	var woke <-chan struct{} // the report already seen
-	base := bundle + "/" + LogFile
+	base := path
 	var files []string
 	for i := 9; i >= 1; i-- {
 		if _, err := os.Stat(base + "." + strconv.Itoa(i)); err == nil {
@@ -158,7 +165,7 @@ func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool,
 		line, err := br.ReadBytes('\n')
 		pending = append(pending, line...)
 		if err == nil {
-			var e LogEntry
+			var e Entry
 			if json.Unmarshal(pending, &e) == nil {
 				if err := fn(e); err != nil {
 					return err
@@ -215,7 +222,7 @@ func ReadLogs(ctx context.Context, bundle string, follow bool, done func() bool,
 	}
 }
 
-func readLogFile(p string, fn func(LogEntry) error) error {
+func readLogFile(p string, fn func(Entry) error) error {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil
@@ -224,7 +231,7 @@ func readLogFile(p string, fn func(LogEntry) error) error {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		var e LogEntry
+		var e Entry
 		if json.Unmarshal(sc.Bytes(), &e) != nil {
 			continue
 		}
