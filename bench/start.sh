@@ -25,9 +25,10 @@
 # crun's default spec has its own network namespace too.
 # Memory: the flick daemon's VmRSS when idle, SETTLE seconds (default 5)
 # after its last request (after the pull, and again after all the runs; the
-# daemon gives its free heap back once it goes quiet), and the VmRSS of one container's monitor (`flick __shim
-# BUNDLE`) while `flick run -d IMAGE sleep 60` runs; for comparison dockerd +
-# containerd when idle and containerd-shim-runc-v2 for one container.
+# daemon gives its free heap back once it goes quiet), and the VmRSS of one
+# container's monitor (`flick-monitor __shim ...`) while `flick run -d IMAGE
+# sleep 60` runs; for comparison dockerd + containerd when idle and
+# containerd-shim-runc-v2 for one container.
 #
 # Needs root, Go, /usr/bin/docker-registry (apt-get install docker-registry),
 # busybox-static, crun (installed with apt-get if missing), and for the Docker
@@ -201,7 +202,7 @@ MON_ANON=$(rss_kb "$shim_pid" RssAnon)
 log "monitor $shim_pid ($(tr '\0' ' ' <"/proc/$shim_pid/cmdline")): VmRSS $MON_RSS KiB, RssAnon $MON_ANON KiB"
 # The warm monitor and its init, waiting for the next start (--warm-monitors).
 WARM_RSS=0 WARM_ANON=0 WARM_N=0
-for p in $(ps -eo pid=,ppid=,args= | awk -v d="$FLICK_PID" -v s="$shim_pid" '$2 == d && $1 != s && $4 == "__shim" && $5 == "--warm" { print $1 }'); do
+for p in $(ps -eo pid=,ppid=,args= | awk -v d="$FLICK_PID" -v s="$shim_pid" '$2 == d && $1 != s && $4 == "__shim" && $7 == "--warm" { print $1 }'); do
 	for q in $p $(ps -eo pid=,ppid=,args= | awk -v m="$p" '$2 == m && $4 == "__init" { print $1 }'); do
 		WARM_RSS=$((WARM_RSS + $(rss_kb "$q" VmRSS))) WARM_ANON=$((WARM_ANON + $(rss_kb "$q" RssAnon))) WARM_N=$((WARM_N + 1))
 	done
@@ -324,7 +325,7 @@ verdict() { # verdict OK: met or MISSED
 echo
 echo "memory (VmRSS):"
 printf '  flick daemon idle:        %s after the pull, %s after all the runs\n' "$(mib "$FLICK_IDLE0")" "$(mib "$FLICK_IDLE1")"
-printf '  flick monitor (__shim):   %s for one running container (%s of it anonymous: the rest is the binary'"'"'s pages, shared)\n' "$(mib "$MON_RSS")" "$(mib "$MON_ANON")"
+printf '  flick monitor:            %s for one running container (%s of it anonymous: the rest is the binary'"'"'s pages, shared)\n' "$(mib "$MON_RSS")" "$(mib "$MON_ANON")"
 printf '  warm monitor + its init:  %s in %d processes while they wait (%s anonymous)\n' "$(mib "$WARM_RSS")" "$WARM_N" "$(mib "$WARM_ANON")"
 [ -n "${DOCKER_IDLE:-}" ] && printf '  dockerd + containerd idle: %s\n' "$(mib "$DOCKER_IDLE")"
 [ -n "${DSHIM_RSS:-}" ] && printf '  containerd-shim-runc-v2:  %s for one running container\n' "$(mib "$DSHIM_RSS")"

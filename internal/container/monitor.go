@@ -36,7 +36,9 @@ type monitorProc struct {
 	gone    chan struct{} // the process has ended
 
 	// A warm monitor's init waits in warmCg (cgroup v1), which becomes the
-	// container's cgroup by a rename.
+	// container's cgroup by a rename. warmed is closed once that is settled
+	// (warmUp); a monitor may be taken before.
+	warmed chan struct{}
 	warmCg *cgroup.Cgroup
 }
 
@@ -65,6 +67,7 @@ func (mo *monitorProc) read() {
 // exits when its socket closes; its warm cgroup goes too.
 func (mo *monitorProc) drop() {
 	mo.conn.Close()
+	<-mo.warmed
 	if mo.warmCg != nil {
 		mo.warmCg.KillAll()
 		mo.warmCg.Destroy()
@@ -112,6 +115,9 @@ func (ms *monitors) spawn(out *os.File, args ...string) (*monitorProc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start container monitor: %w", err)
 	}
+	// Ours non-blocking, so that it is pollable: closing it ends a read
+	// in progress.
+	unix.SetNonblock(fds[0], true)
 	ours, theirs := os.NewFile(uintptr(fds[0]), "monitor"), os.NewFile(uintptr(fds[1]), "monitor-report")
 	defer theirs.Close()
 	cmd := exec.Command(monBin, append([]string{monitor.Role, "--init", initBin}, args...)...)
@@ -126,7 +132,11 @@ func (ms *monitors) spawn(out *os.File, args ...string) (*monitorProc, error) {
 		ours.Close()
 		return nil, fmt.Errorf("start container monitor: %w", err)
 	}
-	mo := &monitorProc{cmd: cmd, conn: ours, r: bufio.NewReader(ours), started: make(chan struct{}), exited: make(chan struct{}), gone: make(chan struct{})}
+	mo := &monitorProc{cmd: cmd, conn: ours, r: bufio.NewReader(ours), started: make(chan struct{}), exited: make(chan struct{}), gone: make(chan struct{}),
+		warmed: make(chan struct{})}
+	if len(args) == 0 {
+		close(mo.warmed) // not a warm one
+	}
 	// Reap it if it ends while we run; after a restart of the daemon, init does.
 	go func() { cmd.Wait(); close(mo.gone) }()
 	return mo, nil
@@ -139,54 +149,70 @@ func cmp(s, dflt string) string {
 	return s
 }
 
-// spawnWarm is spawn of a warm monitor at warmNice (the forking thread
-// takes that value for the fork: a child inherits its parent thread's),
-// then, on cgroup v1, puts its waiting init in a cgroup of its own with
-// Docker's device rules, to be renamed for the container.
+// spawnWarm starts a warm monitor at warmNice (the forking thread takes
+// that value for the fork: a child inherits its parent thread's), and
+// warms it up in the background.
 func (ms *monitors) spawnWarm() (*monitorProc, error) {
-	mo, err := ms.spawnNice(warmNice)
-	if err != nil {
-		return nil, err
-	}
-	line, err := mo.r.ReadString('\n')
-	pid, perr := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), monitor.ReportInit+" "))
-	if err != nil || perr != nil {
-		mo.drop()
-		return nil, fmt.Errorf("warm container monitor %d: no init reported (%q): %v", mo.cmd.Process.Pid, line, err)
-	}
-	if pid == 0 || !ms.warmCgroups {
-		return mo, nil // the container's cgroup is made at the start, and init joins it then
-	}
-	cg, err := cgroup.New(cgroup.WarmPrefix+strconv.Itoa(mo.cmd.Process.Pid), cgroup.Resources{})
+	var mo *monitorProc
+	err := atWarmNice(func(own int) (err error) {
+		mo, err = ms.spawn(nil, bundle.WarmArg, strconv.Itoa(own))
+		return err
+	})
 	if err == nil {
-		if err = cg.RestrictDevices(cgroup.DefaultDeviceRules); err == nil {
-			err = cg.Add(pid)
-		}
-		if err != nil {
-			cg.Destroy()
-		}
+		go ms.warmUp(mo)
 	}
-	if err != nil {
-		ms.log.Warn("warm container monitor: cgroup", "err", err)
-		return mo, nil
-	}
-	mo.warmCg = cg
-	return mo, nil
+	return mo, err
 }
 
-func (ms *monitors) spawnNice(nice int) (*monitorProc, error) {
+// warmUp waits for a warm monitor's init and, on cgroup v1, puts it in a
+// cgroup of its own with Docker's device rules, to be renamed for the
+// container. It runs at warmNice too: the cgroup writes would otherwise
+// take the CPU from the container that just started.
+func (ms *monitors) warmUp(mo *monitorProc) {
+	defer close(mo.warmed)
+	atWarmNice(func(int) error {
+		line, err := mo.r.ReadString('\n')
+		pid, perr := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), monitor.ReportInit+" "))
+		if err != nil || perr != nil {
+			ms.log.Warn("warm container monitor: no init reported", "pid", mo.cmd.Process.Pid, "line", line, "err", err)
+			return nil // it is gone, or will be dropped
+		}
+		if pid == 0 || !ms.warmCgroups {
+			return nil // the container's cgroup is made at the start, and init joins it then
+		}
+		cg, err := cgroup.New(cgroup.WarmPrefix+strconv.Itoa(mo.cmd.Process.Pid), cgroup.Resources{})
+		if err == nil {
+			if err = cg.RestrictDevices(cgroup.DefaultDeviceRules); err == nil {
+				err = cg.Add(pid)
+			}
+			if err != nil {
+				cg.Destroy()
+			}
+		}
+		if err != nil {
+			ms.log.Warn("warm container monitor: cgroup", "err", err)
+			return nil
+		}
+		mo.warmCg = cg
+		return nil
+	})
+}
+
+// atWarmNice runs fn on a thread of its own at warmNice, passing the nice
+// value it had.
+func atWarmNice(fn func(own int) error) error {
 	goruntime.LockOSThread()
 	defer goruntime.UnlockOSThread()
 	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0) // this thread; the kernel says 20-nice
 	if err != nil {
-		return nil, err
+		return err
 	}
 	own := 20 - prio
-	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, nice); err != nil {
-		return nil, err
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, warmNice); err != nil {
+		return err
 	}
 	defer unix.Setpriority(unix.PRIO_PROCESS, 0, own)
-	return ms.spawn(nil, bundle.WarmArg, strconv.Itoa(own))
+	return fn(own)
 }
 
 // launch starts the monitor of the container in dir, in the cgroup it
@@ -210,6 +236,7 @@ func (ms *monitors) launch(id, dir string) (*monitorProc, error) {
 		if mo == nil {
 			break
 		}
+		<-mo.warmed // a few ms at most after its start
 		cg, joined, err := ms.containerCgroup(spec, mo)
 		if err != nil {
 			mo.drop()
