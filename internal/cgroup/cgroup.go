@@ -117,7 +117,11 @@ type config struct {
 	numCPU             int
 }
 
-var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`) })
+// nameRE is a cgroup name's characters; validName adds its length (a
+// bounded repetition would compile to a program 128 times as large).
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`) })
+
+func validName(s string) bool { return len(s) <= 128 && nameRE().MatchString(s) }
 
 func newConfig(opts []Option) (*config, error) {
 	c := &config{root: DefaultRoot, parent: DefaultParent}
@@ -127,7 +131,7 @@ func newConfig(opts []Option) (*config, error) {
 	if c.numCPU <= 0 {
 		c.numCPU = runtime.NumCPU()
 	}
-	if !nameRE().MatchString(c.parent) {
+	if !validName(c.parent) {
 		return nil, errdefs.NewInvalidArgument(fmt.Errorf("invalid cgroup parent name %q", c.parent))
 	}
 	if c.mode == "" {
@@ -183,7 +187,7 @@ func newBackend(cfg *config, id string) (backend, error) {
 }
 
 func checkID(id string) error {
-	if !nameRE().MatchString(id) {
+	if !validName(id) {
 		return errdefs.NewInvalidArgument(fmt.Errorf("invalid container id %q for a cgroup name", id))
 	}
 	return nil
@@ -534,7 +538,7 @@ func listIDs(cfg *config) ([]string, error) {
 			return nil, fmt.Errorf("list cgroups: %w", err)
 		}
 		for _, e := range ents {
-			if e.IsDir() && nameRE().MatchString(e.Name()) {
+			if e.IsDir() && validName(e.Name()) {
 				set[e.Name()] = true
 			}
 		}

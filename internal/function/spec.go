@@ -141,12 +141,17 @@ type Spec struct {
 	Deployed    time.Time         `json:"deployed" yaml:"-"`
 }
 
-var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`) })
+// nameRE is a name's characters; validName adds its length (a bounded
+// repetition would compile to a program 63 times as large, kept for the
+// daemon's life).
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`) })
+
+func validName(s string) bool { return len(s) <= 63 && nameRE().MatchString(s) }
 
 // Normalize applies defaults and validates; it returns a clear error for
 // the first problem found.
 func (s *Spec) Normalize() error {
-	if !nameRE().MatchString(s.Name) {
+	if !validName(s.Name) {
 		return fmt.Errorf("function name %q: use 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", s.Name)
 	}
 	if s.Builtin != "" && s.Builtin != "echo" {

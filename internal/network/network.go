@@ -105,8 +105,10 @@ func hostAddrPort(p PortMapping) string {
 }
 
 var (
-	bridgeNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]{0,14}$`) })
-	idRE         = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,99}$`) })
+	// The characters; the lengths are checked apart (a bounded repetition
+	// compiles to a program that many times as large).
+	bridgeNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]*$`) })
+	idRE         = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`) })
 )
 
 // checkConfig fills in defaults and refuses what cannot work.
@@ -114,7 +116,7 @@ func checkConfig(c Config) (Config, error) {
 	if c.Bridge == "" {
 		c.Bridge = DefaultBridge
 	}
-	if !bridgeNameRE().MatchString(c.Bridge) {
+	if len(c.Bridge) > 15 || !bridgeNameRE().MatchString(c.Bridge) {
 		return c, errdefs.NewInvalidArgument(fmt.Errorf("bridge name %q: want 1-15 letters, digits, _ or -", c.Bridge))
 	}
 	if !c.Subnet.IsValid() {
@@ -137,7 +139,7 @@ func checkConfig(c Config) (Config, error) {
 }
 
 func checkID(id string) error {
-	if !idRE().MatchString(id) {
+	if len(id) > 100 || !idRE().MatchString(id) {
 		return errdefs.NewInvalidArgument(fmt.Errorf("endpoint id %q: want up to 100 letters, digits, _, . or -", id))
 	}
 	return nil

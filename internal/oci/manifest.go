@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -181,7 +182,7 @@ func decode(want, contentType string, b []byte) (document, string, error) {
 	if doc.MediaType == "" && (mt == MediaTypeDockerManifest || mt == MediaTypeDockerManifestList) {
 		return doc, "", invalid("%s of type %s lacks the mediaType field that Docker documents must have", want, mt)
 	}
-	if doc.ArtifactType != "" && !mediaTypeRe().MatchString(doc.ArtifactType) {
+	if doc.ArtifactType != "" && !validMediaType(doc.ArtifactType) {
 		return doc, "", invalid("%s artifactType %q is not a media type", want, doc.ArtifactType)
 	}
 	return doc, mt, nil
@@ -288,16 +289,24 @@ func ParseIndex(contentType string, b []byte) (Index, error) {
 
 // mediaTypeRe is RFC 6838's restricted-name/restricted-name, as the OCI
 // schema has it.
+// Its characters; validMediaType adds the lengths (bounded repetitions
+// would compile to a program 127 times as large, kept for the daemon's
+// life).
 var mediaTypeRe = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
+	return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$`)
 })
+
+func validMediaType(s string) bool {
+	typ, sub, _ := strings.Cut(s, "/")
+	return len(typ) <= 127 && len(sub) <= 127 && mediaTypeRe().MatchString(s)
+}
 
 // checkDescriptor validates one descriptor; what names it in errors.
 func checkDescriptor(what string, d Descriptor) error {
 	if d.MediaType == "" {
 		return invalid("%s has no mediaType", what)
 	}
-	if !mediaTypeRe().MatchString(d.MediaType) {
+	if !validMediaType(d.MediaType) {
 		return invalid("%s mediaType %q is not a media type", what, d.MediaType)
 	}
 	if _, err := digest.Parse(string(d.Digest)); err != nil {
@@ -306,7 +315,7 @@ func checkDescriptor(what string, d Descriptor) error {
 	if d.Size < 0 {
 		return invalid("%s has negative size %d", what, d.Size)
 	}
-	if d.ArtifactType != "" && !mediaTypeRe().MatchString(d.ArtifactType) {
+	if d.ArtifactType != "" && !validMediaType(d.ArtifactType) {
 		return invalid("%s artifactType %q is not a media type", what, d.ArtifactType)
 	}
 	if d.Data != nil {

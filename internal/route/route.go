@@ -48,11 +48,16 @@ type Spec struct {
 	Created  time.Time `json:"created"`
 }
 
-var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`) })
+// nameRE is a name's characters; validName adds its length (a bounded
+// repetition would compile to a program 63 times as large, kept for the
+// daemon's life).
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`) })
+
+func validName(s string) bool { return len(s) <= 63 && nameRE().MatchString(s) }
 
 // Normalize applies defaults and validates.
 func (s *Spec) Normalize() error {
-	if !nameRE().MatchString(s.Name) {
+	if !validName(s.Name) {
 		return fmt.Errorf("route name %q: use 1-63 lower-case letters, digits, '.', '_' or '-'", s.Name)
 	}
 	if len(s.From) == 0 {
