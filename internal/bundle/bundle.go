@@ -101,6 +101,20 @@ type WarmStart struct {
 	Nice   int    `json:"nice"`            // the daemon's: warm processes wait at a lower priority
 }
 
+// ExecSpec is one `docker exec` process, written by the daemon next to the
+// bundle.
+type ExecSpec struct {
+	ContainerID string    `json:"containerID"`
+	Pid         int       `json:"pid"` // the container's init, whose namespaces are joined
+	Args        []string  `json:"args"`
+	Env         []string  `json:"env"`
+	Cwd         string    `json:"cwd"`
+	User        string    `json:"user"`
+	Tty         bool      `json:"tty"`
+	ConsoleSize [2]uint16 `json:"consoleSize,omitempty"` // the terminal's initial rows and columns
+	Privileged  bool      `json:"privileged"`
+}
+
 // State is what the monitor reports, in state.json.
 type State struct {
 	Status       string    `json:"status"` // running, restarting, exited

@@ -29,13 +29,13 @@ import (
 
 	"github.com/docker/go-units"
 	"github.com/flick-edge/flick/internal/bundle"
+	"github.com/flick-edge/flick/internal/capability"
 	"github.com/flick-edge/flick/internal/durable"
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/image"
 	"github.com/flick-edge/flick/internal/logfile"
 	"github.com/flick-edge/flick/internal/monitor"
 	"github.com/flick-edge/flick/internal/network"
-	"github.com/flick-edge/flick/internal/sandbox"
 	"github.com/flick-edge/flick/internal/snapshot"
 	mcontainer "github.com/moby/moby/api/types/container"
 	mevents "github.com/moby/moby/api/types/events"
@@ -474,7 +474,7 @@ func (m *Manager) spec(rec *Record, img image.Image) (bundle.Spec, []string, err
 		}
 		s.Devices = append(s.Devices, bundle.Device{Host: d.PathOnHost, Container: ctr})
 	}
-	caps, err := sandbox.Capabilities(hc.CapAdd, hc.CapDrop, hc.Privileged)
+	caps, err := capability.Resolve(hc.CapAdd, hc.CapDrop, hc.Privileged)
 	if err != nil {
 		return s, nil, errdefs.NewInvalidArgument(err)
 	}

@@ -12,8 +12,8 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/errdefs"
-	"github.com/flick-edge/flick/internal/runtime"
 	"github.com/flick-edge/flick/internal/tty"
 	mcontainer "github.com/moby/moby/api/types/container"
 	"golang.org/x/sys/unix"
@@ -113,7 +113,7 @@ func (m *Manager) StartExec(ctx context.Context, id string, sio ExecIO) (int, er
 	if !c.Running() {
 		return 0, errdefs.NewConflict(fmt.Errorf("container %s is not running", c.ID))
 	}
-	es := runtime.ExecSpec{ContainerID: c.ID, Pid: c.State.Pid, Args: e.Config.Cmd, Env: e.Config.Env, Cwd: e.Config.WorkingDir,
+	es := bundle.ExecSpec{ContainerID: c.ID, Pid: c.State.Pid, Args: e.Config.Cmd, Env: e.Config.Env, Cwd: e.Config.WorkingDir,
 		User: e.Config.User, Tty: e.Config.Tty, Privileged: e.Config.Privileged}
 	size := sio.ConsoleSize
 	if size[0] == 0 && e.Config.ConsoleSize != nil {
@@ -129,11 +129,13 @@ func (m *Manager) StartExec(ctx context.Context, id string, sio ExecIO) (int, er
 		return 0, err
 	}
 	defer os.Remove(specPath)
-	self, err := os.Executable()
-	if err != nil {
-		return 0, err
+	bin := m.cfg.InitBinary // the exec roles are the init helper's
+	if bin == "" {
+		if bin, err = os.Executable(); err != nil {
+			return 0, err
+		}
 	}
-	cmd := exec.CommandContext(ctx, self, "__exec", specPath, c.Bundle)
+	cmd := exec.CommandContext(ctx, bin, "__exec", specPath, c.Bundle)
 	cmd.Env = []string{}
 	var closeAfter []*os.File
 	var consoleR *os.File

@@ -12,26 +12,13 @@ import (
 	"syscall"
 
 	"github.com/flick-edge/flick/internal/bundle"
+	"github.com/flick-edge/flick/internal/capability"
 	"github.com/flick-edge/flick/internal/cgroup"
 	"github.com/flick-edge/flick/internal/sandbox"
 	"golang.org/x/sys/unix"
 )
 
-// ExecSpec is one `docker exec` process, written by the daemon next to the
-// bundle.
-type ExecSpec struct {
-	ContainerID string    `json:"containerID"`
-	Pid         int       `json:"pid"` // the container's init, whose namespaces are joined
-	Args        []string  `json:"args"`
-	Env         []string  `json:"env"`
-	Cwd         string    `json:"cwd"`
-	User        string    `json:"user"`
-	Tty         bool      `json:"tty"`
-	ConsoleSize [2]uint16 `json:"consoleSize,omitempty"` // the terminal's initial rows and columns
-	Privileged  bool      `json:"privileged"`
-}
-
-// ExecMain runs as `flick __exec SPECFILE BUNDLE`, with the stdio the daemon
+// ExecMain runs as `INIT __exec SPECFILE BUNDLE` (INIT: flick-init, or flick), with the stdio the daemon
 // gives it: it joins the container's namespaces on one locked thread and
 // starts `__execinit` there (so it is born inside them and inside the
 // container's pid namespace), puts it in the container's cgroup, releases
@@ -41,7 +28,7 @@ func ExecMain(specPath, bdir string) {
 }
 
 func execMain(specPath, bdir string) int {
-	var es ExecSpec
+	var es bundle.ExecSpec
 	if err := bundle.ReadJSON(specPath, &es); err != nil {
 		fmt.Fprintln(os.Stderr, "flick exec:", err)
 		return 126
@@ -184,7 +171,7 @@ func ExecInitMain(specPath string) {
 		}
 		f.Close()
 	}
-	var es ExecSpec
+	var es bundle.ExecSpec
 	if err := json.Unmarshal([]byte(os.Getenv("FLICK_EXEC_SPEC")), &es); err != nil {
 		fail(fmt.Errorf("exec spec: %w", err))
 	}
@@ -225,7 +212,7 @@ func ExecInitMain(specPath string) {
 	}
 	caps := spec.Caps
 	if es.Privileged {
-		caps = sandbox.AllCapabilities()
+		caps = capability.All()
 	}
 	if err := sandbox.Apply(id, caps, sandbox.Options{Privileged: spec.Privileged || es.Privileged, NoNewPrivileges: spec.NoNewPrivs, Seccomp: spec.Seccomp}); err != nil {
 		fail(err)

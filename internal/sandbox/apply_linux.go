@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"github.com/flick-edge/flick/internal/capability"
+
 	"errors"
 	"fmt"
 	"runtime"
@@ -49,7 +51,7 @@ type Options struct {
 func Apply(id Identity, caps []string, opts Options) error {
 	runtime.LockOSThread() // never unlocked: this thread is the sandboxed one
 
-	want, err := parseCaps(caps)
+	want, err := capability.Parse(caps)
 	if err != nil {
 		return err
 	}
@@ -64,14 +66,14 @@ func Apply(id Identity, caps []string, opts Options) error {
 		groups[i] = int(g)
 	}
 	last := lastCap()
-	want &= capSet(1)<<uint(last+1) - 1
+	want &= capability.Set(1)<<uint(last+1) - 1
 	held, err := capGet()
 	if err != nil {
 		return err
 	}
 	if missing := want &^ held.permitted; id.UID == 0 && missing != 0 {
 		if !opts.Privileged {
-			return fmt.Errorf("the runtime itself lacks %s", strings.Join(missing.names(), ", "))
+			return fmt.Errorf("the runtime itself lacks %s", strings.Join(missing.Names(), ", "))
 		}
 		want &^= missing
 	}
@@ -100,7 +102,7 @@ func Apply(id Identity, caps []string, opts Options) error {
 	}
 
 	for c := 0; c <= last; c++ {
-		if !want.has(c) {
+		if !want.Has(c) {
 			if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
 				return fmt.Errorf("drop %s from the bounding set: %w", capName(c), err)
 			}
@@ -133,8 +135,8 @@ func Apply(id Identity, caps []string, opts Options) error {
 }
 
 func capName(c int) string {
-	if c < len(capNames) {
-		return capNames[c]
+	if c < capability.Known() {
+		return capability.Name(c)
 	}
 	return fmt.Sprintf("capability %d", c)
 }
@@ -151,7 +153,7 @@ func lastCap() int {
 	return last
 }
 
-type capState struct{ effective, permitted, inheritable capSet }
+type capState struct{ effective, permitted, inheritable capability.Set }
 
 func capGet() (capState, error) {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
@@ -159,7 +161,7 @@ func capGet() (capState, error) {
 	if err := unix.Capget(&hdr, &d[0]); err != nil {
 		return capState{}, fmt.Errorf("capget: %w", err)
 	}
-	join := func(lo, hi uint32) capSet { return capSet(hi)<<32 | capSet(lo) }
+	join := func(lo, hi uint32) capability.Set { return capability.Set(hi)<<32 | capability.Set(lo) }
 	return capState{
 		effective:   join(d[0].Effective, d[1].Effective),
 		permitted:   join(d[0].Permitted, d[1].Permitted),

@@ -6,6 +6,9 @@ package sandbox
 // operations and prints what happened as JSON; the parent checks it.
 
 import (
+	"github.com/flick-edge/flick/internal/capability"
+	"slices"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -78,12 +81,12 @@ func runChild(name, dir string) (results, error) {
 	r := results{}
 	switch name {
 	case "default":
-		if err := Apply(Identity{}, DefaultCapabilities(), Options{NoNewPrivileges: true}); err != nil {
+		if err := Apply(Identity{}, capability.Default(), Options{NoNewPrivileges: true}); err != nil {
 			return nil, err
 		}
 		probeAll(r, dir, mnt)
 	case "default-no-nnp":
-		if err := Apply(Identity{}, DefaultCapabilities(), Options{}); err != nil {
+		if err := Apply(Identity{}, capability.Default(), Options{}); err != nil {
 			return nil, err
 		}
 		probeStatus(r)
@@ -91,7 +94,7 @@ func runChild(name, dir string) (results, error) {
 	case "seccomp-only":
 		// The default filter alone, with every capability still held: what
 		// fails now fails because of seccomp, not for want of a capability.
-		prog, err := defaultFilter(mustParse(DefaultCapabilities()))
+		prog, err := defaultFilter(mustParse(capability.Default()))
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +103,7 @@ func runChild(name, dir string) (results, error) {
 		}
 		probeAll(r, dir, mnt)
 	case "sysadmin":
-		caps, err := Capabilities([]string{"sys_admin"}, nil, false)
+		caps, err := capability.Resolve([]string{"sys_admin"}, nil, false)
 		if err != nil {
 			return nil, err
 		}
@@ -109,7 +112,7 @@ func runChild(name, dir string) (results, error) {
 		}
 		probeAll(r, dir, mnt)
 	case "privileged":
-		caps, err := Capabilities(nil, nil, true)
+		caps, err := capability.Resolve(nil, nil, true)
 		if err != nil {
 			return nil, err
 		}
@@ -118,7 +121,7 @@ func runChild(name, dir string) (results, error) {
 		}
 		probeAll(r, dir, mnt)
 	case "unconfined":
-		if err := Apply(Identity{}, DefaultCapabilities(), Options{Seccomp: "unconfined"}); err != nil {
+		if err := Apply(Identity{}, capability.Default(), Options{Seccomp: "unconfined"}); err != nil {
 			return nil, err
 		}
 		probeAll(r, dir, mnt)
@@ -137,7 +140,7 @@ func runChild(name, dir string) (results, error) {
 			return nil, err
 		}
 		id := Identity{UID: 1000, GID: 1001, AdditionalGIDs: []uint32{2000, 3000}}
-		if err := Apply(id, DefaultCapabilities(), Options{NoNewPrivileges: true}); err != nil {
+		if err := Apply(id, capability.Default(), Options{NoNewPrivileges: true}); err != nil {
 			return nil, err
 		}
 		ru, eu, su := unix.Getresuid()
@@ -160,8 +163,8 @@ func runChild(name, dir string) (results, error) {
 	return r, nil
 }
 
-func mustParse(names []string) capSet {
-	m, err := parseCaps(names)
+func mustParse(names []string) capability.Set {
+	m, err := capability.Parse(names)
 	if err != nil {
 		panic(err)
 	}
@@ -302,7 +305,7 @@ func parseStatus(s string) map[string]string {
 	sc := bufio.NewScanner(strings.NewReader(s))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && contains(statusKeys, k) {
+		if ok && slices.Contains(statusKeys, k) {
 			m[k] = strings.Join(strings.Fields(v), " ")
 		}
 	}
@@ -400,10 +403,10 @@ func expect(t *testing.T, r results, want map[string]string) {
 	}
 }
 
-func hexMask(m capSet) string { return fmt.Sprintf("%016x", uint64(m)) }
+func hexMask(m capability.Set) string { return fmt.Sprintf("%016x", uint64(m)) }
 
 // ourCaps is the test process's own permitted set (the runtime's).
-func ourCaps(t *testing.T) capSet {
+func ourCaps(t *testing.T) capability.Set {
 	t.Helper()
 	s, err := capGet()
 	if err != nil {
@@ -421,7 +424,7 @@ func TestApplyDefault(t *testing.T) {
 	if v := r["exec-glibc-thread"]; v != "ok" && v != "skipped" {
 		t.Errorf("a glibc program could not start a thread: %s", v)
 	}
-	def := hexMask(mustParse(DefaultCapabilities()))
+	def := hexMask(mustParse(capability.Default()))
 	zero := hexMask(0)
 	expect(t, r, ordinaryWork)
 	expect(t, r, map[string]string{
@@ -444,7 +447,7 @@ func TestApplyDefaultWithoutNoNewPrivs(t *testing.T) {
 	r := child(t, "default-no-nnp")
 	expect(t, r, map[string]string{
 		"status-NoNewPrivs": "0", "status-Seccomp": "2", "keyctl": "EPERM",
-		"status-CapEff": hexMask(mustParse(DefaultCapabilities())),
+		"status-CapEff": hexMask(mustParse(capability.Default())),
 	})
 }
 
@@ -463,7 +466,7 @@ func TestSeccompAloneBlocks(t *testing.T) {
 
 func TestApplyCapAddSysAdmin(t *testing.T) {
 	r := child(t, "sysadmin")
-	want := hexMask(mustParse(append(DefaultCapabilities(), "CAP_SYS_ADMIN")))
+	want := hexMask(mustParse(append(capability.Default(), "CAP_SYS_ADMIN")))
 	expect(t, r, ordinaryWork)
 	expect(t, r, map[string]string{
 		"mount": "ok", "unshare-newns": "ok", "sethostname": "ok", "clone-newuser": "ok",
@@ -495,7 +498,7 @@ func TestApplyPrivileged(t *testing.T) {
 
 func TestApplyUnconfined(t *testing.T) {
 	r := child(t, "unconfined")
-	def := hexMask(mustParse(DefaultCapabilities()))
+	def := hexMask(mustParse(capability.Default()))
 	expect(t, r, ordinaryWork)
 	expect(t, r, map[string]string{
 		"status-Seccomp": "0", "status-CapEff": def, "status-CapBnd": def,
@@ -511,7 +514,7 @@ func TestApplyUnconfined(t *testing.T) {
 func TestApplyNonRoot(t *testing.T) {
 	r := child(t, "nonroot")
 	zero := hexMask(0)
-	def := hexMask(mustParse(DefaultCapabilities()))
+	def := hexMask(mustParse(capability.Default()))
 	expect(t, r, map[string]string{
 		"resuid": "1000 1000 1000", "resgid": "1001 1001 1001", "groups": "[2000 3000]",
 		"read-root-only-file": "EACCES", "write-file": "ok", "mount": "EPERM",
@@ -578,14 +581,14 @@ func TestApplyRefusesBadInput(t *testing.T) {
 	// CAP_SYS_RESOURCE) is an error unless privileged.
 	held := ourCaps(t)
 	for c := 0; c <= lastCap(); c++ {
-		if held.has(c) {
+		if held.Has(c) {
 			continue
 		}
 		go func() {
-			done <- []error{Apply(Identity{}, []string{capNames[c]}, Options{})}
+			done <- []error{Apply(Identity{}, []string{capability.Name(c)}, Options{})}
 		}()
-		if err := (<-done)[0]; err == nil || !strings.Contains(err.Error(), "the runtime itself lacks "+capNames[c]) {
-			t.Errorf("asking for %s: %v", capNames[c], err)
+		if err := (<-done)[0]; err == nil || !strings.Contains(err.Error(), "the runtime itself lacks "+capability.Name(c)) {
+			t.Errorf("asking for %s: %v", capability.Name(c), err)
 		}
 		break
 	}

@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"github.com/flick-edge/flick/internal/capability"
+
 	"fmt"
 	"runtime"
 	"sort"
@@ -42,30 +44,30 @@ var denyRules = []denyRule{
 		"uselib", "ustat", "sysfs", "_sysctl", "vm86", "vm86old",
 		"pciconfig_iobase", "pciconfig_read", "pciconfig_write",
 	}},
-	{[]int{capSysAdmin}, []string{
+	{[]int{capability.SysAdmin}, []string{
 		"mount", "umount", "umount2", "unshare", "setns",
 		"fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree", "open_tree_attr", "mount_setattr",
 		"fanotify_init", "lookup_dcookie", "quotactl", "quotactl_fd",
 		"sethostname", "setdomainname",
 	}},
-	{[]int{capSysAdmin, capBPF}, []string{"bpf"}},
-	{[]int{capSysAdmin, capPerfmon}, []string{"perf_event_open"}},
-	{[]int{capSysAdmin, capSyslog}, []string{"syslog"}},
-	{[]int{capDACReadSearch}, []string{"open_by_handle_at"}},
-	{[]int{capSysBoot}, []string{"reboot"}},
-	{[]int{capSysChroot}, []string{"chroot"}},
-	{[]int{capSysModule}, []string{"init_module", "finit_module", "delete_module"}},
-	{[]int{capSysPacct}, []string{"acct"}},
-	{[]int{capSysPtrace}, []string{"kcmp", "pidfd_getfd", "process_madvise"}},
-	{[]int{capSysRawio}, []string{"iopl", "ioperm"}},
-	{[]int{capSysTime}, []string{"settimeofday", "stime", "clock_settime", "clock_settime64"}},
-	{[]int{capSysTTYConfig}, []string{"vhangup"}},
-	{[]int{capSysNice}, []string{"get_mempolicy", "set_mempolicy", "mbind", "set_mempolicy_home_node"}},
+	{[]int{capability.SysAdmin, capability.BPF}, []string{"bpf"}},
+	{[]int{capability.SysAdmin, capability.Perfmon}, []string{"perf_event_open"}},
+	{[]int{capability.SysAdmin, capability.Syslog}, []string{"syslog"}},
+	{[]int{capability.DACReadSearch}, []string{"open_by_handle_at"}},
+	{[]int{capability.SysBoot}, []string{"reboot"}},
+	{[]int{capability.SysChroot}, []string{"chroot"}},
+	{[]int{capability.SysModule}, []string{"init_module", "finit_module", "delete_module"}},
+	{[]int{capability.SysPacct}, []string{"acct"}},
+	{[]int{capability.SysPtrace}, []string{"kcmp", "pidfd_getfd", "process_madvise"}},
+	{[]int{capability.SysRawio}, []string{"iopl", "ioperm"}},
+	{[]int{capability.SysTime}, []string{"settimeofday", "stime", "clock_settime", "clock_settime64"}},
+	{[]int{capability.SysTTYConfig}, []string{"vhangup"}},
+	{[]int{capability.SysNice}, []string{"get_mempolicy", "set_mempolicy", "mbind", "set_mempolicy_home_node"}},
 }
 
 // ptraceRule: Docker allows these on kernels from 4.8 on (where seccomp can
 // no longer be bypassed with ptrace), and with CAP_SYS_PTRACE on any kernel.
-var ptraceRule = denyRule{[]int{capSysPtrace}, []string{"ptrace", "process_vm_readv", "process_vm_writev"}}
+var ptraceRule = denyRule{[]int{capability.SysPtrace}, []string{"ptrace", "process_vm_readv", "process_vm_writev"}}
 
 const (
 	// cloneNamespaces are the namespace flags clone(2) may not use without
@@ -93,7 +95,7 @@ type policy struct {
 	clone3ENOSYS bool            // ENOSYS for clone3, whose flags BPF cannot read
 }
 
-func newPolicy(caps capSet, kernelHasPtraceFix bool) policy {
+func newPolicy(caps capability.Set, kernelHasPtraceFix bool) policy {
 	p := policy{deny: map[string]bool{}}
 	rules := denyRules
 	if !kernelHasPtraceFix {
@@ -102,7 +104,7 @@ func newPolicy(caps capSet, kernelHasPtraceFix bool) policy {
 	for _, r := range rules {
 		lifted := false
 		for _, c := range r.liftedBy {
-			lifted = lifted || caps.has(c)
+			lifted = lifted || caps.Has(c)
 		}
 		if !lifted {
 			for _, n := range r.names {
@@ -110,8 +112,8 @@ func newPolicy(caps capSet, kernelHasPtraceFix bool) policy {
 			}
 		}
 	}
-	p.cloneNS = !caps.has(capSysAdmin)
-	p.clone3ENOSYS = !caps.has(capSysAdmin)
+	p.cloneNS = !caps.Has(capability.SysAdmin)
+	p.clone3ENOSYS = !caps.Has(capability.SysAdmin)
 	return p
 }
 
@@ -246,7 +248,7 @@ func (p policy) section(a *arch.Info) ([]bpf.Instruction, error) {
 }
 
 // defaultFilter is the filter Apply loads for a container with caps.
-func defaultFilter(caps capSet) ([]bpf.Instruction, error) {
+func defaultFilter(caps capability.Set) ([]bpf.Instruction, error) {
 	abis, err := arches(runtime.GOARCH)
 	if err != nil {
 		return nil, err

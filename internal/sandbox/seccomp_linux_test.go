@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"github.com/flick-edge/flick/internal/capability"
+
 	"encoding/binary"
 	"fmt"
 	"testing"
@@ -81,9 +83,9 @@ func (f filterVM) check(a *arch.Info, calls []call) {
 	}
 }
 
-func mustCaps(t *testing.T, names ...string) capSet {
+func mustCaps(t *testing.T, names ...string) capability.Set {
 	t.Helper()
-	m, err := parseCaps(names)
+	m, err := capability.Parse(names)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +108,7 @@ func TestFilterDefault(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		prog, err := newPolicy(mustCaps(t, defaultCaps...), true).assemble(abis)
+		prog, err := newPolicy(mustCaps(t, capability.Default()...), true).assemble(abis)
 		if err != nil {
 			t.Fatal(goarch, err)
 		}
@@ -159,7 +161,7 @@ func TestFilterDefault(t *testing.T) {
 
 func TestFilterABIs(t *testing.T) {
 	abis, _ := arches("amd64")
-	prog, err := newPolicy(mustCaps(t, defaultCaps...), true).assemble(abis)
+	prog, err := newPolicy(mustCaps(t, capability.Default()...), true).assemble(abis)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +210,7 @@ func TestFilterCapabilitiesLift(t *testing.T) {
 		{"PERFMON", []call{{"perf_event_open", nil, retAllow}}},
 		{"DAC_READ_SEARCH", []call{{"open_by_handle_at", nil, retAllow}}},
 	} {
-		caps, err := Capabilities([]string{tc.cap}, nil, false)
+		caps, err := capability.Resolve([]string{tc.cap}, nil, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +227,7 @@ func TestFilterCapabilitiesLift(t *testing.T) {
 		}
 	}
 	// Dropping SYS_CHROOT brings Docker's chroot block back.
-	caps, _ := Capabilities(nil, []string{"SYS_CHROOT"}, false)
+	caps, _ := capability.Resolve(nil, []string{"SYS_CHROOT"}, false)
 	abis, _ := arches("amd64")
 	prog, _ := newPolicy(mustCaps(t, caps...), true).assemble(abis)
 	newFilterVM(t, prog).check(arch.X86_64, []call{{"chroot", nil, retEPERM}})
@@ -233,12 +235,12 @@ func TestFilterCapabilitiesLift(t *testing.T) {
 
 func TestFilterOldKernelPtrace(t *testing.T) {
 	abis, _ := arches("amd64")
-	prog, err := newPolicy(mustCaps(t, defaultCaps...), false).assemble(abis)
+	prog, err := newPolicy(mustCaps(t, capability.Default()...), false).assemble(abis)
 	if err != nil {
 		t.Fatal(err)
 	}
 	newFilterVM(t, prog).check(arch.X86_64, []call{{"ptrace", nil, retEPERM}, {"process_vm_writev", nil, retEPERM}})
-	prog, _ = newPolicy(mustCaps(t, append(DefaultCapabilities(), "SYS_PTRACE")...), false).assemble(abis)
+	prog, _ = newPolicy(mustCaps(t, append(capability.Default(), "SYS_PTRACE")...), false).assemble(abis)
 	newFilterVM(t, prog).check(arch.X86_64, []call{{"ptrace", nil, retAllow}})
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -127,7 +128,7 @@ func ResolveUser(rootfs, spec string) (Identity, string, error) {
 			continue
 		}
 		if groupArg == "" {
-			if contains(g.members, matched) {
+			if slices.Contains(g.members, matched) {
 				id.AdditionalGIDs = append(id.AdditionalGIDs, uint32(g.gid))
 			}
 			continue

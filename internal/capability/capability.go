@@ -1,21 +1,18 @@
-// Package sandbox is the hardening a container's init applies to itself just
-// before it execs the application: Docker's default capability set, its
-// default seccomp effect, user and group resolution against the image's
-// /etc/passwd and /etc/group, and the masked and read-only /proc and /sys
-// paths.
-//
-// Apply is irreversible and changes the calling OS thread; it is meant for
-// the single-purpose init process (a re-executed flick child in the
-// container's namespaces, after pivot_root), which execs right after it.
-package sandbox
+// Package capability is Linux capabilities as Docker names and combines
+// them: the names and numbers, Docker's default set, and --cap-add,
+// --cap-drop and --privileged resolved into a container's set. The daemon
+// resolves a container's set at create; the container's init applies it
+// (internal/sandbox). It is pure data and links nothing else.
+package capability
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
-// capNames are the Linux capabilities by number, as Docker spells them.
-var capNames = [...]string{
+// names are the Linux capabilities by number, as Docker spells them.
+var names = [...]string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
 	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
 	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
@@ -29,25 +26,25 @@ var capNames = [...]string{
 
 // Capability numbers the seccomp policy refers to.
 const (
-	capDACReadSearch = 2
-	capSysModule     = 16
-	capSysRawio      = 17
-	capSysChroot     = 18
-	capSysPtrace     = 19
-	capSysPacct      = 20
-	capSysAdmin      = 21
-	capSysBoot       = 22
-	capSysNice       = 23
-	capSysTime       = 25
-	capSysTTYConfig  = 26
-	capSyslog        = 34
-	capPerfmon       = 38
-	capBPF           = 39
+	DACReadSearch = 2
+	SysModule     = 16
+	SysRawio      = 17
+	SysChroot     = 18
+	SysPtrace     = 19
+	SysPacct      = 20
+	SysAdmin      = 21
+	SysBoot       = 22
+	SysNice       = 23
+	SysTime       = 25
+	SysTTYConfig  = 26
+	Syslog        = 34
+	Perfmon       = 38
+	BPF           = 39
 )
 
 var capNumbers = func() map[string]int {
-	m := make(map[string]int, len(capNames))
-	for i, n := range capNames {
+	m := make(map[string]int, len(names))
+	for i, n := range names {
 		m[n] = i
 	}
 	return m
@@ -60,15 +57,15 @@ var defaultCaps = []string{
 	"CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
-// DefaultCapabilities is Docker's default capability set as "CAP_..." names.
-func DefaultCapabilities() []string {
+// Default is Docker's default capability set as "CAP_..." names.
+func Default() []string {
 	return append([]string(nil), defaultCaps...)
 }
 
-// AllCapabilities is every capability this package knows, in number order.
-// The running kernel may know fewer; Apply ignores the ones it does not.
-func AllCapabilities() []string {
-	return append([]string(nil), capNames[:]...)
+// All is every capability this package knows, in number order. The
+// running kernel may know fewer; sandbox.Apply ignores the ones it does not.
+func All() []string {
+	return append([]string(nil), names[:]...)
 }
 
 const allCaps = "ALL"
@@ -100,23 +97,14 @@ func normalizeAll(names []string) ([]string, error) {
 	return out, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// Capabilities computes a container's capability set from --cap-add and
+// Resolve computes a container's capability set from --cap-add and
 // --cap-drop the way Docker does (moby's TweakCapabilities): privileged gets
 // every capability; "ALL" in add gives everything except what drop names; "ALL"
 // in drop keeps only what add names; otherwise the default set less drop plus
 // add. Names are case-insensitive, with or without the CAP_ prefix. Unlike
 // Docker, names are validated even when privileged, and the result has no
 // duplicates.
-func Capabilities(add, drop []string, privileged bool) ([]string, error) {
+func Resolve(add, drop []string, privileged bool) ([]string, error) {
 	adds, err := normalizeAll(add)
 	if err != nil {
 		return nil, err
@@ -128,25 +116,25 @@ func Capabilities(add, drop []string, privileged bool) ([]string, error) {
 	var caps []string
 	switch {
 	case privileged:
-		return AllCapabilities(), nil
-	case contains(adds, allCaps):
-		for _, c := range capNames {
-			if !contains(drops, c) {
+		return All(), nil
+	case slices.Contains(adds, allCaps):
+		for _, c := range names {
+			if !slices.Contains(drops, c) {
 				caps = append(caps, c)
 			}
 		}
 		return caps, nil
-	case contains(drops, allCaps):
+	case slices.Contains(drops, allCaps):
 		// Only what add names.
 	default:
 		for _, c := range defaultCaps {
-			if !contains(drops, c) {
+			if !slices.Contains(drops, c) {
 				caps = append(caps, c)
 			}
 		}
 	}
 	for _, c := range adds {
-		if !contains(caps, c) {
+		if !slices.Contains(caps, c) {
 			caps = append(caps, c)
 		}
 	}
@@ -156,15 +144,16 @@ func Capabilities(add, drop []string, privileged bool) ([]string, error) {
 	return caps, nil
 }
 
-// capSet is a capability bit mask (bit n = capability n).
-type capSet uint64
+// Set is a capability bit mask (bit n = capability n).
+type Set uint64
 
-func (s capSet) has(c int) bool { return s&(1<<uint(c)) != 0 }
+// Has reports whether capability number c is in s.
+func (s Set) Has(c int) bool { return s&(1<<uint(c)) != 0 }
 
-// parseCaps turns names (as Capabilities accepts them, without "ALL") into a mask.
-func parseCaps(names []string) (capSet, error) {
-	var s capSet
-	for _, n := range names {
+// Parse turns names (as Resolve accepts them, without "ALL") into a mask.
+func Parse(list []string) (Set, error) {
+	var s Set
+	for _, n := range list {
 		c, err := normalize(n)
 		if err != nil {
 			return 0, err
@@ -177,13 +166,25 @@ func parseCaps(names []string) (capSet, error) {
 	return s, nil
 }
 
-// names lists the capabilities in s, in number order.
-func (s capSet) names() []string {
+// Names lists the capabilities in s, in number order.
+func (s Set) Names() []string {
 	var out []string
-	for i, n := range capNames {
-		if s.has(i) {
+	for i, n := range names {
+		if s.Has(i) {
 			out = append(out, n)
 		}
 	}
 	return out
 }
+
+// Name is capability number c's name ("CAP_..."), or "" if this package
+// does not know it.
+func Name(c int) string {
+	if c >= 0 && c < len(names) {
+		return names[c]
+	}
+	return ""
+}
+
+// Known is how many capabilities this package knows (the highest number + 1).
+func Known() int { return len(names) }

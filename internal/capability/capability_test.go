@@ -1,35 +1,36 @@
-package sandbox
+package capability
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
 
-func TestDefaultCapabilities(t *testing.T) {
-	got := DefaultCapabilities()
+func TestDefault(t *testing.T) {
+	got := Default()
 	want := []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
 		"CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
 		"CAP_KILL", "CAP_AUDIT_WRITE"}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("DefaultCapabilities() = %v", got)
+		t.Fatalf("Default() = %v", got)
 	}
 	// Docker's well-known CapEff for a default root container.
-	if m, _ := parseCaps(got); m != 0xa80425fb {
+	if m, _ := Parse(got); m != 0xa80425fb {
 		t.Fatalf("default mask = %#x, want 0xa80425fb", uint64(m))
 	}
 	got[0] = "changed"
-	if DefaultCapabilities()[0] != "CAP_CHOWN" {
+	if Default()[0] != "CAP_CHOWN" {
 		t.Fatal("DefaultCapabilities shares its backing array")
 	}
 }
 
-func TestCapabilities(t *testing.T) {
-	def := DefaultCapabilities()
+func TestResolve(t *testing.T) {
+	def := Default()
 	without := func(drop ...string) []string {
 		var out []string
 		for _, c := range def {
-			if !contains(drop, c) {
+			if !slices.Contains(drop, c) {
 				out = append(out, c)
 			}
 		}
@@ -37,8 +38,8 @@ func TestCapabilities(t *testing.T) {
 	}
 	allBut := func(drop ...string) []string {
 		var out []string
-		for _, c := range capNames {
-			if !contains(drop, c) {
+		for _, c := range names {
+			if !slices.Contains(drop, c) {
 				out = append(out, c)
 			}
 		}
@@ -63,7 +64,7 @@ func TestCapabilities(t *testing.T) {
 		{"privileged ignores drops", nil, []string{"CHOWN"}, true, allBut()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := Capabilities(tc.add, tc.drop, tc.privileged)
+			got, err := Resolve(tc.add, tc.drop, tc.privileged)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,29 +87,29 @@ func TestCapabilitiesUnknown(t *testing.T) {
 		{[]string{"ALLL"}, nil, `"CAP_ALLL"`},
 	} {
 		for _, priv := range []bool{false, true} {
-			_, err := Capabilities(tc.add, tc.drop, priv)
+			_, err := Resolve(tc.add, tc.drop, priv)
 			if err == nil || !strings.Contains(err.Error(), "unknown capability: "+tc.bad) {
-				t.Errorf("Capabilities(%q, %q, %v) error = %v, want it to name %s", tc.add, tc.drop, priv, err, tc.bad)
+				t.Errorf("Resolve(%q, %q, %v) error = %v, want it to name %s", tc.add, tc.drop, priv, err, tc.bad)
 			}
 		}
 	}
 }
 
 func TestParseCaps(t *testing.T) {
-	m, err := parseCaps([]string{"CAP_SYS_ADMIN", "chown", "CAP_CHECKPOINT_RESTORE"})
+	m, err := Parse([]string{"CAP_SYS_ADMIN", "chown", "CAP_CHECKPOINT_RESTORE"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m != 1<<21|1<<0|1<<40 {
 		t.Fatalf("mask %#x", uint64(m))
 	}
-	if got := m.names(); !reflect.DeepEqual(got, []string{"CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_CHECKPOINT_RESTORE"}) {
+	if got := m.Names(); !reflect.DeepEqual(got, []string{"CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_CHECKPOINT_RESTORE"}) {
 		t.Fatalf("names %v", got)
 	}
-	if _, err := parseCaps([]string{"ALL"}); err == nil {
+	if _, err := Parse([]string{"ALL"}); err == nil {
 		t.Fatal("ALL accepted in a final capability list")
 	}
-	if _, err := parseCaps([]string{"CAP_BOGUS"}); err == nil {
+	if _, err := Parse([]string{"CAP_BOGUS"}); err == nil {
 		t.Fatal("bogus accepted")
 	}
 }
