@@ -1,9 +1,9 @@
 // Command flick is the whole of Flick in one binary: the daemon ('flick
-// daemon'), the client commands that talk to it, and the hidden roles of the
-// processes beside a container: its monitor (monitor.RunRole), its init and
-// exec (runtime.RunRole). A build by make embeds lean binaries of the
-// monitor and the init, cmd/flick-monitor and cmd/flick-init, which the
-// daemon runs instead (internal/helper).
+// daemon') and the client commands that talk to it. A build by make embeds
+// the container helpers, cmd/flick-monitor and cmd/flick-init
+// (internal/helper), which the daemon installs and runs beside each
+// container; a plain `go build` embeds none and runs their roles itself
+// (roles.go).
 //
 // The runtime's cgroup-aware GOMAXPROCS reads /proc/self/cgroup, mountinfo
 // and the CPU quota at every process start (about 1.7 ms of CPU here, in
@@ -20,8 +20,6 @@ import (
 	"os"
 
 	"github.com/flick-edge/flick/internal/cli"
-	"github.com/flick-edge/flick/internal/monitor"
-	"github.com/flick-edge/flick/internal/runtime"
 )
 
 // Set by the linker: -X main.version=... -X main.commit=...
@@ -31,7 +29,6 @@ var (
 )
 
 func main() {
-	monitor.RunRole(os.Args)
-	runtime.RunRole(os.Args)
+	runRoles(os.Args)
 	os.Exit(cli.Run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr, cli.Build{Version: version, GitCommit: commit}))
 }

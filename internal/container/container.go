@@ -98,6 +98,10 @@ type Config struct {
 	// run from: the lean binaries internal/helper installs. Empty: flick's
 	// own executable.
 	MonitorBinary, InitBinary string
+	// HelpersErr, if set, says why there are no binaries to run containers
+	// with (a build that embeds them runs no container roles itself): starts
+	// and execs fail with it.
+	HelpersErr error
 }
 
 // Manager owns every container.
@@ -641,6 +645,9 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	}
 	if c.Running() {
 		return nil // Docker: starting a running container is a no-op
+	}
+	if m.cfg.HelpersErr != nil {
+		return errdefs.NewUnavailable(m.cfg.HelpersErr)
 	}
 	if err := os.Remove(filepath.Join(c.Bundle, bundle.StopFile)); err == nil {
 		// Started again by hand: a restart policy applies again after a

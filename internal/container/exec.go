@@ -129,6 +129,9 @@ func (m *Manager) StartExec(ctx context.Context, id string, sio ExecIO) (int, er
 		return 0, err
 	}
 	defer os.Remove(specPath)
+	if m.cfg.HelpersErr != nil {
+		return 0, errdefs.NewUnavailable(m.cfg.HelpersErr)
+	}
 	bin := m.cfg.InitBinary // the exec roles are the init helper's
 	if bin == "" {
 		if bin, err = os.Executable(); err != nil {

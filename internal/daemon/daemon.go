@@ -98,13 +98,19 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	leased := func(d digest.Digest) bool { return puller.Leased(d) || (ctrs != nil && ctrs.UsesLayer(d)) }
 	images := image.New(meta, cs, ss, leased, log.With("component", "image"))
 	helpers, err := helper.Install(filepath.Join(cfg.DataRoot, "helpers"))
+	var helpersErr error
 	if err != nil {
-		// Containers still run, from flick itself, at a higher memory cost.
-		log.Warn("container helpers not installed; monitors and inits run from flick itself", "err", err)
+		// Containers still run, from helpers in memory (their size in
+		// unevictable memory) until a restart finds room.
+		log.Warn("container helpers not installed on the data root; running them from memory", "err", err)
+		if helpers, err = helper.InMemory(); err != nil {
+			helpersErr = fmt.Errorf("container helpers unavailable: %w", err)
+			log.Error("containers cannot run", "err", helpersErr)
+		}
 	}
 	ctrs, err = container.New(container.Config{Root: filepath.Join(cfg.DataRoot, "containers"), Volumes: filepath.Join(cfg.DataRoot, "volumes"),
 		Images: images, Snapshots: ss, Logger: log.With("component", "container"), Network: bridgeNetwork(cfg, log),
-		WarmMonitors: cfg.WarmMonitors, MonitorBinary: helpers.Monitor, InitBinary: helpers.Init})
+		WarmMonitors: cfg.WarmMonitors, MonitorBinary: helpers.Monitor, InitBinary: helpers.Init, HelpersErr: helpersErr})
 	if err != nil {
 		return err
 	}

@@ -79,6 +79,41 @@ func Install(dir string) (Paths, error) {
 	return Paths{Monitor: got[0], Init: got[1]}, nil
 }
 
+// memfds keeps InMemory's files open: they exist while this process runs.
+var memfds []*os.File
+
+// InMemory is Install for a data root that cannot hold the helpers (full,
+// or read-only): it writes them to sealed memfd files of this process and
+// returns their /proc/PID/fd paths, runnable by any root process while
+// this one runs (a monitor keeps its own binary and its init's open). They
+// cost their size in unevictable memory. Without embedded helpers both are
+// flick's own executable.
+func InMemory() (Paths, error) {
+	if !Embedded() {
+		self, err := os.Executable()
+		return Paths{self, self}, err
+	}
+	var got []string
+	for _, h := range helpers {
+		fd, err := unix.MemfdCreate(h.name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		if err != nil {
+			return Paths{}, fmt.Errorf("container helper %s in memory: %w", h.name, err)
+		}
+		f := os.NewFile(uintptr(fd), h.name)
+		if _, err := f.WriteString(*h.image); err != nil {
+			f.Close()
+			return Paths{}, fmt.Errorf("container helper %s in memory: %w", h.name, err)
+		}
+		if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
+			f.Close()
+			return Paths{}, fmt.Errorf("seal container helper %s: %w", h.name, err)
+		}
+		memfds = append(memfds, f)
+		got = append(got, fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd))
+	}
+	return Paths{Monitor: got[0], Init: got[1]}, nil
+}
+
 func install(dir string, h embedded) (string, error) {
 	sum := strings.TrimSpace(*h.digest)
 	if len(sum) != sha256.Size*2 {

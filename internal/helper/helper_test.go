@@ -3,7 +3,9 @@ package helper
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -101,5 +103,31 @@ func TestInstallIntoAnUnwritableDirFails(t *testing.T) {
 	withImages(t, "x", "y")
 	if _, err := Install("/proc/flick-helpers"); err == nil {
 		t.Fatal("install under /proc succeeded")
+	}
+}
+
+// A data root that cannot hold the helpers: they run from memory.
+func TestInMemoryHelpersRun(t *testing.T) {
+	withImages(t, "#!/bin/sh\necho monitor from memory\n", "#!/bin/sh\necho init from memory\n")
+	got, err := InMemory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{got.Monitor: "monitor from memory\n", got.Init: "init from memory\n"} {
+		if !strings.HasPrefix(p, fmt.Sprintf("/proc/%d/fd/", os.Getpid())) {
+			t.Fatalf("in-memory helper at %q", p)
+		}
+		out, err := exec.Command(p).Output()
+		if err != nil || string(out) != want {
+			t.Fatalf("running %s: %q, %v; want %q", p, out, err, want)
+		}
+		// Sealed: nobody rewrites what monitors will run.
+		if f, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+			_, werr := f.WriteString("#!/bin/sh\necho changed\n")
+			f.Close()
+			if werr == nil {
+				t.Fatalf("wrote to the sealed helper %s", p)
+			}
+		}
 	}
 }

@@ -251,3 +251,41 @@ func TestMonitorOutlivesItsHelperFile(t *testing.T) {
 	}
 	d.mustFlick(t, "rm", "-f", "crashy")
 }
+
+// A data root that cannot hold the helpers (here a file where their
+// directory goes): the daemon runs them from memory, and containers run.
+func TestHelpersFromMemory(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t, func(d *Daemon) {
+		if err := os.MkdirAll(d.DataRoot, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d.DataRoot, "helpers"), []byte("not a directory"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
+	img := busyboxImage(t, d)
+	if out := d.mustFlick(t, "run", "--rm", img, "echo", "from memory").Stdout; out != "from memory\n" {
+		t.Fatalf("output %q", out)
+	}
+	d.mustFlick(t, "run", "-d", "--name", "mem", img, "sleep", "30")
+	c := d.inspectContainer(t, "mem")
+	var st struct {
+		ShimPid int `json:"shimPid"`
+	}
+	b, _ := os.ReadFile(filepath.Join(d.DataRoot, "containers", c.ID, "state.json"))
+	if err := json.Unmarshal(b, &st); err != nil || st.ShimPid == 0 {
+		t.Fatalf("state.json: %s (%v)", b, err)
+	}
+	exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(st.ShimPid), "exe"))
+	if !strings.HasPrefix(exe, "/memfd:flick-monitor") {
+		t.Fatalf("monitor %d runs %q, want the in-memory helper", st.ShimPid, exe)
+	}
+	if out := d.mustFlick(t, "exec", "mem", "echo", "exec too").Stdout; out != "exec too\n" {
+		t.Fatalf("exec output %q", out)
+	}
+	if !strings.Contains(d.log.String(), "running them from memory") {
+		t.Fatalf("no warning in the daemon's log:\n%s", d.log.String())
+	}
+	d.mustFlick(t, "rm", "-f", "mem")
+}
