@@ -10,8 +10,8 @@ func TestValidNameLimits(t *testing.T) {
 		"a": true, strings.Repeat("a", 63): true, strings.Repeat("a", 64): false,
 		"up-1.x_y": true, "A": false, "-a": false, "": false,
 	} {
-		if got := validName(s); got != want {
-			t.Errorf("validName(%q) = %v, want %v", s, got, want)
+		if got := ValidName(s); got != want {
+			t.Errorf("ValidName(%q) = %v, want %v", s, got, want)
 		}
 	}
 }

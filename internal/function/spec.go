@@ -141,17 +141,19 @@ type Spec struct {
 	Deployed    time.Time         `json:"deployed" yaml:"-"`
 }
 
-// nameRE is a name's characters; validName adds its length (a bounded
+// nameRE is a name's characters; ValidName adds its length (a bounded
 // repetition would compile to a program 63 times as large, kept for the
 // daemon's life).
 var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`) })
 
-func validName(s string) bool { return len(s) <= 63 && nameRE().MatchString(s) }
+// ValidName reports whether s is a valid name for a function or a route:
+// 1-63 of a-z, 0-9, '_', '.', '-', starting with a letter or digit.
+func ValidName(s string) bool { return len(s) <= 63 && nameRE().MatchString(s) }
 
 // Normalize applies defaults and validates; it returns a clear error for
 // the first problem found.
 func (s *Spec) Normalize() error {
-	if !validName(s.Name) {
+	if !ValidName(s.Name) {
 		return fmt.Errorf("function name %q: use 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit", s.Name)
 	}
 	if s.Builtin != "" && s.Builtin != "echo" {

@@ -8,10 +8,8 @@ package route
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/flick-edge/flick/internal/errdefs"
@@ -48,16 +46,9 @@ type Spec struct {
 	Created  time.Time `json:"created"`
 }
 
-// nameRE is a name's characters; validName adds its length (a bounded
-// repetition would compile to a program 63 times as large, kept for the
-// daemon's life).
-var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`) })
-
-func validName(s string) bool { return len(s) <= 63 && nameRE().MatchString(s) }
-
 // Normalize applies defaults and validates.
 func (s *Spec) Normalize() error {
-	if !validName(s.Name) {
+	if !function.ValidName(s.Name) { // the same names as functions
 		return fmt.Errorf("route name %q: use 1-63 lower-case letters, digits, '.', '_' or '-'", s.Name)
 	}
 	if len(s.From) == 0 {
