@@ -162,7 +162,8 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter) int {
 	}
 	cg := cgroupdir.Set(l.Cgroup)
 	defer func() {
-		// The pid namespace went with init; this is for what an exec left.
+		// The pid namespace went with init; this is for anything else put
+		// in the cgroup from outside.
 		cg.KillAll(10 * time.Second)
 		cg.Remove()
 	}()
@@ -298,9 +299,10 @@ func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, lo
 	bundle.WriteState(bdir, *st, !spec.Ephemeral)
 	rep.send(ReportStarted)
 	werr := cmd.Wait()
-	// The pid namespace is gone with init; an exec'd process that left it
-	// could still hold the pipes open: kill what is left in the cgroup.
-	cg.KillAll(10 * time.Second)
+	// Nothing of the container is left to hold the pipes open: init was the
+	// pid namespace's first process, and the kernel reaps every other one
+	// (execs included, they join the namespace) before init's wait returns.
+	// The cgroup's last sweep (run's defer) comes after the exit report.
 	con.set(nil, nil)
 	done.Wait()
 	return exitCode(cmd.ProcessState, werr), nil
