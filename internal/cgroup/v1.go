@@ -96,9 +96,7 @@ func (b *v1) swapAccounting() bool {
 
 func (b *v1) set(r *cgroups.Resources) error { return b.mgr.Set(r) }
 
-// add writes pid into every hierarchy at once: the kernel may wait on
-// this, and six sequential writes (the memory controller's is the slow
-// one) cost several milliseconds.
+// add writes pid into every hierarchy.
 func (b *v1) add(pid int) error { return cgroupdir.Set(b.dirs()).Join(pid) }
 
 // dirs are the cgroup's directories, one per hierarchy: cpu and cpuacct are

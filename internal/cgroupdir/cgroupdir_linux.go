@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,23 +26,20 @@ import (
 // such as cpu and cpuacct mounted together, listed once), on v2 one.
 type Set []string
 
-// Join moves pid into the cgroup, in every hierarchy at once (on v1 each
-// write can wait for the kernel; the memory controller's is the slow one).
+// Join moves pid into the cgroup, one hierarchy after another. (Writing
+// them from parallel goroutines saved a little where the kernel makes each
+// write wait, but made the daemon start a thread for each blocking write,
+// threads it keeps for good; the warm path joins ahead of need anyway.)
 func (s Set) Join(pid int) error {
 	if len(s) == 0 {
 		return errors.New("join cgroup: no cgroup directories")
 	}
-	errs := make([]error, len(s))
-	var wg sync.WaitGroup
-	for i, dir := range s {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = writeFile(dir, "cgroup.procs", strconv.Itoa(pid))
-		}()
+	for _, dir := range s {
+		if err := writeFile(dir, "cgroup.procs", strconv.Itoa(pid)); err != nil {
+			return err
+		}
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // OOMKills is how many processes the kernel's OOM killer took in the

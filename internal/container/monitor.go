@@ -166,20 +166,21 @@ func (ms *monitors) spawnWarm() (*monitorProc, error) {
 
 // warmUp waits for a warm monitor's init and, on cgroup v1, puts it in a
 // cgroup of its own with Docker's device rules, to be renamed for the
-// container. It runs at warmNice too: the cgroup writes would otherwise
-// take the CPU from the container that just started.
+// container. The cgroup writes run at warmNice: they would otherwise take
+// the CPU from the container that just started. The wait for the init does
+// not hold a thread.
 func (ms *monitors) warmUp(mo *monitorProc) {
 	defer close(mo.warmed)
+	line, err := mo.r.ReadString('\n')
+	pid, perr := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), monitor.ReportInit+" "))
+	if err != nil || perr != nil {
+		ms.log.Warn("warm container monitor: no init reported", "pid", mo.cmd.Process.Pid, "line", line, "err", err)
+		return // it is gone, or will be dropped
+	}
+	if pid == 0 || !ms.warmCgroups {
+		return // the container's cgroup is made at the start, and init joins it then
+	}
 	atWarmNice(func(int) error {
-		line, err := mo.r.ReadString('\n')
-		pid, perr := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), monitor.ReportInit+" "))
-		if err != nil || perr != nil {
-			ms.log.Warn("warm container monitor: no init reported", "pid", mo.cmd.Process.Pid, "line", line, "err", err)
-			return nil // it is gone, or will be dropped
-		}
-		if pid == 0 || !ms.warmCgroups {
-			return nil // the container's cgroup is made at the start, and init joins it then
-		}
 		cg, err := cgroup.New(cgroup.WarmPrefix+strconv.Itoa(mo.cmd.Process.Pid), cgroup.Resources{})
 		if err == nil {
 			if err = cg.RestrictDevices(cgroup.DefaultDeviceRules); err == nil {
