@@ -80,9 +80,10 @@ func (mo *monitorProc) drop() {
 // then costs no process start at all.
 type monitors struct {
 	warm        int
-	monitorBin  string // the binary monitors run from ("": flick's own)
-	initBin     string // the binary inits run from ("": flick's own)
-	warmCgroups bool   // cgroup v1: warm inits wait in a cgroup renamed at the start
+	monitorBin  string        // the binary monitors run from ("": flick's own)
+	initBin     string        // the binary inits run from ("": flick's own)
+	warmCgroups bool          // cgroup v1: warm inits wait in a cgroup renamed at the start
+	warmWait    time.Duration // how long a start waits for a warm monitor still warming up
 	log         *slog.Logger
 
 	mu      sync.Mutex
@@ -94,7 +95,7 @@ type monitors struct {
 
 func newMonitors(warm int, monitorBin, initBin string, log *slog.Logger) *monitors {
 	return &monitors{warm: warm, monitorBin: monitorBin, initBin: initBin, warmCgroups: cgroup.Mode() != "v2",
-		log: log, byID: map[string]*monitorProc{}}
+		warmWait: 5 * time.Second, log: log, byID: map[string]*monitorProc{}}
 }
 
 // warmNice is the nice value warm monitors start at: warming the next
@@ -237,7 +238,13 @@ func (ms *monitors) launch(id, dir string) (*monitorProc, error) {
 		if mo == nil {
 			break
 		}
-		<-mo.warmed // a few ms at most after its start
+		select {
+		case <-mo.warmed: // a few ms at most after its start
+		case <-time.After(ms.warmWait):
+			ms.log.Warn("warm container monitor did not warm up; starting another", "pid", mo.cmd.Process.Pid)
+			go mo.drop() // its warm-up ends when the socket closes
+			continue
+		}
 		cg, joined, err := ms.containerCgroup(spec, mo)
 		if err != nil {
 			mo.drop()

@@ -1,0 +1,173 @@
+package container
+
+import (
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flick-edge/flick/internal/bundle"
+	"github.com/flick-edge/flick/internal/cgroup"
+	"github.com/flick-edge/flick/internal/monitor"
+)
+
+// fakeMonitor speaks the monitor's side of the protocol: a warm one reports
+// its init (unless NOINIT is set, then it hangs), every one reads its Launch,
+// records it and reports started and exited.
+const fakeMonitor = `#!/bin/sh
+if [ "$4" = "--warm" ]; then
+	[ -n "$NOINIT" ] && exec sleep 30
+	echo "init 0" >&3
+fi
+read -r line <&3
+printf '%s\n' "$line" > "$OUT/launch-$$"
+echo started >&3
+echo exited >&3
+`
+
+func testMonitors(t *testing.T) (*monitors, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: launches make cgroups")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "monitor")
+	if err := os.WriteFile(bin, []byte(fakeMonitor), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	os.Mkdir(out, 0o700)
+	t.Setenv("OUT", out)
+	ms := newMonitors(1, bin, "/bin/true", slog.New(slog.DiscardHandler))
+	ms.warmCgroups = false // the fake reports no init to put in one
+	return ms, out
+}
+
+func testBundle(t *testing.T, id string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := bundle.WriteSpec(dir, bundle.Spec{ID: id}, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cg, err := cgroup.Open(id); err == nil {
+			cg.KillAll()
+			cg.Destroy()
+		}
+	})
+	return dir
+}
+
+// launched waits for mo's exit report and returns the Launch it was sent.
+func launched(t *testing.T, out string, mo *monitorProc) monitor.Launch {
+	t.Helper()
+	select {
+	case <-mo.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit report")
+	}
+	b, err := os.ReadFile(filepath.Join(out, "launch-"+strconv.Itoa(mo.cmd.Process.Pid)))
+	var l monitor.Launch
+	if err == nil {
+		err = json.Unmarshal(b, &l)
+	}
+	if err != nil {
+		t.Fatalf("launch line: %q, %v", b, err)
+	}
+	return l
+}
+
+func TestLaunchWarmAndCold(t *testing.T) {
+	ms, out := testMonitors(t)
+	defer ms.close()
+	id := "flick-monitor-test-" + strconv.Itoa(os.Getpid())
+	dir := testBundle(t, id)
+
+	// Cold: nothing warm yet.
+	mo, err := ms.launch(id, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := launched(t, out, mo)
+	if l.Bundle != dir || len(l.Cgroup) == 0 || l.Joined {
+		t.Fatalf("cold launch %+v", l)
+	}
+	for _, d := range l.Cgroup {
+		if !strings.Contains(d, id) {
+			t.Fatalf("cgroup directory %s is not the container's", d)
+		}
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("the daemon did not make %s: %v", d, err)
+		}
+	}
+	<-mo.gone
+
+	// Warm: one is pooled and taken.
+	ms.refill()
+	deadline := time.Now().Add(10 * time.Second)
+	for ms.take0() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	mo, err = ms.launch(id, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(mo.cmd.Args[3:], " "); !strings.Contains(got, bundle.WarmArg) {
+		t.Fatalf("launched a cold monitor (%s) with a warm one ready", got)
+	}
+	l = launched(t, out, mo)
+	if l.Bundle != dir || len(l.Cgroup) == 0 {
+		t.Fatalf("warm launch %+v", l)
+	}
+}
+
+// A warm monitor that never reports its init does not hold a start up for
+// longer than warmWait: the start gets a cold one.
+func TestLaunchSkipsAStuckWarmMonitor(t *testing.T) {
+	ms, out := testMonitors(t)
+	defer ms.close()
+	ms.warmWait = 200 * time.Millisecond
+	t.Setenv("NOINIT", "1")
+	stuck, err := ms.spawnWarm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms.mu.Lock()
+	ms.ready = append(ms.ready, stuck)
+	ms.mu.Unlock()
+	os.Unsetenv("NOINIT")
+	id := "flick-monitor-test-stuck-" + strconv.Itoa(os.Getpid())
+	dir := testBundle(t, id)
+	mo, err := ms.launch(id, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mo == stuck {
+		t.Fatal("the stuck warm monitor was given the container")
+	}
+	if l := launched(t, out, mo); l.Bundle != dir {
+		t.Fatalf("launch %+v", l)
+	}
+	// It was let go: its socket closed, which ends its warm-up (a real
+	// monitor then kills its init and exits; this fake just sleeps).
+	defer stuck.cmd.Process.Kill()
+	select {
+	case <-stuck.warmed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stuck warm monitor was not let go")
+	}
+	if _, err := stuck.conn.Write([]byte("x")); err == nil {
+		t.Fatal("the stuck warm monitor's socket is still open")
+	}
+}
+
+// take0 is how many warm monitors are ready.
+func (ms *monitors) take0() int {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return len(ms.ready)
+}
