@@ -13,8 +13,8 @@ import (
 // refuses it); the caller creates the cgroup under its name instead.
 var ErrRenameUnsupported = errors.New("cgroup v2 cannot rename a cgroup")
 
-// WarmPrefix names the cgroups warm container monitors prepare ahead of a
-// container: "warm-" and the monitor's pid.
+// WarmPrefix names the cgroups the daemon prepares for warm container
+// monitors' inits ahead of a container: "warm-" and the monitor's pid.
 const WarmPrefix = "warm-"
 
 // Rename gives the cgroup, with its processes and device rules, a new

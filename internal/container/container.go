@@ -656,6 +656,13 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 			return err
 		}
 	}
+	if pid := c.State.ShimPid; pid > 0 && m.mons.of(c.ID) == nil {
+		// A monitor an earlier daemon launched may still be removing the
+		// cgroup it ran the container in: the one made now must not be it.
+		for deadline := time.Now().Add(10 * time.Second); shimAlive(pid) && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	os.Remove(filepath.Join(c.Bundle, bundle.StateFile))
 	if err := m.attachNetwork(c); err != nil {
 		return err

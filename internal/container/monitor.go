@@ -2,6 +2,7 @@ package container
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,8 +39,9 @@ type monitorProc struct {
 	// A warm monitor's init waits in warmCg (cgroup v1), which becomes the
 	// container's cgroup by a rename. warmed is closed once that is settled
 	// (warmUp); a monitor may be taken before.
-	warmed chan struct{}
-	warmCg *cgroup.Cgroup
+	warmed  chan struct{}
+	warmCg  *cgroup.Cgroup
+	spawned time.Time
 }
 
 // read turns the monitor's reports into its channels, until the socket
@@ -83,7 +85,8 @@ type monitors struct {
 	monitorBin  string        // the binary monitors run from ("": flick's own)
 	initBin     string        // the binary inits run from ("": flick's own)
 	warmCgroups bool          // cgroup v1: warm inits wait in a cgroup renamed at the start
-	warmWait    time.Duration // how long a start waits for a warm monitor still warming up
+	warmWait    time.Duration // how long a start waits for a warm monitor still warming up (then it starts cold)
+	warmStuck   time.Duration // a warm monitor not warmed up this long after its spawn is let go
 	log         *slog.Logger
 
 	mu      sync.Mutex
@@ -95,7 +98,7 @@ type monitors struct {
 
 func newMonitors(warm int, monitorBin, initBin string, log *slog.Logger) *monitors {
 	return &monitors{warm: warm, monitorBin: monitorBin, initBin: initBin, warmCgroups: cgroup.Mode() != "v2",
-		warmWait: 5 * time.Second, log: log, byID: map[string]*monitorProc{}}
+		warmWait: 50 * time.Millisecond, warmStuck: 5 * time.Second, log: log, byID: map[string]*monitorProc{}}
 }
 
 // warmNice is the nice value warm monitors start at: warming the next
@@ -111,7 +114,7 @@ func (ms *monitors) spawn(out *os.File, args ...string) (*monitorProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	monBin, initBin := cmp(ms.monitorBin, self), cmp(ms.initBin, self)
+	monBin, initBin := cmp.Or(ms.monitorBin, self), cmp.Or(ms.initBin, self)
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("start container monitor: %w", err)
@@ -134,20 +137,13 @@ func (ms *monitors) spawn(out *os.File, args ...string) (*monitorProc, error) {
 		return nil, fmt.Errorf("start container monitor: %w", err)
 	}
 	mo := &monitorProc{cmd: cmd, conn: ours, r: bufio.NewReader(ours), started: make(chan struct{}), exited: make(chan struct{}), gone: make(chan struct{}),
-		warmed: make(chan struct{})}
+		warmed: make(chan struct{}), spawned: time.Now()}
 	if len(args) == 0 {
 		close(mo.warmed) // not a warm one
 	}
 	// Reap it if it ends while we run; after a restart of the daemon, init does.
 	go func() { cmd.Wait(); close(mo.gone) }()
 	return mo, nil
-}
-
-func cmp(s, dflt string) string {
-	if s == "" {
-		return dflt
-	}
-	return s
 }
 
 // spawnWarm starts a warm monitor at warmNice (the forking thread takes
@@ -175,7 +171,9 @@ func (ms *monitors) warmUp(mo *monitorProc) {
 	line, err := mo.r.ReadString('\n')
 	pid, perr := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), monitor.ReportInit+" "))
 	if err != nil || perr != nil {
-		ms.log.Warn("warm container monitor: no init reported", "pid", mo.cmd.Process.Pid, "line", line, "err", err)
+		if !errors.Is(err, os.ErrClosed) { // closed by drop: not news
+			ms.log.Warn("warm container monitor: no init reported", "pid", mo.cmd.Process.Pid, "line", line, "err", err)
+		}
 		return // it is gone, or will be dropped
 	}
 	if pid == 0 || !ms.warmCgroups {
@@ -184,7 +182,7 @@ func (ms *monitors) warmUp(mo *monitorProc) {
 	atWarmNice(func(int) error {
 		cg, err := cgroup.New(cgroup.WarmPrefix+strconv.Itoa(mo.cmd.Process.Pid), cgroup.Resources{})
 		if err == nil {
-			if err = cg.RestrictDevices(cgroup.DefaultDeviceRules); err == nil {
+			if err = cg.RestrictDevices(cgroup.DefaultDeviceRules); err == nil || errors.Is(err, cgroup.ErrDevicesV2) {
 				err = cg.Add(pid)
 			}
 			if err != nil {
@@ -239,21 +237,34 @@ func (ms *monitors) launch(id, dir string) (*monitorProc, error) {
 			break
 		}
 		select {
-		case <-mo.warmed: // a few ms at most after its start
+		case <-mo.warmed: // a few ms after its start, unless the CPU is busy (it warms up at nice 19)
 		case <-time.After(ms.warmWait):
-			ms.log.Warn("warm container monitor did not warm up; starting another", "pid", mo.cmd.Process.Pid)
-			go mo.drop() // its warm-up ends when the socket closes
-			continue
+			if time.Since(mo.spawned) > ms.warmStuck {
+				ms.log.Warn("warm container monitor did not warm up; letting it go", "pid", mo.cmd.Process.Pid)
+				go mo.drop() // its warm-up ends when the socket closes
+				continue
+			}
+			ms.putBack(mo) // for the next start; this one does not wait on nice-19 work
+			mo = nil
+		}
+		if mo == nil {
+			break
 		}
 		cg, joined, err := ms.containerCgroup(spec, mo)
+		if errors.Is(err, errWarmRename) {
+			// Its init sits in a cgroup that cannot become the container's.
+			ms.log.Warn("warm cgroup", "err", err)
+			go mo.drop()
+			continue
+		}
 		if err != nil {
-			mo.drop()
+			go mo.drop()
 			return nil, err
 		}
 		if err := send(mo, monitor.Launch{Bundle: dir, Cgroup: cg.Dirs(), Joined: joined}); err != nil {
 			// It died while it waited (killed by hand, say): next.
 			ms.log.Warn("warm container monitor gone; starting another", "pid", mo.cmd.Process.Pid, "err", err)
-			mo.drop()
+			go mo.drop()
 			cg.KillAll()
 			cg.Destroy()
 			continue
@@ -291,6 +302,11 @@ func send(mo *monitorProc, l monitor.Launch) error {
 	return err
 }
 
+// errWarmRename: a warm monitor's cgroup could not be renamed for the
+// container (one of that name exists: its last monitor is still removing
+// it, say); the start uses another monitor.
+var errWarmRename = errors.New("rename the warm cgroup")
+
 // containerCgroup makes the container's cgroup: the warm monitor's, renamed
 // (v1; joined reports that its init is in it), with the container's limits
 // and devices added, or a new one.
@@ -299,27 +315,26 @@ func (ms *monitors) containerCgroup(spec bundle.Spec, mo *monitorProc) (cg *cgro
 	if mo != nil && mo.warmCg != nil {
 		cg, err := mo.warmCg.Rename(spec.ID)
 		if err != nil {
-			ms.log.Warn("warm cgroup", "err", err)
-		} else {
-			mo.warmCg = nil
-			if err := cg.Update(res); err != nil {
+			return nil, false, fmt.Errorf("%w: %w", errWarmRename, err)
+		}
+		mo.warmCg = nil
+		if err := cg.Update(res); err != nil {
+			cg.KillAll()
+			cg.Destroy()
+			return nil, false, err
+		}
+		extra := deviceRules(spec)[len(cgroup.DefaultDeviceRules):]
+		if spec.Privileged {
+			extra = []string{"a"}
+		}
+		if len(extra) > 0 {
+			if err := cg.AllowDevices(extra); err != nil {
 				cg.KillAll()
 				cg.Destroy()
-				return nil, false, err
+				return nil, false, fmt.Errorf("device rules: %w", err)
 			}
-			extra := deviceRules(spec)[len(cgroup.DefaultDeviceRules):]
-			if spec.Privileged {
-				extra = []string{"a"}
-			}
-			if len(extra) > 0 {
-				if err := cg.AllowDevices(extra); err != nil {
-					cg.KillAll()
-					cg.Destroy()
-					return nil, false, fmt.Errorf("device rules: %w", err)
-				}
-			}
-			return cg, true, nil
 		}
+		return cg, true, nil
 	}
 	cg, err = cgroup.New(spec.ID, res)
 	if err != nil {
@@ -360,6 +375,12 @@ func (ms *monitors) track(id string, mo *monitorProc) *monitorProc {
 }
 
 func (ms *monitors) take() *monitorProc {
+	var gone []*monitorProc
+	defer func() {
+		for _, mo := range gone {
+			go mo.drop()
+		}
+	}()
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	for len(ms.ready) > 0 {
@@ -367,13 +388,27 @@ func (ms *monitors) take() *monitorProc {
 		ms.ready = ms.ready[1:]
 		select {
 		case <-mo.gone:
-			mo.drop()
+			gone = append(gone, mo)
 			continue
 		default:
 		}
 		return mo
 	}
 	return nil
+}
+
+// putBack returns a warm monitor taken before it had warmed up to the head
+// of the pool.
+func (ms *monitors) putBack(mo *monitorProc) {
+	ms.mu.Lock()
+	closed := ms.closed
+	if !closed {
+		ms.ready = append([]*monitorProc{mo}, ms.ready...)
+	}
+	ms.mu.Unlock()
+	if closed {
+		go mo.drop()
+	}
 }
 
 // refill starts warm monitors in the background until `warm` are ready.
@@ -390,17 +425,17 @@ func (ms *monitors) refill() {
 		go func() {
 			mo, err := ms.spawnWarm()
 			ms.mu.Lock()
-			defer ms.mu.Unlock()
 			ms.filling--
+			closed := ms.closed
+			if err == nil && !closed {
+				ms.ready = append(ms.ready, mo)
+			}
+			ms.mu.Unlock()
 			if err != nil {
 				ms.log.Warn("warm container monitor", "err", err)
-				return
-			}
-			if ms.closed {
+			} else if closed {
 				mo.drop()
-				return
 			}
-			ms.ready = append(ms.ready, mo)
 		}()
 	}
 }
@@ -422,12 +457,13 @@ func (ms *monitors) forget(id string) {
 // launched ones keep their containers.
 func (ms *monitors) close() {
 	ms.mu.Lock()
-	defer ms.mu.Unlock()
 	ms.closed = true
-	for _, mo := range ms.ready {
+	ready := ms.ready
+	ms.ready = nil
+	ms.mu.Unlock()
+	for _, mo := range ready {
 		mo.drop()
 	}
-	ms.ready = nil
 }
 
 // exitedCh is what to wait on for the container's exit to be final: the

@@ -125,43 +125,55 @@ func TestLaunchWarmAndCold(t *testing.T) {
 	}
 }
 
-// A warm monitor that never reports its init does not hold a start up for
-// longer than warmWait: the start gets a cold one.
-func TestLaunchSkipsAStuckWarmMonitor(t *testing.T) {
+// A warm monitor still warming up (it does so at nice 19) does not hold a
+// start up: the start gets a cold monitor and the warm one goes back to
+// the pool; one that has not warmed up long after its spawn is let go.
+func TestLaunchDoesNotWaitForAWarmMonitor(t *testing.T) {
 	ms, out := testMonitors(t)
 	defer ms.close()
-	ms.warmWait = 200 * time.Millisecond
+	ms.warmWait = 100 * time.Millisecond
 	t.Setenv("NOINIT", "1")
 	stuck, err := ms.spawnWarm()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms.mu.Lock()
-	ms.ready = append(ms.ready, stuck)
-	ms.mu.Unlock()
+	defer stuck.cmd.Process.Kill()
+	ms.putBack(stuck)
 	os.Unsetenv("NOINIT")
 	id := "flick-monitor-test-stuck-" + strconv.Itoa(os.Getpid())
 	dir := testBundle(t, id)
+
 	mo, err := ms.launch(id, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if mo == stuck {
-		t.Fatal("the stuck warm monitor was given the container")
+		t.Fatal("the warm monitor that has not warmed up was given the container")
 	}
 	if l := launched(t, out, mo); l.Bundle != dir {
 		t.Fatalf("launch %+v", l)
 	}
-	// It was let go: its socket closed, which ends its warm-up (a real
-	// monitor then kills its init and exits; this fake just sleeps).
-	defer stuck.cmd.Process.Kill()
+	<-mo.gone
+	if n := ms.take0(); n != 1 {
+		t.Fatalf("%d warm monitors in the pool, want the one warming up back", n)
+	}
+
+	// Long past its spawn and still not warmed up: let go.
+	stuck.spawned = time.Now().Add(-time.Minute)
+	mo, err = ms.launch(id, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mo == stuck || ms.take0() != 0 {
+		t.Fatal("the stuck warm monitor was kept")
+	}
+	launched(t, out, mo)
+	// Its socket closed, which ends its warm-up (a real monitor then kills
+	// its init and exits; this fake just sleeps).
 	select {
 	case <-stuck.warmed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stuck warm monitor was not let go")
-	}
-	if _, err := stuck.conn.Write([]byte("x")); err == nil {
-		t.Fatal("the stuck warm monitor's socket is still open")
 	}
 }
 

@@ -114,8 +114,10 @@ func Main(initPath string, warm bool, nice int) {
 		err = json.Unmarshal(line, &l)
 	}
 	if err != nil || !filepath.IsAbs(l.Bundle) {
-		// The daemon stopped or dropped its pool.
+		// The daemon stopped or dropped its pool (or sent nonsense): the
+		// cgroup it may have made for us goes too.
 		pre.discard()
+		cgroupdir.Set(l.Cgroup).Remove()
 		os.Exit(0)
 	}
 	if warm {
@@ -141,6 +143,13 @@ func Main(initPath string, warm bool, nice int) {
 func run(l Launch, ib *initBinary, pre *initProc, rep *reporter) int {
 	bdir := l.Bundle
 	defer rep.close()
+	cg := cgroupdir.Set(l.Cgroup)
+	defer func() {
+		// The pid namespace went with init; this is for anything else put
+		// in the cgroup from outside.
+		cg.KillAll(10 * time.Second)
+		cg.Remove()
+	}()
 	spec, err := bundle.ReadSpec(bdir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flick monitor:", err)
@@ -160,13 +169,6 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter) int {
 		rep.send(ReportExited)
 		return ret
 	}
-	cg := cgroupdir.Set(l.Cgroup)
-	defer func() {
-		// The pid namespace went with init; this is for anything else put
-		// in the cgroup from outside.
-		cg.KillAll(10 * time.Second)
-		cg.Remove()
-	}()
 	logw, err := logfile.Open(filepath.Join(bdir, bundle.LogFile), spec.LogMax, spec.LogFiles)
 	if err != nil {
 		return fail(-1, fmt.Errorf("open log: %w", err))

@@ -54,15 +54,13 @@ func openInit(path string) (*initBinary, error) {
 	return &initBinary{path: path, f: os.NewFile(uintptr(hi), path)}, nil
 }
 
-// command is `INIT __init ARG`, run by path while the file is there and
-// through the open descriptor once it is gone.
+// command is `INIT __init ARG`, run through the descriptor held open, never
+// by path: whatever is at the path now (a new build's init after an
+// upgrade, or another process's descriptor when the path is a daemon's
+// /proc/PID/fd/N) may not be this monitor's init.
 func (b *initBinary) command(arg string) *exec.Cmd {
-	path := b.path
-	if _, err := os.Stat(path); err != nil {
-		path = "/proc/self/fd/" + strconv.Itoa(int(b.f.Fd()))
-	}
-	cmd := exec.Command(path, "__init", arg)
-	cmd.Args[0] = b.path
+	cmd := exec.Command("/proc/self/fd/"+strconv.Itoa(int(b.f.Fd())), "__init", arg)
+	cmd.Args[0] = b.path // what ps shows
 	return cmd
 }
 

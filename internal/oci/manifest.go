@@ -287,15 +287,15 @@ func ParseIndex(contentType string, b []byte) (Index, error) {
 	return Index{MediaType: mt, Manifests: doc.Manifests, Raw: raw, Digest: digest.FromBytes(raw)}, nil
 }
 
-// mediaTypeRe is RFC 6838's restricted-name/restricted-name, as the OCI
-// schema has it.
-// Its characters; validMediaType adds the lengths (bounded repetitions
-// would compile to a program 127 times as large, kept for the daemon's
-// life).
+// mediaTypeRe is the characters of RFC 6838's restricted-name/restricted-name,
+// as the OCI schema has it; validMediaType adds the lengths (bounded
+// repetitions would compile to a program 127 times as large, kept for the
+// daemon's life).
 var mediaTypeRe = sync.OnceValue(func() *regexp.Regexp {
 	return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$`)
 })
 
+// validMediaType reports whether s is a media type the OCI schema allows.
 func validMediaType(s string) bool {
 	typ, sub, _ := strings.Cut(s, "/")
 	return len(typ) <= 127 && len(sub) <= 127 && mediaTypeRe().MatchString(s)
