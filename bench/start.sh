@@ -211,7 +211,8 @@ log "warm monitor + init: $WARM_N processes, VmRSS $WARM_RSS KiB, RssAnon $WARM_
 "$FLICK" rm -f "$cid" >/dev/null
 sleep "$SETTLE"
 FLICK_IDLE1=$(rss_kb "$FLICK_PID" VmRSS)
-log "flick daemon idle VmRSS ${FLICK_IDLE1} KiB after all the runs"
+FLICK_IDLE1_ANON=$(rss_kb "$FLICK_PID" RssAnon)
+log "flick daemon idle VmRSS ${FLICK_IDLE1} KiB after all the runs (RssAnon ${FLICK_IDLE1_ANON} KiB)"
 
 # ---------------------------------------------------------------- crun
 
@@ -324,7 +325,7 @@ verdict() { # verdict OK: met or MISSED
 }
 echo
 echo "memory (VmRSS):"
-printf '  flick daemon idle:        %s after the pull, %s after all the runs\n' "$(mib "$FLICK_IDLE0")" "$(mib "$FLICK_IDLE1")"
+printf '  flick daemon idle:        %s after the pull, %s after all the runs (%s of it anonymous: the rest is the binary'"'"'s pages, shared with every flick command)\n' "$(mib "$FLICK_IDLE0")" "$(mib "$FLICK_IDLE1")" "$(mib "$FLICK_IDLE1_ANON")"
 printf '  flick monitor:            %s for one running container (%s of it anonymous: the rest is the binary'"'"'s pages, shared)\n' "$(mib "$MON_RSS")" "$(mib "$MON_ANON")"
 printf '  warm monitor + its init:  %s in %d processes while they wait (%s anonymous)\n' "$(mib "$WARM_RSS")" "$WARM_N" "$(mib "$WARM_ANON")"
 [ -n "${DOCKER_IDLE:-}" ] && printf '  dockerd + containerd idle: %s\n' "$(mib "$DOCKER_IDLE")"
