@@ -477,6 +477,15 @@ func (c *Cgroup) Destroy() error {
 // (internal/cgroupdir).
 func (c *Cgroup) Dirs() []string { return c.b.dirs() }
 
+// Teardown kills every process in the cgroup (KillAll) and removes it
+// (Destroy).
+func (c *Cgroup) Teardown() error {
+	if err := c.KillAll(); err != nil {
+		return err
+	}
+	return c.Destroy()
+}
+
 // Path is the cgroup's directory for a v1 controller ("memory", "cpu", "cpuacct",
 // "pids", "freezer", "devices"); "" if that controller is not mounted. On v2 every
 // controller shares one directory.
@@ -504,10 +513,7 @@ func removeAll(cfg *config, ids []string) ([]string, error) {
 			continue
 		}
 		if err == nil {
-			err = c.KillAll()
-		}
-		if err == nil {
-			err = c.Destroy()
+			err = c.Teardown()
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("sweep cgroup %s: %w", id, err))

@@ -71,8 +71,7 @@ func (mo *monitorProc) drop() {
 	mo.conn.Close()
 	<-mo.warmed
 	if mo.warmCg != nil {
-		mo.warmCg.KillAll()
-		mo.warmCg.Destroy()
+		mo.warmCg.Teardown()
 		mo.warmCg = nil
 	}
 }
@@ -231,6 +230,7 @@ func (ms *monitors) launch(id, dir string) (*monitorProc, error) {
 		case <-time.After(10 * time.Second):
 		}
 	}
+warm:
 	for {
 		mo := ms.take()
 		if mo == nil {
@@ -245,10 +245,7 @@ func (ms *monitors) launch(id, dir string) (*monitorProc, error) {
 				continue
 			}
 			ms.putBack(mo) // for the next start; this one does not wait on nice-19 work
-			mo = nil
-		}
-		if mo == nil {
-			break
+			break warm
 		}
 		cg, joined, err := ms.containerCgroup(spec, mo)
 		if errors.Is(err, errWarmRename) {
@@ -265,8 +262,7 @@ func (ms *monitors) launch(id, dir string) (*monitorProc, error) {
 			// It died while it waited (killed by hand, say): next.
 			ms.log.Warn("warm container monitor gone; starting another", "pid", mo.cmd.Process.Pid, "err", err)
 			go mo.drop()
-			cg.KillAll()
-			cg.Destroy()
+			cg.Teardown()
 			continue
 		}
 		ms.log.Debug("container monitor", "id", id, "pid", mo.cmd.Process.Pid, "warm", true)
@@ -288,8 +284,7 @@ func (ms *monitors) launch(id, dir string) (*monitorProc, error) {
 			mo.drop()
 		}
 	}
-	cg.KillAll()
-	cg.Destroy()
+	cg.Teardown()
 	return nil, err
 }
 
@@ -319,8 +314,7 @@ func (ms *monitors) containerCgroup(spec bundle.Spec, mo *monitorProc) (cg *cgro
 		}
 		mo.warmCg = nil
 		if err := cg.Update(res); err != nil {
-			cg.KillAll()
-			cg.Destroy()
+			cg.Teardown()
 			return nil, false, err
 		}
 		extra := deviceRules(spec)[len(cgroup.DefaultDeviceRules):]
@@ -329,8 +323,7 @@ func (ms *monitors) containerCgroup(spec bundle.Spec, mo *monitorProc) (cg *cgro
 		}
 		if len(extra) > 0 {
 			if err := cg.AllowDevices(extra); err != nil {
-				cg.KillAll()
-				cg.Destroy()
+				cg.Teardown()
 				return nil, false, fmt.Errorf("device rules: %w", err)
 			}
 		}

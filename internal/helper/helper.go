@@ -60,23 +60,16 @@ type Paths struct {
 // returns their paths. Without embedded helpers both are flick's own
 // executable.
 func Install(dir string) (Paths, error) {
-	if !Embedded() {
-		self, err := os.Executable()
-		return Paths{self, self}, err
-	}
-	if err := durable.MkdirAll(dir, 0o700); err != nil {
-		return Paths{}, err
-	}
-	var got []string
-	for _, h := range helpers {
-		name, err := install(dir, h)
-		if err != nil {
-			return Paths{}, err
+	p, err := place(func(h embedded) (string, error) {
+		if err := durable.MkdirAll(dir, 0o700); err != nil {
+			return "", err
 		}
-		got = append(got, name)
+		return install(dir, h)
+	})
+	if err == nil && Embedded() {
+		removeOthers(dir, []string{p.Monitor, p.Init})
 	}
-	removeOthers(dir, got)
-	return Paths{Monitor: got[0], Init: got[1]}, nil
+	return p, err
 }
 
 // memfds keeps InMemory's files open: they exist while this process runs.
@@ -88,30 +81,42 @@ var memfds []*os.File
 // this one runs (a monitor keeps its own binary and its init's open). They
 // cost their size in unevictable memory. Without embedded helpers both are
 // flick's own executable.
-func InMemory() (Paths, error) {
+func InMemory() (Paths, error) { return place(inMemory) }
+
+// place puts each embedded helper where put says and returns their paths;
+// without embedded helpers both are flick's own executable.
+func place(put func(embedded) (string, error)) (Paths, error) {
 	if !Embedded() {
 		self, err := os.Executable()
 		return Paths{self, self}, err
 	}
 	var got []string
 	for _, h := range helpers {
-		fd, err := unix.MemfdCreate(h.name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		p, err := put(h)
 		if err != nil {
-			return Paths{}, fmt.Errorf("container helper %s in memory: %w", h.name, err)
+			return Paths{}, err
 		}
-		f := os.NewFile(uintptr(fd), h.name)
-		if _, err := f.WriteString(*h.image); err != nil {
-			f.Close()
-			return Paths{}, fmt.Errorf("container helper %s in memory: %w", h.name, err)
-		}
-		if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
-			f.Close()
-			return Paths{}, fmt.Errorf("seal container helper %s: %w", h.name, err)
-		}
-		memfds = append(memfds, f)
-		got = append(got, fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd))
+		got = append(got, p)
 	}
 	return Paths{Monitor: got[0], Init: got[1]}, nil
+}
+
+func inMemory(h embedded) (string, error) {
+	fd, err := unix.MemfdCreate(h.name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return "", fmt.Errorf("container helper %s in memory: %w", h.name, err)
+	}
+	f := os.NewFile(uintptr(fd), h.name)
+	if _, err := f.WriteString(*h.image); err != nil {
+		f.Close()
+		return "", fmt.Errorf("container helper %s in memory: %w", h.name, err)
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
+		f.Close()
+		return "", fmt.Errorf("seal container helper %s: %w", h.name, err)
+	}
+	memfds = append(memfds, f)
+	return fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), fd), nil
 }
 
 func install(dir string, h embedded) (string, error) {

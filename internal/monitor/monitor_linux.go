@@ -175,9 +175,9 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter) int {
 	}
 	defer logw.Close()
 	var con console
-	if l, err := net.ListenUnix("unix", &net.UnixAddr{Name: ControlSocket(spec.ID), Net: "unix"}); err == nil {
-		defer l.Close()
-		go serveControl(l, &con, spec.StdinOnce)
+	if ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: ControlSocket(spec.ID), Net: "unix"}); err == nil {
+		defer ln.Close()
+		go serveControl(ln, &con, spec.StdinOnce)
 	} else {
 		fmt.Fprintln(os.Stderr, "flick monitor: control socket:", err)
 	}
