@@ -1,9 +1,10 @@
 // Package reference parses and prints image references the way Docker does.
 //
-// It is a thin wrapper over github.com/distribution/reference: parsing and
-// normalisation are that package's, so "alpine" means exactly what it means
-// to docker ("docker.io/library/alpine:latest"). What this package adds is an
-// immutable, comparable value type (Ref), errors classified as
+// The grammar and the normalisation are github.com/distribution/reference's
+// (docker's), matched by hand in grammar.go and held to that package's
+// answers by a differential fuzz test, so "alpine" means exactly what it
+// means to docker ("docker.io/library/alpine:latest"). What this package
+// adds is an immutable, comparable value type (Ref), errors classified as
 // errdefs.InvalidArgument with a hint for the usual mistakes, and IsLoopback
 // for deciding whether a registry is spoken to over plain HTTP.
 package reference
@@ -14,7 +15,6 @@ import (
 	"net"
 	"strings"
 
-	dref "github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/flick-edge/flick/internal/errdefs"
@@ -52,23 +52,19 @@ type Ref struct {
 // classified errdefs.InvalidArgument and its message includes s and, for the
 // common mistakes, a hint.
 func Parse(s string) (Ref, error) {
-	named, err := dref.ParseNormalizedNamed(s)
+	p, err := parseNormalized(s)
 	if err != nil {
 		return Ref{}, parseError(s, err)
 	}
-	named = dref.TagNameOnly(named)
-	r := Ref{domain: dref.Domain(named), path: dref.Path(named)}
+	if p.tag == "" && p.digest == "" {
+		p.tag = DefaultTag
+	}
+	r := Ref(p)
 	if r.domain == "" {
 		// The parser took the first component for a registry host (it has a
 		// '.' or ':') but it is not a valid host name, e.g. "0_0.0/app".
 		host, _, _ := strings.Cut(s, "/")
 		return Ref{}, errdefs.NewInvalidArgument(fmt.Errorf("parsing reference %q: invalid reference format: %q is read as a registry host but is not a valid host name (hint: host names have letters, digits, '-' and '.'; a repository without a registry has no '.' or ':' in its first component)", s, host))
-	}
-	if t, ok := named.(dref.Tagged); ok {
-		r.tag = t.Tag()
-	}
-	if d, ok := named.(dref.Digested); ok {
-		r.digest = d.Digest()
 	}
 	return r, nil
 }
@@ -84,25 +80,25 @@ func parseError(s string, err error) error {
 	case strings.TrimSpace(s) != s || strings.ContainsAny(s, " \t\r\n"):
 		hint = "remove the whitespace"
 	case s == "":
-		msg = "invalid reference format: " + dref.ErrNameEmpty.Error()
+		msg = "invalid reference format: " + errNameEmpty.Error()
 		hint = "give an image name such as \"alpine\" or \"ghcr.io/org/app:1.0\""
-	case errors.Is(err, dref.ErrNameContainsUppercase) || strings.Contains(msg, "must be lowercase"):
-		msg = "invalid reference format: " + dref.ErrNameContainsUppercase.Error()
-		if _, lerr := dref.ParseNormalizedNamed(strings.ToLower(s)); lerr == nil {
+	case errors.Is(err, errNameContainsUppercase) || strings.Contains(msg, "must be lowercase"):
+		msg = "invalid reference format: " + errNameContainsUppercase.Error()
+		if _, lerr := parseNormalized(strings.ToLower(s)); lerr == nil {
 			hint = fmt.Sprintf("did you mean %q? (tags may contain capitals, repository names may not)", strings.ToLower(s))
 		}
-	case strings.Contains(msg, "64-byte hexadecimal"):
+	case errors.Is(err, errImageID):
 		msg = "invalid reference format: a 64-hex-digit string is an image ID, not a reference"
 		hint = "use the image ID with commands that take one, or give a name"
-	case errors.Is(err, dref.ErrNameTooLong):
-		msg = "invalid reference format: " + dref.ErrNameTooLong.Error()
-	case errors.Is(err, dref.ErrDigestInvalidFormat) || errors.Is(err, digest.ErrDigestInvalidFormat) ||
+	case errors.Is(err, errNameTooLong):
+		msg = "invalid reference format: " + errNameTooLong.Error()
+	case errors.Is(err, digest.ErrDigestInvalidFormat) ||
 		errors.Is(err, digest.ErrDigestInvalidLength) || errors.Is(err, digest.ErrDigestUnsupported):
 		msg = "invalid reference format: bad digest: " + msg
 		hint = "a digest looks like sha256:<64 lowercase hex digits>"
-	case errors.Is(err, dref.ErrReferenceInvalidFormat) && strings.Contains(s, "@"):
+	case errors.Is(err, errReferenceInvalidFormat) && strings.Contains(s, "@"):
 		hint = "a digest looks like sha256:<64 lowercase hex digits>"
-	case errors.Is(err, dref.ErrReferenceInvalidFormat):
+	case errors.Is(err, errReferenceInvalidFormat):
 		hint = "a reference looks like [registry[:port]/]name[:tag][@sha256:<hex>]; tags are up to 128 of [A-Za-z0-9_.-] and do not start with '.' or '-'"
 	}
 	if !strings.HasPrefix(msg, "invalid reference format") {
@@ -137,11 +133,21 @@ func (r Ref) Familiar() string {
 	if r.path == "" {
 		return ""
 	}
-	named, err := dref.ParseNormalizedNamed(r.String())
-	if err != nil { // cannot happen for a Ref made by Parse
-		return r.String()
+	// Docker Hub's domain and a lone "library/" are left out.
+	name := r.Name()
+	if r.domain == defaultDomain {
+		name = r.path
+		if rest, ok := strings.CutPrefix(r.path, officialRepoPrefix); ok && !strings.Contains(rest, "/") {
+			name = rest
+		}
 	}
-	fam := dref.FamiliarString(named)
+	fam := name
+	if r.tag != "" {
+		fam += ":" + r.tag
+	}
+	if r.digest != "" {
+		fam += "@" + r.digest.String()
+	}
 	// A Docker Hub path whose first component looks like a host
 	// ("docker.io/0.0/app") must keep its registry, or the short form
 	// would name another registry (fuzzing found it).
