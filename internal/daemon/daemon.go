@@ -134,7 +134,7 @@ func Run(ctx context.Context, cfg config.Daemon, build Build, log *slog.Logger, 
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	go ctrs.Watch(watchCtx)
-	go trimWhenQuiet(watchCtx, trimEvery, nil)
+	go trimWhenQuiet(watchCtx, trimEvery, func() { trim(log) })
 
 	api := dockerapi.New(dockerapi.Config{
 		Images: images, Puller: puller, Registry: reg, Containers: ctrs, Logger: log.With("component", "api"),
