@@ -24,8 +24,9 @@
 # Flick's default network is a loopback-only namespace, as --network none;
 # crun's default spec has its own network namespace too.
 # Memory: the flick daemon's VmRSS when idle, SETTLE seconds (default 5)
-# after its last request (after the pull, and again after all the runs; the
-# daemon gives its free heap back once it goes quiet), and the VmRSS of one
+# after its last request (after the pull, and again after all the runs; once
+# quiet the daemon gives its free heap back and drops the mappings of code
+# it does not run: docs/RATIONALE.md), and the VmRSS of one
 # container's monitor (`flick-monitor __shim ...`) while `flick run -d IMAGE
 # sleep 60` runs; for comparison dockerd + containerd when idle and
 # containerd-shim-runc-v2 for one container.
@@ -325,7 +326,7 @@ verdict() { # verdict OK: met or MISSED
 }
 echo
 echo "memory (VmRSS):"
-printf '  flick daemon idle:        %s after the pull, %s after all the runs (%s of it anonymous: the rest is the binary'"'"'s pages, shared with every flick command)\n' "$(mib "$FLICK_IDLE0")" "$(mib "$FLICK_IDLE1")" "$(mib "$FLICK_IDLE1_ANON")"
+printf '  flick daemon idle:        %s after the pull, %s after all the runs (%s of it anonymous: the rest is the binary'"'"'s pages it runs, shared with every flick command)\n' "$(mib "$FLICK_IDLE0")" "$(mib "$FLICK_IDLE1")" "$(mib "$FLICK_IDLE1_ANON")"
 printf '  flick monitor:            %s for one running container (%s of it anonymous: the rest is the binary'"'"'s pages, shared)\n' "$(mib "$MON_RSS")" "$(mib "$MON_ANON")"
 printf '  warm monitor + its init:  %s in %d processes while they wait (%s anonymous)\n' "$(mib "$WARM_RSS")" "$WARM_N" "$(mib "$WARM_ANON")"
 [ -n "${DOCKER_IDLE:-}" ] && printf '  dockerd + containerd idle: %s\n' "$(mib "$DOCKER_IDLE")"
