@@ -10,6 +10,11 @@
 #   flick-cli          flick run --rm --network none IMAGE true
 #   flick-api-curl     the Docker Engine API on Flick's socket, one curl process
 #                      (--next): create, start, wait, delete
+#   flick-api-client   the same requests as flick run --rm (create, attach,
+#                      wait for removal, start, the stream to its end) from
+#                      one long-lived client process (bench/cmd/apirun):
+#                      the engine's own latency, without a client process's
+#                      start
 #   flick-docker-cli   the real docker CLI on Flick's socket:
 #                      docker run --rm --network none IMAGE true
 #   crun               crun run of an OCI bundle (crun spec, args true, no
@@ -20,6 +25,7 @@
 #                      /sys/fs/cgroup/unified (pure v1), and the nsenter-true
 #                      row shows what nsenter alone costs
 #   docker-api-curl    as flick-api-curl, on dockerd's socket
+#   docker-api-client  as flick-api-client, on dockerd's socket
 #   docker             docker run --rm --network none IMAGE true on dockerd
 # Flick's default network is a loopback-only namespace, as --network none;
 # crun's default spec has its own network namespace too.
@@ -97,6 +103,7 @@ trap 'rc=$?; set +e; remove_containers; (exit $rc); cleanup' EXIT
 
 start_registry
 go build -o "$TMP/busyboximage" ./bench/cmd/busyboximage
+go build -o "$TMP/apirun" ./bench/cmd/apirun
 IMAGE=$REGISTRY/bench/busybox:1
 log "pushed $("$TMP/busyboximage" -registry "$REGISTRY" -ref bench/busybox:1 -rootfs-tar "$TMP/rootfs.tar")"
 
@@ -106,6 +113,21 @@ declare -A MED P95 MIN NOTE
 PATHS=()
 
 us() { echo "${1//[!0-9]/}"; } # EPOCHREALTIME -> microseconds
+
+# record KEY NOTE: the statistics of $TMP/times.KEY (µs, one per line) to
+# MED/P95/MIN, and KEY to the report.
+record() {
+	local key=$1 note=$2
+	read -r MED[$key] P95[$key] MIN[$key] < <(sort -n "$TMP/times.$key" | awk '
+		{ v[NR] = $1 }
+		END {
+			med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+			r = int(0.95 * NR); if (r < 0.95 * NR) r++ # nearest rank
+			printf "%.1f %.1f %.1f\n", med / 1000, v[r] / 1000, v[1] / 1000 }')
+	NOTE[$key]=$note
+	PATHS+=("$key")
+	log "$key: median ${MED[$key]} ms, p95 ${P95[$key]} ms"
+}
 
 # bench_path KEY NOTE CMD...: WARMUP + RUNS runs of CMD, which must succeed;
 # the timed ones go to $TMP/times.KEY (µs), their statistics to MED/P95/MIN.
@@ -123,15 +145,17 @@ bench_path() {
 		t1=$EPOCHREALTIME
 		((i < WARMUP)) || echo $(($(us "$t1") - $(us "$t0"))) >>"$f"
 	done
-	read -r MED[$key] P95[$key] MIN[$key] < <(sort -n "$f" | awk '
-		{ v[NR] = $1 }
-		END {
-			med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-			r = int(0.95 * NR); if (r < 0.95 * NR) r++ # nearest rank
-			printf "%.1f %.1f %.1f\n", med / 1000, v[r] / 1000, v[1] / 1000 }')
-	NOTE[$key]=$note
-	PATHS+=("$key")
-	log "$key: median ${MED[$key]} ms, p95 ${P95[$key]} ms"
+	record "$key" "$note"
+}
+
+# bench_series KEY NOTE CMD...: CMD does the warm-up and timed runs itself
+# and prints each timed run's latency in microseconds, one per line.
+bench_series() {
+	local key=$1 note=$2 f=$TMP/times.$1
+	shift 2
+	log "$key: $WARMUP warm-up + $RUNS timed runs of: $note"
+	"$@" >"$f" || die "$key: $* failed"
+	record "$key" "$note"
 }
 
 # api_once SOCK: create, start, wait, delete through the Docker Engine API, in
@@ -177,6 +201,8 @@ log "flick daemon $FLICK_PID, idle VmRSS ${FLICK_IDLE0} KiB after the pull"
 
 bench_path flick-cli "flick run --rm --network none IMAGE true" "$FLICK" run --rm --network none "$IMAGE" true
 bench_path flick-api-curl "API create+start+wait+delete (curl)" api_once "$FSOCK"
+bench_series flick-api-client "API run --rm from one client process (apirun)" \
+	"$TMP/apirun" -socket "$FSOCK" -image "$IMAGE" -warmup "$WARMUP" -runs "$RUNS"
 HAVE_DOCKER_CLI=
 if [ -x "$DOCKER" ]; then
 	HAVE_DOCKER_CLI=1
@@ -293,6 +319,8 @@ else
 	# dockerd's own containerd is its child; the idle figure is dockerd + containerd.
 	DOCKER_IDLE=$(($(rss_kb "$DPID" VmRSS) + $(for p in $(pgrep -P "$DPID" -x containerd || true); do rss_kb "$p" VmRSS; done | awk '{ s += $1 } END { print s + 0 }')))
 	bench_path docker-api-curl "API create+start+wait+delete (curl)" api_once "$DSOCK"
+	bench_series docker-api-client "API run --rm from one client process (apirun)" \
+		"$TMP/apirun" -socket "$DSOCK" -image "$IMAGE" -warmup "$WARMUP" -runs "$RUNS"
 	bench_path docker "docker run --rm --network none IMAGE true" \
 		"$DOCKER" -H "unix://$DSOCK" run --rm --network none "$IMAGE" true
 	dcid=$("$DOCKER" -H "unix://$DSOCK" run -d --network none "$IMAGE" sleep 60)
@@ -335,7 +363,7 @@ printf '  warm monitor + its init:  %s in %d processes while they wait (%s anony
 echo
 echo "targets:"
 if [ -n "${MED[crun]:-}" ]; then
-	for k in flick-cli flick-api-curl; do
+	for k in flick-cli flick-api-curl flick-api-client; do
 		ok=$(awk -v f="${MED[$k]}" -v c="${MED[crun]}" 'BEGIN { print (f <= c) ? 1 : 0 }')
 		printf '  %-15s median no slower than crun:  %s ms vs %s ms (%sx)  %s\n' "$k" "${MED[$k]}" "${MED[crun]}" \
 			"$(ratio "${MED[$k]}" "${MED[crun]}")" "$(verdict "$ok")"

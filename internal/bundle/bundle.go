@@ -92,6 +92,14 @@ type Resources struct {
 // in place of a bundle: they start before their container is known.
 const WarmArg = "--warm"
 
+// WarmNice is the nice value a warm monitor (and so its init) waits at:
+// warming the next start's monitor never takes the CPU from what runs now.
+// The monitor sets it itself, first thing: a daemon that forked it at that
+// value would wait, one of its threads and Go's Ps held, until the child
+// got the CPU to exec. It returns to the daemon's value when it is given a
+// container.
+const WarmNice = 19
+
 // WarmStart is a warm init's go-ahead from its monitor: its bundle, and the
 // namespaces to take.
 type WarmStart struct {

@@ -681,7 +681,7 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	case <-timeout.C:
 	}
 	// The next start's monitor warms up while this container runs.
-	m.mons.refill()
+	m.mons.refillSoon()
 	// state.json has the outcome; a monitor that ended without writing it
 	// (it could not read its spec) is reported with its log.
 	st, err := bundle.ReadState(c.Bundle)

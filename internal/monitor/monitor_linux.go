@@ -101,6 +101,9 @@ func Main(initPath string, warm bool, nice int) {
 	var pre *initProc
 	var preErr error
 	if warm {
+		// Waiting for a container: at WarmNice, before the init is
+		// started (it inherits the value).
+		reniceSelf(bundle.WarmNice)
 		pre, preErr = startInit(ib, bundle.WarmArg, nil)
 		pid := 0
 		if pre != nil {
