@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
-	"syscall"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -58,12 +57,12 @@ func Apply(id Identity, caps []string, opts Options) error {
 	if id.UID > maxID || id.GID > maxID {
 		return ErrRange
 	}
-	groups := make([]int, len(id.AdditionalGIDs))
+	groups := make([]uint32, len(id.AdditionalGIDs))
 	for i, g := range id.AdditionalGIDs {
 		if g > maxID {
 			return ErrRange
 		}
-		groups[i] = int(g)
+		groups[i] = uint32(g)
 	}
 	last := lastCap()
 	want &= capability.Set(1)<<uint(last+1) - 1
@@ -112,15 +111,15 @@ func Apply(id Identity, caps []string, opts Options) error {
 		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
 
-	// The syscall package's set*id functions apply to every thread of the
-	// process (glibc's setxid broadcast with cgo, AllThreadsSyscall without).
-	if err := syscall.Setgroups(groups); err != nil {
+	// This thread's credentials only (ids_linux.go): it is the one that
+	// execs.
+	if err := setgroupsThread(groups); err != nil {
 		return fmt.Errorf("setgroups: %w", err)
 	}
-	if err := syscall.Setresgid(int(id.GID), int(id.GID), int(id.GID)); err != nil {
+	if err := setresgidThread(uint32(id.GID)); err != nil {
 		return fmt.Errorf("setgid %d: %w", id.GID, err)
 	}
-	if err := syscall.Setresuid(int(id.UID), int(id.UID), int(id.UID)); err != nil {
+	if err := setresuidThread(uint32(id.UID)); err != nil {
 		return fmt.Errorf("setuid %d: %w", id.UID, err)
 	}
 
