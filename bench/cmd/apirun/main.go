@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -33,6 +34,7 @@ func main() {
 	version := flag.String("api", "1.41", "API version in the request paths")
 	warmup := flag.Int("warmup", 3, "untimed runs first")
 	runs := flag.Int("runs", 30, "timed runs")
+	phases := flag.Bool("phases", false, "also print to stderr the median time each step of a run took")
 	flag.Parse()
 	if *socket == "" || *image == "" || *runs < 1 || *warmup < 0 {
 		fmt.Fprintln(os.Stderr, "apirun: -socket and -image are required, -runs at least 1")
@@ -46,22 +48,44 @@ func main() {
 		},
 		MaxIdleConnsPerHost: 4,
 	}}
+	steps := map[string][]time.Duration{}
 	for i := 0; i < *warmup+*runs; i++ {
 		t0 := time.Now()
+		e.marks = e.marks[:0]
 		if err := e.run(*image, *network); err != nil {
 			fmt.Fprintf(os.Stderr, "apirun: run %d: %v\n", i, err)
 			os.Exit(1)
 		}
 		if i >= *warmup {
 			fmt.Println(time.Since(t0).Microseconds())
+			last := t0
+			for _, m := range e.marks {
+				steps[m.step] = append(steps[m.step], m.at.Sub(last))
+				last = m.at
+			}
 		}
 	}
+	if *phases {
+		for _, m := range e.marks {
+			d := steps[m.step]
+			slices.Sort(d)
+			fmt.Fprintf(os.Stderr, "%-12s median %6.2f ms\n", m.step, float64(d[len(d)/2].Microseconds())/1000)
+		}
+	}
+}
+
+type mark struct {
+	step string
+	at   time.Time
 }
 
 type engine struct {
 	socket, base string
 	http         *http.Client
+	marks        []mark // when each step of the current run ended
 }
+
+func (e *engine) mark(step string) { e.marks = append(e.marks, mark{step, time.Now()}) }
 
 func (e *engine) run(image, network string) error {
 	body, _ := json.Marshal(map[string]any{
@@ -74,11 +98,13 @@ func (e *engine) run(image, network string) error {
 	if err := e.call("POST", "/containers/create", body, http.StatusCreated, &created); err != nil {
 		return err
 	}
+	e.mark("create")
 	stream, err := e.attach(created.ID)
 	if err != nil {
 		return err
 	}
 	defer stream.Close()
+	e.mark("attach")
 	wait, err := e.do("POST", "/containers/"+created.ID+"/wait?condition=removed", nil)
 	if err != nil {
 		return err
@@ -87,16 +113,20 @@ func (e *engine) run(image, network string) error {
 	if wait.StatusCode != http.StatusOK {
 		return fmt.Errorf("wait: %s", wait.Status)
 	}
+	e.mark("wait")
 	if err := e.call("POST", "/containers/"+created.ID+"/start", nil, http.StatusNoContent, nil); err != nil {
 		return err
 	}
+	e.mark("start")
 	if _, err := io.Copy(io.Discard, stream); err != nil {
 		return fmt.Errorf("attach stream: %w", err)
 	}
+	e.mark("stream-end")
 	var st struct{ StatusCode int }
 	if err := json.NewDecoder(wait.Body).Decode(&st); err != nil {
 		return fmt.Errorf("wait: %w", err)
 	}
+	e.mark("exit-status")
 	if st.StatusCode != 0 {
 		return fmt.Errorf("exit status %d", st.StatusCode)
 	}
