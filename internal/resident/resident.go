@@ -11,13 +11,15 @@
 // kernel's reclaim keeps mapped executable pages active in preference to
 // other file pages, so dead initialisation code competed with the apps'
 // memory. UnmapCode drops the mappings (not the page cache): what runs
-// afterwards faults its pages back in from the cache, a minor fault per
-// 64 KiB. Android's app compaction does the same to cached apps.
+// afterwards faults its pages back in, from the cache while they are
+// still there, a minor fault per 64 KiB. Android's app compaction does
+// the same to cached apps.
 package resident
 
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -27,12 +29,14 @@ import (
 
 // UnmapCode drops the calling process's page-table mappings of the
 // read-only segments of its executable (code, read-only data, the
-// runtime's tables) and returns how many bytes of address space it
-// advised. Writable segments are left alone: their written pages are the
-// process's own. It is safe while other threads run (a thread that needs a
-// page faults it back in), and after the executable was replaced by a
-// rename (the mappings name the same inode): writing to a running
-// executable in place fails with ETXTBSY.
+// runtime's tables) whose pages are all the file's, and returns how many
+// bytes of address space it advised. What it leaves alone: writable
+// segments, and any mapping holding a page of the process's own (a
+// position-independent build's relocated read-only data, RELRO, which the
+// file would give back unrelocated; a debugger's breakpoint) or locked
+// pages. It is safe while other threads run (a thread that needs a page
+// faults it back in), and after the executable was replaced by a rename
+// (the mappings name the same inode).
 func UnmapCode() (int64, error) {
 	var exe unix.Stat_t
 	if err := unix.Stat("/proc/self/exe", &exe); err != nil {
@@ -42,21 +46,14 @@ func UnmapCode() (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("unmap code: %w", err)
 	}
-	f, err := os.Open("/proc/self/maps")
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return 0, fmt.Errorf("unmap code: %w", err)
 	}
 	defer f.Close()
-	var ranges [][2]uintptr
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		lo, hi, ok := ownReadOnly(sc.Text(), exe, path)
-		if ok {
-			ranges = append(ranges, [2]uintptr{lo, hi})
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("unmap code: read /proc/self/maps: %w", err)
+	ranges, err := fileOnlyRanges(f, fileID{uint64(exe.Dev), uint64(exe.Ino)}, path)
+	if err != nil {
+		return 0, fmt.Errorf("unmap code: read /proc/self/smaps: %w", err)
 	}
 	// Advised after the file is read: the ranges are the executable's,
 	// mapped at start and never moved.
@@ -70,13 +67,46 @@ func UnmapCode() (int64, error) {
 	return n, nil
 }
 
+// fileOnlyRanges reads /proc/PID/smaps and returns the address ranges of
+// the executable's read-only private mappings (ownReadOnly) with no
+// anonymous and no locked pages.
+func fileOnlyRanges(smaps io.Reader, exe fileID, path string) ([][2]uintptr, error) {
+	var ranges [][2]uintptr
+	var lo, hi uintptr
+	own, keep := false, false
+	flush := func() {
+		if own && keep {
+			ranges = append(ranges, [2]uintptr{lo, hi})
+		}
+	}
+	sc := bufio.NewScanner(smaps)
+	for sc.Scan() {
+		line := sc.Text()
+		name, value, isField := strings.Cut(line, ":")
+		if !isField || strings.ContainsAny(name, " -") {
+			// A mapping's first line ("lo-hi perms offset dev inode path").
+			flush()
+			lo, hi, own = ownReadOnly(line, exe, path)
+			keep = true
+			continue
+		}
+		if name == "Anonymous" || name == "Locked" {
+			if kb := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(value), "kB")); kb != "0" {
+				keep = false
+			}
+		}
+	}
+	flush()
+	return ranges, sc.Err()
+}
+
 // ownReadOnly parses a /proc/PID/maps line and reports whether it is a
 // private mapping without write permission of the executable: the file
 // with exe's device and inode or, where those differ from what the
 // mapping shows (an executable on overlayfs), at path.
 //
 //	00400000-00c5d000 r-xp 00000000 fe:01 1234567   /usr/bin/flick
-func ownReadOnly(line string, exe unix.Stat_t, path string) (lo, hi uintptr, ok bool) {
+func ownReadOnly(line string, exe fileID, path string) (lo, hi uintptr, ok bool) {
 	f := strings.Fields(line)
 	if len(f) < 6 || len(f[1]) != 4 || f[1][0] != 'r' || f[1][1] != '-' || f[1][3] != 'p' {
 		return 0, 0, false
@@ -93,14 +123,17 @@ func ownReadOnly(line string, exe unix.Stat_t, path string) (lo, hi uintptr, ok 
 	return uintptr(l), uintptr(h), true
 }
 
+// fileID is a file's device (as stat encodes it) and inode.
+type fileID struct{ dev, ino uint64 }
+
 // sameFile: a maps line's "maj:min" (hex) and inode name exe's file.
-func sameFile(dev, inode string, exe unix.Stat_t) bool {
+func sameFile(dev, inode string, exe fileID) bool {
 	ino, err := strconv.ParseUint(inode, 10, 64)
-	if err != nil || ino != exe.Ino {
+	if err != nil || ino != exe.ino {
 		return false
 	}
 	maj, mnr, found := strings.Cut(dev, ":")
 	ma, err1 := strconv.ParseUint(maj, 16, 32)
 	mi, err2 := strconv.ParseUint(mnr, 16, 32)
-	return found && err1 == nil && err2 == nil && unix.Mkdev(uint32(ma), uint32(mi)) == exe.Dev
+	return found && err1 == nil && err2 == nil && unix.Mkdev(uint32(ma), uint32(mi)) == exe.dev
 }

@@ -32,7 +32,7 @@ func rssFile(t testing.TB) int {
 	total, own := 0, false
 	for _, l := range strings.Split(string(b), "\n") {
 		if f := strings.Fields(l); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
-			_, _, own = ownReadOnly(l, exe, path)
+			_, _, own = ownReadOnly(l, fileID{uint64(exe.Dev), uint64(exe.Ino)}, path)
 			continue
 		}
 		if v, ok := strings.CutPrefix(l, "Rss:"); ok && own {
@@ -178,7 +178,7 @@ func TestUnmapCodeOfDeletedExecutable(t *testing.T) {
 }
 
 func TestOwnReadOnly(t *testing.T) {
-	exe := unix.Stat_t{Dev: unix.Mkdev(0xfe, 1), Ino: 1234567}
+	exe := fileID{dev: unix.Mkdev(0xfe, 1), ino: 1234567}
 	for _, c := range []struct {
 		line   string
 		ok     bool
@@ -200,5 +200,60 @@ func TestOwnReadOnly(t *testing.T) {
 		if ok != c.ok || lo != c.lo || hi != c.hi {
 			t.Errorf("%q: %#x-%#x %v, want %#x-%#x %v", c.line, lo, hi, ok, c.lo, c.hi, c.ok)
 		}
+	}
+}
+
+// A position-independent build has read-only data the loader relocated
+// (RELRO): dropping it would read back the file's unrelocated bytes and
+// crash. The program calls UnmapCode, then uses interface tables and
+// function values.
+func TestUnmapCodeInPIE(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command to build the PIE program")
+	}
+	bin := filepath.Join(t.TempDir(), "pie")
+	build := exec.Command(gobin, "build", "-buildmode=pie", "-o", bin, "./testdata/pie")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("this toolchain cannot build -buildmode=pie here: %v: %s", err, out)
+	}
+	out, err := exec.Command(bin).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "ok main.square=1,main.circle=3,main.square=4") {
+		t.Fatalf("PIE program after UnmapCode: %v: %s", err, out)
+	}
+}
+
+func TestFileOnlyRanges(t *testing.T) {
+	exe := fileID{dev: unix.Mkdev(0xfe, 1), ino: 7}
+	smaps := `00400000-00500000 r-xp 00000000 fe:01 7   /usr/bin/flick
+Size:               1024 kB
+Rss:                 900 kB
+Anonymous:             0 kB
+Locked:                0 kB
+VmFlags: rd ex mr mw me
+00500000-00600000 r--p 00100000 fe:01 7   /usr/bin/flick
+Rss:                 100 kB
+Anonymous:             4 kB
+Locked:                0 kB
+00600000-00700000 r--p 00200000 fe:01 7   /usr/bin/flick
+Anonymous:             0 kB
+Locked:               64 kB
+00700000-00800000 r--p 00300000 fe:01 7   /usr/bin/flick
+Anonymous:             0 kB
+00800000-00900000 rw-p 00400000 fe:01 7   /usr/bin/flick
+Anonymous:             0 kB
+7f000000-7f100000 r--p 00000000 fe:01 8   /var/lib/flick/meta.db
+Anonymous:             0 kB
+7ffe0000-7ffe2000 r-xp 00000000 00:00 0   [vdso]
+Anonymous:             0 kB
+`
+	got, err := fileOnlyRanges(strings.NewReader(smaps), exe, "/usr/bin/flick")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][2]uintptr{{0x400000, 0x500000}, {0x700000, 0x800000}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("ranges %x, want %x (relocated and locked mappings left out)", got, want)
 	}
 }
