@@ -36,9 +36,8 @@ func trim(log *slog.Logger) {
 	}
 }
 
-// trimWhenQuiet calls trim when, in the last period, the daemon allocated
-// less than trimQuiet, after allocating more than trimBurst since the last
-// trim or, the first time, after start-up. It returns when ctx ends.
+// trimWhenQuiet calls trim when the daemon has gone quiet (trimmer.due)
+// and returns when ctx ends.
 func trimWhenQuiet(ctx context.Context, every time.Duration, trim func()) {
 	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	allocs := func() uint64 {
@@ -48,9 +47,7 @@ func trimWhenQuiet(ctx context.Context, every time.Duration, trim func()) {
 		}
 		return sample[0].Value.Uint64()
 	}
-	last := allocs()
-	since := last
-	started := false
+	tr := newTrimmer(allocs())
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -59,11 +56,30 @@ func trimWhenQuiet(ctx context.Context, every time.Duration, trim func()) {
 			return
 		case <-t.C:
 		}
-		now := allocs()
-		if now-last < trimQuiet && (!started || now-since > trimBurst) {
+		if tr.due(allocs()) {
 			trim()
-			since, started = allocs(), true
+			tr.trimmed(allocs())
 		}
-		last = now
 	}
 }
+
+// trimmer decides, from the heap's allocation counter read once a period,
+// when a trim is worth it: in the last period the daemon allocated less
+// than trimQuiet, after allocating more than trimBurst since the last trim
+// or, the first time, since start-up.
+type trimmer struct {
+	last, since uint64 // the counter at the last period, at the last trim
+	started     bool   // the start-up trim is done
+}
+
+func newTrimmer(allocs uint64) *trimmer { return &trimmer{last: allocs, since: allocs} }
+
+// due takes the counter at the end of a period.
+func (t *trimmer) due(allocs uint64) bool {
+	quiet := allocs-t.last < trimQuiet
+	t.last = allocs
+	return quiet && (!t.started || allocs-t.since > trimBurst)
+}
+
+// trimmed records a trim, with the counter after it.
+func (t *trimmer) trimmed(allocs uint64) { t.since, t.started = allocs, true }

@@ -1,12 +1,9 @@
 package daemon
 
 import (
-	"context"
 	"log/slog"
 	"runtime/metrics"
-	"sync/atomic"
 	"testing"
-	"time"
 )
 
 var sink [][]byte
@@ -17,38 +14,56 @@ func released() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// Quiet after start-up: one trim. Then a burst of allocation and quiet:
-// one more, and the freed heap is back with the OS. No burst: no trim.
-func TestTrimWhenQuiet(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var trims atomic.Int32
-	go trimWhenQuiet(ctx, 20*time.Millisecond, func() { trim(slog.Default()); trims.Add(1) })
-
-	time.Sleep(200 * time.Millisecond)
-	if n := trims.Load(); n != 1 {
-		t.Fatalf("%d trims after start-up, want 1", n)
+// The decisions, period by period: quiet after start-up trims once; a
+// burst does not trim while it goes on, then quiet after it trims once;
+// quiet without a new burst never trims again; small steady work (below
+// trimBurst since the last trim) never trims.
+func TestTrimmer(t *testing.T) {
+	const MiB = 1 << 20
+	tr := newTrimmer(10 * MiB)
+	var counter uint64 = 10 * MiB
+	step := func(alloc uint64) bool {
+		counter += alloc
+		if tr.due(counter) {
+			tr.trimmed(counter)
+			return true
+		}
+		return false
 	}
+	for i, c := range []struct {
+		alloc uint64
+		trim  bool
+		what  string
+	}{
+		{1 * MiB, false, "start-up still busy"},
+		{0, true, "quiet after start-up: the start-up trim"},
+		{0, false, "quiet again, no burst"},
+		{3 * MiB, false, "a burst"},
+		{3 * MiB, false, "the burst goes on"},
+		{100 << 10, true, "quiet after 6 MiB: trim"},
+		{0, false, "quiet, nothing new"},
+		{200 << 10, false, "a little work, quiet"},
+		{1 * MiB, false, "some work"},
+		{0, false, "quiet, but only 1.2 MiB since the last trim"},
+		{5 * MiB, false, "a burst"},
+		{0, true, "quiet: trim"},
+	} {
+		if got := step(c.alloc); got != c.trim {
+			t.Fatalf("period %d (%s): trim %v, want %v", i, c.what, got, c.trim)
+		}
+	}
+}
+
+// trim gives the freed heap back to the OS at once.
+func TestTrimReleasesHeap(t *testing.T) {
 	// 16 MiB allocated and dropped: garbage the heap keeps until a trim.
 	for range 64 {
 		sink = append(sink, make([]byte, 256<<10))
 	}
 	sink = nil
 	before := released()
-	deadline := time.Now().Add(10 * time.Second)
-	for trims.Load() == 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("no trim after a 16 MiB burst and quiet")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	trim(slog.Default())
 	if after := released(); after < before+8<<20 {
 		t.Fatalf("released heap went from %d to %d bytes; want 8 MiB more", before, after)
-	}
-	// Quiet again, no new burst: no second trim.
-	n := trims.Load()
-	time.Sleep(200 * time.Millisecond)
-	if trims.Load() != n {
-		t.Fatal("trimmed again without a burst")
 	}
 }
