@@ -87,6 +87,7 @@ type monitors struct {
 	warmWait    time.Duration // how long a start waits for a warm monitor still warming up (then it starts cold)
 	warmStuck   time.Duration // a warm monitor not warmed up this long after its spawn is let go
 	refillAfter time.Duration // how long after a start the next warm monitor is spawned
+	nice        int           // the daemon's nice value, which a monitor given a container returns to
 	log         *slog.Logger
 
 	mu      sync.Mutex
@@ -97,7 +98,13 @@ type monitors struct {
 }
 
 func newMonitors(warm int, monitorBin, initBin string, log *slog.Logger) *monitors {
-	return &monitors{warm: warm, monitorBin: monitorBin, initBin: initBin, warmCgroups: cgroup.Mode() != "v2",
+	// Read once: a thread of the daemon's may be at warmNice for a moment
+	// (atWarmNice), and the value is per thread.
+	nice := 0
+	if prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0); err == nil { // the kernel says 20-nice
+		nice = 20 - prio
+	}
+	return &monitors{nice: nice, warm: warm, monitorBin: monitorBin, initBin: initBin, warmCgroups: cgroup.Mode() != "v2",
 		warmWait: 50 * time.Millisecond, warmStuck: 5 * time.Second, refillAfter: 3 * time.Millisecond,
 		log: log, byID: map[string]*monitorProc{}}
 }
@@ -153,11 +160,7 @@ func (ms *monitors) spawn(out *os.File, args ...string) (*monitorProc, error) {
 // nice 19 on a busy CPU made the start's answer wait for it (measured: 1.6
 // ms a run). The monitor lowers its own priority once it runs.
 func (ms *monitors) spawnWarm() (*monitorProc, error) {
-	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0) // the kernel says 20-nice
-	if err != nil {
-		return nil, err
-	}
-	mo, err := ms.spawn(nil, bundle.WarmArg, strconv.Itoa(20-prio))
+	mo, err := ms.spawn(nil, bundle.WarmArg, strconv.Itoa(ms.nice))
 	if err == nil {
 		go ms.warmUp(mo)
 	}
@@ -205,16 +208,23 @@ func (ms *monitors) warmUp(mo *monitorProc) {
 // value it had.
 func atWarmNice(fn func(own int) error) error {
 	goruntime.LockOSThread()
-	defer goruntime.UnlockOSThread()
 	prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0) // this thread; the kernel says 20-nice
 	if err != nil {
+		goruntime.UnlockOSThread()
 		return err
 	}
 	own := 20 - prio
 	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, warmNice); err != nil {
+		goruntime.UnlockOSThread()
 		return err
 	}
-	defer unix.Setpriority(unix.PRIO_PROCESS, 0, own)
+	defer func() {
+		// A thread that could not take its value back is not given to
+		// other goroutines: it ends with this one.
+		if unix.Setpriority(unix.PRIO_PROCESS, 0, own) == nil {
+			goruntime.UnlockOSThread()
+		}
+	}()
 	return fn(own)
 }
 

@@ -102,9 +102,14 @@ func Main(initPath string, warm bool, nice int) {
 	var preErr error
 	if warm {
 		// Waiting for a container: at WarmNice, before the init is
-		// started (it inherits the value).
+		// started. The init inherits the forking thread's value, so that
+		// thread is this locked one, set first (a thread the runtime
+		// starts while the others are reniced could miss it).
+		goruntime.LockOSThread()
+		unix.Setpriority(unix.PRIO_PROCESS, 0, bundle.WarmNice)
 		reniceSelf(bundle.WarmNice)
 		pre, preErr = startInit(ib, bundle.WarmArg, nil)
+		goruntime.UnlockOSThread()
 		pid := 0
 		if pre != nil {
 			pid = pre.cmd.Process.Pid
