@@ -35,13 +35,14 @@ func main() {
 	warmup := flag.Int("warmup", 3, "untimed runs first")
 	runs := flag.Int("runs", 30, "timed runs")
 	phases := flag.Bool("phases", false, "also print to stderr the median time each step of a run took")
+	timeout := flag.Duration("timeout", 30*time.Second, "give up on a run that takes longer")
 	flag.Parse()
 	if *socket == "" || *image == "" || *runs < 1 || *warmup < 0 {
 		fmt.Fprintln(os.Stderr, "apirun: -socket and -image are required, -runs at least 1")
 		os.Exit(2)
 	}
-	e := &engine{socket: *socket, base: "/v" + *version}
-	e.http = &http.Client{Transport: &http.Transport{
+	e := &engine{socket: *socket, base: "/v" + *version, timeout: *timeout}
+	e.http = &http.Client{Timeout: *timeout, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", *socket)
@@ -69,7 +70,11 @@ func main() {
 		for _, m := range e.marks {
 			d := steps[m.step]
 			slices.Sort(d)
-			fmt.Fprintf(os.Stderr, "%-12s median %6.2f ms\n", m.step, float64(d[len(d)/2].Microseconds())/1000)
+			med := d[len(d)/2]
+			if len(d)%2 == 0 {
+				med = (d[len(d)/2-1] + d[len(d)/2]) / 2
+			}
+			fmt.Fprintf(os.Stderr, "%-12s median %6.2f ms\n", m.step, float64(med.Microseconds())/1000)
 		}
 	}
 }
@@ -82,6 +87,7 @@ type mark struct {
 type engine struct {
 	socket, base string
 	http         *http.Client
+	timeout      time.Duration
 	marks        []mark // when each step of the current run ended
 }
 
@@ -168,6 +174,7 @@ func (e *engine) attach(id string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	conn.SetDeadline(time.Now().Add(e.timeout))
 	fmt.Fprintf(conn, "POST %s/containers/%s/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: engine\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n", e.base, id)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
@@ -175,7 +182,7 @@ func (e *engine) attach(id string) (io.ReadCloser, error) {
 		conn.Close()
 		return nil, fmt.Errorf("attach: %w", err)
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != http.StatusSwitchingProtocols { // asked for with Upgrade; both engines do it
 		conn.Close()
 		return nil, fmt.Errorf("attach: %s", resp.Status)
 	}
