@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/imagegen"
 	"github.com/flick-edge/flick/internal/testregistry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -57,6 +58,17 @@ func (d *Daemon) inspectContainer(t *testing.T, name string) inspect {
 		t.Fatalf("inspect %s: %v", name, err)
 	}
 	return out[0]
+}
+
+// monitorState is the container's state.json as its monitor wrote it
+// (the monitor's pid and the app's are not in inspect's answer).
+func (d *Daemon) monitorState(t *testing.T, name string) bundle.State {
+	t.Helper()
+	st, err := bundle.ReadState(filepath.Join(d.DataRoot, "containers", d.inspectContainer(t, name).ID))
+	if err != nil {
+		t.Fatalf("state.json of %s: %v", name, err)
+	}
+	return st
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
@@ -505,12 +517,7 @@ func TestLogCapAndBootRestart(t *testing.T) {
 	d.mustFlick(t, "run", "-d", "--name", "once", img, "sleep", "300")
 	shims := []int{}
 	for _, n := range []string{"always", "once"} {
-		st, err := os.ReadFile(filepath.Join(d.DataRoot, "containers", d.inspectContainer(t, n).ID, "state.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var s struct{ ShimPid, Pid int }
-		json.Unmarshal(st, &s)
+		s := d.monitorState(t, n)
 		shims = append(shims, s.ShimPid, s.Pid)
 	}
 	d.Kill()

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,12 +105,8 @@ func TestWarmMonitors(t *testing.T) {
 	d.mustFlick(t, "run", "-d", "--name", "warmed", "-v", src+":/data", img, "sh", "-c",
 		"cat /data/marker; cat /proc/self/cgroup | grep -c $(hostname); awk '{print $19}' /proc/self/stat; sleep 60")
 	c := d.inspectContainer(t, "warmed")
-	var st struct {
-		ShimPid int `json:"shimPid"`
-	}
-	b, _ := os.ReadFile(filepath.Join(d.DataRoot, "containers", c.ID, "state.json"))
-	if err := json.Unmarshal(b, &st); err != nil || st.ShimPid != warm {
-		t.Fatalf("container warmed's monitor is %d (%v), want the warm one %d", st.ShimPid, err, warm)
+	if st := d.monitorState(t, "warmed"); st.ShimPid != warm {
+		t.Fatalf("container warmed's monitor is %d, want the warm one %d", st.ShimPid, warm)
 	}
 	var logs string
 	waitFor(t, "w's output", 10*time.Second, func() bool {
@@ -204,13 +199,9 @@ func TestMonitorOutlivesItsHelperFile(t *testing.T) {
 	d := startDaemon(t)
 	img := busyboxImage(t, d)
 	d.mustFlick(t, "run", "-d", "--name", "crashy", "--restart", "always", img, "sh", "-c", "echo run; sleep 0.3; exit 3")
-	c := d.inspectContainer(t, "crashy")
-	var st struct {
-		ShimPid int `json:"shimPid"`
-	}
-	b, _ := os.ReadFile(filepath.Join(d.DataRoot, "containers", c.ID, "state.json"))
-	if err := json.Unmarshal(b, &st); err != nil || st.ShimPid == 0 {
-		t.Fatalf("state.json: %s (%v)", b, err)
+	st := d.monitorState(t, "crashy")
+	if st.ShimPid == 0 {
+		t.Fatalf("state.json: %+v, no monitor pid", st)
 	}
 	exe, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(st.ShimPid), "exe"))
 	if err != nil || !strings.HasPrefix(filepath.Base(exe), "flick-monitor-") {
@@ -238,12 +229,7 @@ func TestMonitorOutlivesItsHelperFile(t *testing.T) {
 	waitFor(t, "two more restarts by the old monitor", 20*time.Second, func() bool {
 		return d.inspectContainer(t, "crashy").RestartCount >= before+2
 	})
-	b, _ = os.ReadFile(filepath.Join(d.DataRoot, "containers", c.ID, "state.json"))
-	var now struct {
-		ShimPid int `json:"shimPid"`
-	}
-	json.Unmarshal(b, &now)
-	if now.ShimPid != st.ShimPid {
+	if now := d.monitorState(t, "crashy"); now.ShimPid != st.ShimPid {
 		t.Fatalf("monitor changed from %d to %d; the old one should have kept the container", st.ShimPid, now.ShimPid)
 	}
 	if logs := d.mustFlick(t, "logs", "crashy").Stdout; strings.Count(logs, "run\n") < before+3 {
@@ -269,13 +255,9 @@ func TestHelpersFromMemory(t *testing.T) {
 		t.Fatalf("output %q", out)
 	}
 	d.mustFlick(t, "run", "-d", "--name", "mem", img, "sleep", "30")
-	c := d.inspectContainer(t, "mem")
-	var st struct {
-		ShimPid int `json:"shimPid"`
-	}
-	b, _ := os.ReadFile(filepath.Join(d.DataRoot, "containers", c.ID, "state.json"))
-	if err := json.Unmarshal(b, &st); err != nil || st.ShimPid == 0 {
-		t.Fatalf("state.json: %s (%v)", b, err)
+	st := d.monitorState(t, "mem")
+	if st.ShimPid == 0 {
+		t.Fatalf("state.json: %+v, no monitor pid", st)
 	}
 	exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(st.ShimPid), "exe"))
 	if !strings.HasPrefix(exe, "/memfd:flick-monitor") {
