@@ -67,37 +67,49 @@ func UnmapCode() (int64, error) {
 	return n, nil
 }
 
-// fileOnlyRanges reads /proc/PID/smaps and returns the address ranges of
-// the executable's read-only private mappings (ownReadOnly) with no
-// anonymous and no locked pages.
+// fileOnlyRanges returns the address ranges of the executable's
+// read-only private mappings (ownReadOnly) with no anonymous and no locked
+// pages, from /proc/PID/smaps.
 func fileOnlyRanges(smaps io.Reader, exe fileID, path string) ([][2]uintptr, error) {
+	entries, err := readSmaps(smaps)
 	var ranges [][2]uintptr
-	var lo, hi uintptr
-	own, keep := false, false
-	flush := func() {
-		if own && keep {
+	for _, e := range entries {
+		if lo, hi, own := ownReadOnly(e.header, exe, path); own && e.kB["Anonymous"] == 0 && e.kB["Locked"] == 0 {
 			ranges = append(ranges, [2]uintptr{lo, hi})
 		}
 	}
-	sc := bufio.NewScanner(smaps)
+	return ranges, err
+}
+
+// smapsEntry is one mapping of /proc/PID/smaps: its first line (as in
+// /proc/PID/maps) and its "Name: N kB" fields.
+type smapsEntry struct {
+	header string
+	kB     map[string]int64
+}
+
+// readSmaps splits /proc/PID/smaps into its mappings.
+func readSmaps(r io.Reader) ([]smapsEntry, error) {
+	var entries []smapsEntry
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
 		name, value, isField := strings.Cut(line, ":")
 		if !isField || strings.ContainsAny(name, " -") {
 			// A mapping's first line ("lo-hi perms offset dev inode path").
-			flush()
-			lo, hi, own = ownReadOnly(line, exe, path)
-			keep = true
+			entries = append(entries, smapsEntry{header: line, kB: map[string]int64{}})
 			continue
 		}
-		if name == "Anonymous" || name == "Locked" {
-			if kb := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(value), "kB")); kb != "0" {
-				keep = false
+		if len(entries) == 0 {
+			continue
+		}
+		if v, ok := strings.CutSuffix(strings.TrimSpace(value), " kB"); ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+				entries[len(entries)-1].kB[name] = n
 			}
 		}
 	}
-	flush()
-	return ranges, sc.Err()
+	return entries, sc.Err()
 }
 
 // ownReadOnly parses a /proc/PID/maps line and reports whether it is a

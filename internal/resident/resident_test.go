@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"unsafe"
@@ -25,22 +24,19 @@ func rssFile(t testing.TB) int {
 		t.Fatal(err)
 	}
 	path, _ := os.Readlink("/proc/self/exe")
-	b, err := os.ReadFile("/proc/self/smaps")
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		t.Fatal(err)
 	}
-	total, own := 0, false
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
-			_, _, own = ownReadOnly(l, fileID{uint64(exe.Dev), uint64(exe.Ino)}, path)
-			continue
-		}
-		if v, ok := strings.CutPrefix(l, "Rss:"); ok && own {
-			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			total += n
+	defer f.Close()
+	entries, err := readSmaps(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, e := range entries {
+		if _, _, own := ownReadOnly(e.header, fileID{uint64(exe.Dev), uint64(exe.Ino)}, path); own {
+			total += int(e.kB["Rss"])
 		}
 	}
 	if total == 0 {
