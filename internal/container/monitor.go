@@ -98,7 +98,7 @@ type monitors struct {
 }
 
 func newMonitors(warm int, monitorBin, initBin string, log *slog.Logger) *monitors {
-	// Read once: a thread of the daemon's may be at warmNice for a moment
+	// Read once: a thread of the daemon's may be at bundle.WarmNice for a moment
 	// (atWarmNice), and the value is per thread.
 	nice := 0
 	if prio, err := unix.Getpriority(unix.PRIO_PROCESS, 0); err == nil { // the kernel says 20-nice
@@ -108,10 +108,6 @@ func newMonitors(warm int, monitorBin, initBin string, log *slog.Logger) *monito
 		warmWait: 50 * time.Millisecond, warmStuck: 5 * time.Second, refillAfter: 3 * time.Millisecond,
 		log: log, byID: map[string]*monitorProc{}}
 }
-
-// warmNice is the nice value of the daemon's work for warm monitors (their
-// cgroups), which the monitors themselves wait at.
-const warmNice = bundle.WarmNice
 
 // spawn starts `MONITOR __shim --init INIT [ARG...]` with the report
 // socket as its fd 3. The binaries are the lean ones internal/helper
@@ -169,7 +165,7 @@ func (ms *monitors) spawnWarm() (*monitorProc, error) {
 
 // warmUp waits for a warm monitor's init and, on cgroup v1, puts it in a
 // cgroup of its own with Docker's device rules, to be renamed for the
-// container. The cgroup writes run at warmNice: they would otherwise take
+// container. The cgroup writes run at bundle.WarmNice: they would otherwise take
 // the CPU from the container that just started. The wait for the init does
 // not hold a thread.
 func (ms *monitors) warmUp(mo *monitorProc) {
@@ -204,7 +200,7 @@ func (ms *monitors) warmUp(mo *monitorProc) {
 	})
 }
 
-// atWarmNice runs fn on a thread of its own at warmNice, passing the nice
+// atWarmNice runs fn on a thread of its own at bundle.WarmNice, passing the nice
 // value it had.
 func atWarmNice(fn func(own int) error) error {
 	goruntime.LockOSThread()
@@ -214,7 +210,7 @@ func atWarmNice(fn func(own int) error) error {
 		return err
 	}
 	own := 20 - prio
-	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, warmNice); err != nil {
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, bundle.WarmNice); err != nil {
 		goruntime.UnlockOSThread()
 		return err
 	}

@@ -97,10 +97,10 @@ func splitDockerDomain(name string) (domain, remote string) {
 func parse(s string) (parsed, error) {
 	p, ok := split(s)
 	if !ok {
-		switch {
-		case s == "":
+		if s == "" {
 			return parsed{}, errNameEmpty
-		case func() bool { _, ok := split(strings.ToLower(s)); return ok }():
+		}
+		if _, ok := split(strings.ToLower(s)); ok {
 			return parsed{}, errNameContainsUppercase
 		}
 		return parsed{}, errReferenceInvalidFormat
@@ -161,27 +161,28 @@ func isImageID(s string) bool {
 	return true
 }
 
-// isDomain: host [ ":" port ].
+// isDomain: host [ ":" port ], the host a domain name or a bracketed
+// IPv6 address.
 func isDomain(s string) bool {
-	host, port := s, ""
-	if strings.HasPrefix(s, "[") {
+	host, port, ipv6 := s, "", strings.HasPrefix(s, "[")
+	if ipv6 {
 		end := strings.IndexByte(s, ']')
 		if end < 0 || !isIPv6Body(s[1:end]) {
 			return false
 		}
-		host, port = "", s[end+1:]
-		if port != "" && port[0] != ':' {
-			return false
-		}
+		port = s[end+1:]
 	} else if c := strings.IndexByte(s, ':'); c >= 0 {
 		host, port = s[:c], s[c:]
 	}
-	if port != "" && !allDigits(port[1:]) {
+	if port != "" && (port[0] != ':' || !allDigits(port[1:])) {
 		return false
 	}
-	if host == "" {
-		return strings.HasPrefix(s, "[")
-	}
+	return ipv6 || isDomainName(host)
+}
+
+// isDomainName: components of letters, digits and '-', not starting or
+// ending with '-', joined by '.'.
+func isDomainName(host string) bool {
 	for _, comp := range strings.Split(host, ".") {
 		if comp == "" || comp[0] == '-' || comp[len(comp)-1] == '-' {
 			return false
