@@ -664,11 +664,12 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 		}
 	}
 	os.Remove(filepath.Join(c.Bundle, bundle.StateFile))
-	if err := m.attachNetwork(c); err != nil {
+	spec, err := m.attachNetwork(c)
+	if err != nil {
 		return err
 	}
 	m.expectStart(c.ID)
-	mo, err := m.mons.launch(c.ID, c.Bundle)
+	mo, err := m.mons.launch(c.Bundle, spec)
 	if err != nil {
 		return err
 	}

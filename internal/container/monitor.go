@@ -224,14 +224,12 @@ func atWarmNice(fn func(own int) error) error {
 	return fn(own)
 }
 
-// launch starts the monitor of the container in dir, in the cgroup it
-// makes for it (with the spec's limits and device rules): a warm monitor
-// if one is ready, its cgroup renamed for the container, else a fresh one.
-func (ms *monitors) launch(id, dir string) (*monitorProc, error) {
-	spec, err := bundle.ReadSpec(dir)
-	if err != nil {
-		return nil, err
-	}
+// launch starts the monitor of the container in dir, whose spec it is,
+// in the cgroup it makes for it (with the spec's limits and device rules):
+// a warm monitor if one is ready, its cgroup renamed for the container,
+// else a fresh one.
+func (ms *monitors) launch(dir string, spec bundle.Spec) (*monitorProc, error) {
+	id := spec.ID
 	if prev := ms.of(id); prev != nil {
 		// Started again: the last run's monitor removes the cgroup as it
 		// ends, which must not be the one made now.

@@ -47,10 +47,10 @@ func testMonitors(t *testing.T) (*monitors, string) {
 	return ms, out
 }
 
-func testBundle(t *testing.T, id string) string {
+func testBundle(t *testing.T, id string) (string, bundle.Spec) {
 	t.Helper()
-	dir := t.TempDir()
-	if err := bundle.WriteSpec(dir, bundle.Spec{ID: id}, false); err != nil {
+	dir, spec := t.TempDir(), bundle.Spec{ID: id}
+	if err := bundle.WriteSpec(dir, spec, false); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -59,7 +59,7 @@ func testBundle(t *testing.T, id string) string {
 			cg.Destroy()
 		}
 	})
-	return dir
+	return dir, spec
 }
 
 // launched waits for mo's exit report and returns the Launch it was sent.
@@ -85,10 +85,10 @@ func TestLaunchWarmAndCold(t *testing.T) {
 	ms, out := testMonitors(t)
 	defer ms.close()
 	id := "flick-monitor-test-" + strconv.Itoa(os.Getpid())
-	dir := testBundle(t, id)
+	dir, spec := testBundle(t, id)
 
 	// Cold: nothing warm yet.
-	mo, err := ms.launch(id, dir)
+	mo, err := ms.launch(dir, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestLaunchWarmAndCold(t *testing.T) {
 	for ms.take0() == 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	mo, err = ms.launch(id, dir)
+	mo, err = ms.launch(dir, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,9 +141,9 @@ func TestLaunchDoesNotWaitForAWarmMonitor(t *testing.T) {
 	ms.putBack(stuck)
 	os.Unsetenv("NOINIT")
 	id := "flick-monitor-test-stuck-" + strconv.Itoa(os.Getpid())
-	dir := testBundle(t, id)
+	dir, spec := testBundle(t, id)
 
-	mo, err := ms.launch(id, dir)
+	mo, err := ms.launch(dir, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestLaunchDoesNotWaitForAWarmMonitor(t *testing.T) {
 
 	// Long past its spawn and still not warmed up: let go.
 	stuck.spawned = time.Now().Add(-time.Minute)
-	mo, err = ms.launch(id, dir)
+	mo, err = ms.launch(dir, spec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,30 +45,28 @@ func portMappings(hc *mcontainer.HostConfig) ([]network.PortMapping, error) {
 
 // attachNetwork gives a bridge container its endpoint (kept across
 // restarts: same address, same ports) and records the namespace in the
-// spec before the monitor starts.
-func (m *Manager) attachNetwork(c Container) error {
+// spec before the monitor starts. It returns the spec as the monitor will
+// read it.
+func (m *Manager) attachNetwork(c Container) (bundle.Spec, error) {
 	spec, err := bundle.ReadSpec(c.Bundle)
-	if err != nil {
-		return err
-	}
-	if spec.Network != "bridge" {
-		return nil
+	if err != nil || spec.Network != "bridge" {
+		return spec, err
 	}
 	net, err := m.cfg.Network()
 	if err != nil {
-		return fmt.Errorf("bridge network: %w", err)
+		return spec, fmt.Errorf("bridge network: %w", err)
 	}
 	ports, err := portMappings(c.HostConfig)
 	if err != nil {
-		return err
+		return spec, err
 	}
 	ep, err := net.Create(c.ID, ports)
 	if err != nil {
-		return err
+		return spec, err
 	}
 	spec.NetNS = ep.NetNSPath
 	if err := bundle.WriteSpec(c.Bundle, spec, !spec.Ephemeral); err != nil {
-		return err
+		return spec, err
 	}
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" + ep.IP.String() + "\t" + spec.Hostname + "\n"
 	for _, h := range c.HostConfig.ExtraHosts {
@@ -76,7 +74,7 @@ func (m *Manager) attachNetwork(c Container) error {
 			hosts += ip + "\t" + name + "\n"
 		}
 	}
-	return os.WriteFile(filepath.Join(c.Bundle, "hosts"), []byte(hosts), 0o644)
+	return spec, os.WriteFile(filepath.Join(c.Bundle, "hosts"), []byte(hosts), 0o644)
 }
 
 func (m *Manager) detachNetwork(c Container) error {
