@@ -151,6 +151,22 @@ const (
 	ShimLogFile = "shim.log"
 )
 
+// VolatileMark is where overlayfs marks, inside the work directory, an
+// upper layer mounted with "volatile" (never synced: the Ephemeral
+// containers'): a directory, with a file "dirty" in it. It stays after a
+// crash, and overlayfs then refuses the layer: its content may be lost.
+// The monitor removes it once the container's mounts are gone without a
+// crash (ClearVolatile).
+var VolatileMark = filepath.Join(WorkDir, "work", "incompat", "volatile")
+
+// ClearVolatile removes the volatile mark of bundle dir's upper layer: its
+// mount is gone (its namespace's last process was reaped) and the system
+// did not crash meanwhile, so the page cache still has everything written
+// to it.
+func ClearVolatile(dir string) error {
+	return os.RemoveAll(filepath.Join(dir, VolatileMark)) // the directory, with its "dirty" file
+}
+
 // WriteJSON replaces path by rename; with sync it is durable.WriteFile
 // (the file, then its directory, fsynced: a power cut leaves the old or the
 // new content).

@@ -313,6 +313,13 @@ func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, lo
 	// pid namespace's first process, and the kernel reaps every other one
 	// (execs included, they join the namespace) before init's wait returns.
 	// The cgroup's last sweep (run's defer) comes after the exit report.
+	// So the mount namespace is gone too, and its volatile upper layer
+	// (--rm) was unmounted cleanly: a restart may mount it again.
+	if spec.Ephemeral {
+		if err := bundle.ClearVolatile(bdir); err != nil {
+			fmt.Fprintln(os.Stderr, "flick monitor:", err)
+		}
+	}
 	con.set(nil, nil)
 	done.Wait()
 	return exitCode(cmd.ProcessState, werr), nil

@@ -238,6 +238,23 @@ func mountRootfs(bdir, root string, spec bundle.Spec) error {
 	if spec.Privileged {
 		flags = 0
 	}
+	if spec.Ephemeral {
+		// --rm: the writable layer is deleted when the container ends, so
+		// overlayfs need not sync it at unmount. That sync is a journal
+		// commit of the upper file system, and it runs as the container's
+		// last process exits, before anyone learns of the exit.
+		if _, err := os.Stat(filepath.Join(bdir, bundle.VolatileMark)); err == nil {
+			return errors.New("the container's writable layer was in use when the system went down: --rm containers are not synced, so it may have lost writes; remove the container")
+		}
+		err := unix.Mount("overlay", root, "overlay", flags, opts+",volatile")
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("mount overlay root (%d layers): %w", len(lowers), err)
+		}
+		// A kernel before 5.10 has no volatile upper layers.
+	}
 	if err := unix.Mount("overlay", root, "overlay", flags, opts); err != nil {
 		return fmt.Errorf("mount overlay root (%d layers): %w", len(lowers), err)
 	}

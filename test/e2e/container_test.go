@@ -99,6 +99,44 @@ func TestRunForegroundExitCodesAndRemove(t *testing.T) {
 	}
 }
 
+// An --rm container's writable layer is volatile (overlayfs never syncs it:
+// it is deleted at the end); a restart mounts it again, and after a crash
+// the start says what happened instead of using a layer that lost writes.
+func TestRemovedContainersAreNotSynced(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	rootOpts := func(args ...string) string {
+		out := d.mustFlick(t, append(args, img, "sh", "-c", `awk '$2 == "/" { print $4 }' /proc/mounts`)...).Stdout
+		if !strings.Contains(out, "upperdir=") {
+			t.Fatalf("%v: no overlay root in %q", args, out)
+		}
+		return out
+	}
+	if o := rootOpts("run", "--rm"); !strings.Contains(o, "volatile") {
+		t.Fatalf("--rm root not volatile: %s", o)
+	}
+	if o := rootOpts("run", "--name", "kept"); strings.Contains(o, "volatile") {
+		t.Fatalf("a kept container's root is volatile: %s", o)
+	}
+	d.mustFlick(t, "run", "-d", "--rm", "--name", "eph", img, "sleep", "60")
+	d.mustFlick(t, "restart", "-t", "0", "eph")
+	if out := d.mustFlick(t, "exec", "eph", "sh", "-c", "echo ok > /written && cat /written").Stdout; out != "ok\n" {
+		t.Fatalf("exec after restart: %q", out)
+	}
+	d.mustFlick(t, "rm", "-f", "eph")
+
+	// What a crash leaves: the mark overlayfs made, never removed.
+	id := strings.TrimSpace(d.mustFlick(t, "create", "--rm", "--name", "crashed", img, "true").Stdout)
+	mark := filepath.Join(d.DataRoot, "containers", id, bundle.VolatileMark)
+	if err := os.MkdirAll(mark, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if r := d.flick(t, "start", "crashed"); r.Code == 0 || !strings.Contains(r.Stderr, "when the system went down") {
+		t.Fatalf("start of a layer left by a crash: %s", r)
+	}
+}
+
 func TestRunIsolation(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t)
