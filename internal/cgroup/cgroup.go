@@ -155,6 +155,27 @@ type Cgroup struct {
 
 	mu       sync.Mutex // serialises changes (Update, Freeze, Thaw, KillAll, Destroy)
 	warnings []string
+	// applied is what the last apply wrote (nil: unknown, as for a cgroup
+	// Open found): an Update to the same limits writes nothing. A start
+	// from a warm cgroup, made with the defaults, then costs no writes
+	// unless the container has limits (twenty-odd files on cgroup v1).
+	applied *limits
+}
+
+// limits are the fields of the library's resources that resolve sets.
+type limits struct {
+	memory, swap, quota    int64
+	period, shares, weight uint64
+	pidsLimited            bool
+	pids                   int64
+}
+
+func limitsOf(r *cgroups.Resources) limits {
+	l := limits{memory: r.Memory, swap: r.MemorySwap, quota: r.CpuQuota, period: r.CpuPeriod, shares: r.CpuShares, weight: r.CpuWeight}
+	if r.PidsLimit != nil {
+		l.pidsLimited, l.pids = true, *r.PidsLimit
+	}
+	return l
 }
 
 // backend is what differs between v1 and v2.
@@ -293,10 +314,16 @@ func (c *Cgroup) apply(r Resources) error {
 	if err != nil {
 		return err
 	}
+	l := limitsOf(res)
+	if c.applied != nil && *c.applied == l {
+		c.warnings = warnings
+		return nil
+	}
+	c.applied = nil // unknown if set fails half-way
 	if err := c.b.set(res); err != nil {
 		return fmt.Errorf("set resources of cgroup %s: %w", c.id, err)
 	}
-	c.warnings = warnings
+	c.applied, c.warnings = &l, warnings
 	return nil
 }
 

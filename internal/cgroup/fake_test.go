@@ -120,6 +120,42 @@ func TestV2FakeTreeFiles(t *testing.T) {
 	}
 }
 
+// An Update to the limits last written writes nothing; any change writes
+// them all again, and a cgroup found by Open is written on its first Update.
+func TestUpdateWritesOnlyChanges(t *testing.T) {
+	fakeMode(t)
+	root, leaf := fakeV2(t, "cpu memory pids", "cpu memory pids", true)
+	opts := []Option{WithRoot(root), WithMode("v2"), WithCPUCount(4)}
+	c, err := New("c1", Resources{}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fileIs(t, filepath.Join(leaf, "pids.max"), "max")
+	// A mark in a file apply writes: it stays while nothing changes.
+	mark := func() { writeFiles(t, leaf, map[string]string{"pids.max": "mark"}) }
+	mark()
+	for _, r := range []Resources{{}, {MemoryBytes: -1, PidsLimit: -1, CPUShares: 1024}} {
+		if err := c.Update(r); err != nil {
+			t.Fatal(err)
+		}
+		fileIs(t, filepath.Join(leaf, "pids.max"), "mark")
+	}
+	if err := c.Update(Resources{MemoryBytes: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	fileIs(t, filepath.Join(leaf, "pids.max"), "max")
+	fileIs(t, filepath.Join(leaf, "memory.max"), "67108864")
+	o, err := Open("c1", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mark()
+	if err := o.Update(Resources{MemoryBytes: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	fileIs(t, filepath.Join(leaf, "pids.max"), "max")
+}
+
 func TestV2FakeTreeStats(t *testing.T) {
 	fakeMode(t)
 	root, leaf := fakeV2(t, "cpu memory pids", "cpu memory pids", true)

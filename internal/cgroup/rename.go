@@ -45,7 +45,7 @@ func (c *Cgroup) Rename(id string) (*Cgroup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cgroup{id: id, cfg: c.cfg, b: nb, warnings: c.warnings}, nil
+	return &Cgroup{id: id, cfg: c.cfg, b: nb, warnings: c.warnings, applied: c.applied}, nil
 }
 
 // AllowDevices adds allow rules ("c 188:0 rwm"; "a" for every device) to

@@ -53,6 +53,18 @@ func TestV1Rename(t *testing.T) {
 	if err != nil || !slices.Contains(pids, h.pid()) {
 		t.Fatalf("pids after rename: %v, %v; want %d", pids, err, h.pid())
 	}
+	// The renamed cgroup knows its limits are the defaults it was made
+	// with: an Update to the defaults writes nothing (pids.max keeps what
+	// is written here behind its back).
+	if err := os.WriteFile(filepath.Join(c.Path("pids"), "pids.max"), []byte("77"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Update(Resources{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := ctrlFile(t, c, "pids", "pids.max"); got != "77" {
+		t.Fatalf("pids.max after an Update to the defaults = %s: it was written", got)
+	}
 	if err := c.Update(Resources{PidsLimit: 50}); err != nil {
 		t.Fatal(err)
 	}

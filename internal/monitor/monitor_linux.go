@@ -128,27 +128,35 @@ func Main(initPath string, warm bool, nice int) {
 		cgroupdir.Set(l.Cgroup).Remove()
 		os.Exit(0)
 	}
+	var settle func()
 	if warm {
-		if f, err := os.OpenFile(filepath.Join(l.Bundle, bundle.ShimLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600); err == nil {
-			unix.Dup3(int(f.Fd()), 1, 0)
-			unix.Dup3(int(f.Fd()), 2, 0)
-			f.Close()
-		}
-		if preErr != nil {
-			fmt.Fprintln(os.Stderr, "flick monitor: warm init:", preErr)
-		}
-		if err := reniceSelf(nice); err != nil {
-			fmt.Fprintln(os.Stderr, "flick monitor: priority:", err)
-		}
 		if pre != nil {
 			pre.nice = nice
 			pre.inCgroup = l.Joined
 		}
+		// Done once the init has its go-ahead (run): none of it is
+		// needed before.
+		settle = func() {
+			if f, err := os.OpenFile(filepath.Join(l.Bundle, bundle.ShimLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600); err == nil {
+				unix.Dup3(int(f.Fd()), 1, 0)
+				unix.Dup3(int(f.Fd()), 2, 0)
+				f.Close()
+			}
+			if preErr != nil {
+				fmt.Fprintln(os.Stderr, "flick monitor: warm init:", preErr)
+			}
+			if err := reniceSelf(nice); err != nil {
+				fmt.Fprintln(os.Stderr, "flick monitor: priority:", err)
+			}
+		}
 	}
-	os.Exit(run(l, ib, pre, rep))
+	os.Exit(run(l, ib, pre, rep, settle))
 }
 
-func run(l Launch, ib *initBinary, pre *initProc, rep *reporter) int {
+// run runs the container of l to its end, restarts included. A warm
+// monitor passes its waiting init as pre, and settle: the rest of its own
+// set-up, done once that init has its go-ahead.
+func run(l Launch, ib *initBinary, pre *initProc, rep *reporter, settle func()) int {
 	bdir := l.Bundle
 	defer rep.close()
 	cg := cgroupdir.Set(l.Cgroup)
@@ -160,10 +168,24 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter) int {
 	}()
 	spec, err := bundle.ReadSpec(bdir)
 	if err != nil {
+		if settle != nil {
+			settle()
+		}
 		fmt.Fprintln(os.Stderr, "flick monitor:", err)
 		pre.discard()
 		rep.send(ReportStarted)
 		return 1
+	}
+	oomBefore, _ := cg.OOMKills()
+	if pre != nil && pre.inCgroup {
+		// A warm init in its cgroup already: its go-ahead first, so that
+		// it makes the container's root while this monitor opens the log
+		// and its control socket (clients wait for the socket; the app's
+		// first output waits in its pipes).
+		pre.released, pre.releaseErr = true, pre.release(bdir, spec)
+	}
+	if settle != nil {
+		settle()
 	}
 	st := bundle.State{ShimPid: os.Getpid()}
 	if prev, err := bundle.ReadState(bdir); err == nil {
@@ -190,8 +212,10 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter) int {
 		fmt.Fprintln(os.Stderr, "flick monitor: control socket:", err)
 	}
 	backoff := 100 * time.Millisecond
-	for {
-		oomBefore, _ := cg.OOMKills()
+	for first := true; ; first = false {
+		if !first {
+			oomBefore, _ = cg.OOMKills()
+		}
 		started := time.Now()
 		code, err := runOnce(bdir, spec, ib, cg, logw, &st, &con, pre, rep)
 		pre = nil // a restart starts a fresh init (runOnce disposed of this one)
@@ -284,7 +308,11 @@ func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, lo
 			return 125, fmt.Errorf("join cgroup: %w", err)
 		}
 	}
-	if err := p.release(bdir, spec); err != nil {
+	err := p.releaseErr
+	if !p.released {
+		err = p.release(bdir, spec)
+	}
+	if err != nil {
 		p.discard()
 		return 125, fmt.Errorf("start container init: %w", err)
 	}
@@ -335,6 +363,9 @@ type initProc struct {
 	nice  int  // warm: the priority to take back at the go-ahead
 
 	inCgroup bool // already in the container's cgroup
+
+	released   bool  // its go-ahead was sent, before runOnce
+	releaseErr error // and what sending it returned
 }
 
 // startInit starts a container's init in new namespaces, stopped before
