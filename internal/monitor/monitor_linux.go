@@ -336,6 +336,11 @@ func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, lo
 	st.Status, st.Pid, st.StartedAt, st.Error, st.FinishedAt = "running", cmd.Process.Pid, time.Now().UTC(), "", time.Time{}
 	bundle.WriteState(bdir, *st, !spec.Ephemeral)
 	rep.send(ReportStarted)
+	if ns := p.bornNS; ns != nil {
+		// Its unmounts take a while: not in the way of the reaping.
+		p.bornNS = nil
+		go ns.Close()
+	}
 	werr := cmd.Wait()
 	// Nothing of the container is left to hold the pipes open: init was the
 	// pid namespace's first process, and the kernel reaps every other one
@@ -366,6 +371,13 @@ type initProc struct {
 
 	released   bool  // its go-ahead was sent, before runOnce
 	releaseErr error // and what sending it returned
+
+	// bornNS (warm) is the mount namespace init was born in, a copy of
+	// the host's. At the go-ahead init's main thread moves to a fresh
+	// copy, but its runtime's other threads stay in this one until the
+	// app's execve ends them; the last one out would unmount all of it
+	// inside that execve. Held here, it goes after the start's report.
+	bornNS *os.File
 }
 
 // startInit starts a container's init in new namespaces, stopped before
@@ -419,6 +431,12 @@ func startInit(ib *initBinary, bdir string, spec *bundle.Spec) (*initProc, error
 		return nil, fmt.Errorf("start container init: %w", err)
 	}
 	p.cmd = cmd
+	if p.warm {
+		// The mount namespace it was born in, held here (see bornNS).
+		if fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid), unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			p.bornNS = os.NewFile(uintptr(fd), "init-mntns")
+		}
+	}
 	return p, nil
 }
 
@@ -457,7 +475,15 @@ func (p *initProc) discard() {
 	p.close()
 }
 
+func (p *initProc) dropBornNS() {
+	if p.bornNS != nil {
+		p.bornNS.Close()
+		p.bornNS = nil
+	}
+}
+
 func (p *initProc) close() {
+	p.dropBornNS()
 	p.syncW.Close()
 	p.errR.Close()
 	if p.sio != nil {

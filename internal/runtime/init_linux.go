@@ -40,7 +40,10 @@ func InitMain(bdir string) {
 	}
 	sync := os.NewFile(initSyncFD, "init-sync")
 	warm := bdir == bundle.WarmArg
+	var st *staged
+	keepsNetNS := true
 	if warm {
+		st = stage(initSyncFD) // while nobody waits: see stage_linux.go
 		line, err := bufio.NewReader(sync).ReadBytes('\n')
 		if err != nil {
 			os.Exit(1) // the warm monitor dropped us
@@ -58,6 +61,7 @@ func InitMain(bdir string) {
 			fail(1, err)
 		}
 		if ws.NetNS != "" {
+			keepsNetNS = false
 			if err := joinNetNS(ws.NetNS); err != nil {
 				fail(1, err)
 			}
@@ -79,7 +83,7 @@ func InitMain(bdir string) {
 			fail(1, err)
 		}
 	}
-	path, env, err := prepare(bdir, spec)
+	path, env, err := prepare(bdir, spec, st, keepsNetNS)
 	if err != nil {
 		var ee *execError
 		if errors.As(err, &ee) {
@@ -147,7 +151,11 @@ type execError struct {
 
 func (e *execError) Error() string { return e.err.Error() }
 
-func prepare(bdir string, spec bundle.Spec) (string, []string, error) {
+// prepare makes the container's root, with what st staged if it fits
+// (keepsNetNS: init is in the network namespace it was born in), pivots
+// into it and applies the sandbox; it returns the app's path and
+// environment.
+func prepare(bdir string, spec bundle.Spec, st *staged, keepsNetNS bool) (string, []string, error) {
 	if len(spec.Args) == 0 {
 		return "", nil, &execError{126, errors.New("no command specified: the image has no CMD or ENTRYPOINT; give one after the image name")}
 	}
@@ -158,7 +166,8 @@ func prepare(bdir string, spec bundle.Spec) (string, []string, error) {
 	if err := mountRootfs(bdir, root, spec); err != nil {
 		return "", nil, err
 	}
-	if err := mountSpecial(root, spec); err != nil {
+	done := st.moveInto(root, spec, keepsNetNS)
+	if err := mountSpecial(root, spec, done); err != nil {
 		return "", nil, err
 	}
 	if err := mountUser(root, spec); err != nil {
@@ -181,7 +190,7 @@ func prepare(bdir string, spec bundle.Spec) (string, []string, error) {
 		}
 	}
 	if !spec.Privileged {
-		if err := sandbox.ProtectPaths(sandbox.MaskedPaths(), sandbox.ReadonlyPaths()); err != nil {
+		if err := sandbox.ProtectPaths(unprotected(sandbox.MaskedPaths(), done), unprotected(sandbox.ReadonlyPaths(), done)); err != nil {
 			return "", nil, fmt.Errorf("protect /proc and /sys: %w", err)
 		}
 	}
@@ -282,37 +291,26 @@ func target(root, p string, dir bool) (string, error) {
 	return t, nil
 }
 
-func mountSpecial(root string, spec bundle.Spec) error {
-	type m struct {
-		src, dst, fstype string
-		flags            uintptr
-		data             string
-	}
-	const nse = unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV
-	mounts := []m{
-		{"proc", "/proc", "proc", nse, ""},
-		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME | devFlags(spec), "mode=755,size=65536k"},
-		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
-		{"shm", "/dev/shm", "tmpfs", nse, "mode=1777,size=65536k"},
-		{"mqueue", "/dev/mqueue", "mqueue", nse, ""},
-	}
-	if spec.Network == "host" {
-		// sysfs shows the network namespace that mounts it: the host's
-		// own, bound read-only.
-		mounts = append(mounts, m{"/sys", "/sys", "", unix.MS_BIND | unix.MS_REC, ""})
-	} else {
-		mounts = append(mounts, m{"sysfs", "/sys", "sysfs", nse | unix.MS_RDONLY, ""})
-	}
-	for _, x := range mounts {
-		t, err := target(root, x.dst, true)
-		if err != nil {
+// specialDone says which of a container's special file systems are in
+// place already: moved in from what a warm init staged (stage_linux.go).
+type specialDone struct{ proc, dev, sys bool }
+
+// mountSpecial mounts what Docker gives every container under root: /proc,
+// a minimal /dev, /sys with the container's cgroup, and the --device nodes.
+func mountSpecial(root string, spec bundle.Spec, done specialDone) error {
+	if !done.proc {
+		if err := mountProc(root); err != nil {
 			return err
 		}
-		if err := unix.Mount(x.src, t, x.fstype, x.flags, x.data); err != nil {
-			return fmt.Errorf("mount %s on %s: %w", x.fstype, x.dst, err)
+	}
+	if !done.dev {
+		if err := mountDev(root, spec); err != nil {
+			return err
 		}
-		if x.dst == "/sys" && x.fstype == "" {
-			unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, "")
+	}
+	if !done.sys {
+		if err := mountSys(root, spec); err != nil {
+			return err
 		}
 	}
 	if spec.Network != "host" { // host: the host's /sys, cgroups included, bound read-only
@@ -320,15 +318,52 @@ func mountSpecial(root string, spec bundle.Spec) error {
 			return err
 		}
 	}
-	// A minimal /dev: the usual nodes, bound from the host's.
-	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
-		if err := bindDevice(root, "/dev/"+n, "/dev/"+n); err != nil {
-			return err
-		}
-	}
 	for _, d := range spec.Devices {
 		if err := bindDevice(root, d.Host, d.Container); err != nil {
 			return fmt.Errorf("--device %s: %w", d.Host, err)
+		}
+	}
+	return nil
+}
+
+const nse = unix.MS_NOSUID | unix.MS_NOEXEC | unix.MS_NODEV
+
+// mountAt mounts a file system on p inside root, made as a directory.
+func mountAt(root, p, src, fstype string, flags uintptr, data string) error {
+	t, err := target(root, p, true)
+	if err != nil {
+		return err
+	}
+	if err := unix.Mount(src, t, fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s on %s: %w", fstype, p, err)
+	}
+	return nil
+}
+
+// mountProc mounts the pid namespace's proc on root's /proc.
+func mountProc(root string) error { return mountAt(root, "/proc", "proc", "proc", nse, "") }
+
+// mountDev makes root's /dev: a tmpfs with a private devpts, shm and
+// mqueue, the usual nodes bound from the host's, and the usual links.
+func mountDev(root string, spec bundle.Spec) error {
+	mounts := []struct {
+		src, dst, fstype string
+		flags            uintptr
+		data             string
+	}{
+		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME | devFlags(spec), "mode=755,size=65536k"},
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
+		{"shm", "/dev/shm", "tmpfs", nse, "mode=1777,size=65536k"},
+		{"mqueue", "/dev/mqueue", "mqueue", nse, ""},
+	}
+	for _, x := range mounts {
+		if err := mountAt(root, x.dst, x.src, x.fstype, x.flags, x.data); err != nil {
+			return err
+		}
+	}
+	for _, n := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		if err := bindDevice(root, "/dev/"+n, "/dev/"+n); err != nil {
+			return err
 		}
 	}
 	links := [][2]string{{"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"}, {"/proc/self/fd/1", "/dev/stdout"},
@@ -338,6 +373,21 @@ func mountSpecial(root string, spec bundle.Spec) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// mountSys mounts root's /sys: a read-only sysfs of the container's
+// network namespace, or with the host's network the host's /sys, bound
+// read-only (sysfs shows the network namespace that mounts it).
+func mountSys(root string, spec bundle.Spec) error {
+	if spec.Network != "host" {
+		return mountAt(root, "/sys", "sysfs", "sysfs", nse|unix.MS_RDONLY, "")
+	}
+	if err := mountAt(root, "/sys", "/sys", "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	t, _ := target(root, "/sys", true)
+	unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, "")
 	return nil
 }
 

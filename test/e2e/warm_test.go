@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -270,4 +271,44 @@ func TestHelpersFromMemory(t *testing.T) {
 		t.Fatalf("no warning in the daemon's log:\n%s", d.log.String())
 	}
 	d.mustFlick(t, "rm", "-f", "mem")
+}
+
+// TestWarmAndColdContainersMountTheSame: a container started by a warm
+// init (its /proc, /dev and, without another network namespace, /sys
+// staged ahead and moved in) sees the mounts one started cold sees.
+func TestWarmAndColdContainersMountTheSame(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	mounts := func(name string, args ...string) []string {
+		run := append(append([]string{"run", "--name", name}, args...), img, "cat", "/proc/self/mountinfo")
+		out := d.mustFlick(t, run...).Stdout
+		id := d.inspectContainer(t, name).ID
+		d.mustFlick(t, "rm", name)
+		var lines []string
+		for _, l := range strings.Split(strings.ReplaceAll(out, id, "ID"), "\n") {
+			f := strings.Fields(l)
+			if sep := slices.Index(f, "-"); sep > 5 && len(f) > sep+3 {
+				// Without the mount and device ids: mount point, file system,
+				// its root, options, source, super options.
+				lines = append(lines, strings.Join([]string{f[4], f[sep+1], f[3], f[5], f[sep+2], f[sep+3]}, " "))
+			}
+		}
+		slices.Sort(lines)
+		return lines
+	}
+	for _, network := range []string{"none", "host"} {
+		// The first start after the daemon's is cold; it leaves a warm
+		// monitor for the next.
+		d.Restart()
+		cold := mounts("cold-"+network, "--network", network)
+		waitFor(t, "a warm monitor", 10*time.Second, func() bool {
+			_, inits := warmMonitors(t, d.cmd.Process.Pid)
+			return len(inits) == 1
+		})
+		warm := mounts("warm-"+network, "--network", network)
+		if len(cold) < 20 || !slices.Equal(cold, warm) {
+			t.Fatalf("--network %s: cold and warm containers' mounts differ:\ncold:\n%s\nwarm:\n%s", network, strings.Join(cold, "\n"), strings.Join(warm, "\n"))
+		}
+	}
 }
