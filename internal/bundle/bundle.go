@@ -160,9 +160,9 @@ const (
 var VolatileMark = filepath.Join(WorkDir, "work", "incompat", "volatile")
 
 // ClearVolatile removes the volatile mark of bundle dir's upper layer: its
-// mount is gone (its namespace's last process was reaped) and the system
-// did not crash meanwhile, so the page cache still has everything written
-// to it.
+// mount is gone (its namespace's last process was reaped and the monitor
+// let go of it) and the system did not crash meanwhile, so the page cache
+// still has everything written to it.
 func ClearVolatile(dir string) error {
 	return os.RemoveAll(filepath.Join(dir, VolatileMark)) // the directory, with its "dirty" file
 }

@@ -211,13 +211,15 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter, settle func()) 
 	} else {
 		fmt.Fprintln(os.Stderr, "flick monitor: control socket:", err)
 	}
+	var held nsHold // the last run's mount namespace, let go after its report
+	defer held.release(bdir, spec)
 	backoff := 100 * time.Millisecond
 	for first := true; ; first = false {
 		if !first {
 			oomBefore, _ = cg.OOMKills()
 		}
 		started := time.Now()
-		code, err := runOnce(bdir, spec, ib, cg, logw, &st, &con, pre, rep)
+		code, err := runOnce(bdir, spec, ib, cg, logw, &st, &con, pre, rep, &held)
 		pre = nil // a restart starts a fresh init (runOnce disposed of this one)
 		if err != nil {
 			return fail(code, err)
@@ -233,6 +235,7 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter, settle func()) 
 			rep.send(ReportExited)
 			return 0
 		}
+		held.release(bdir, spec) // before the next run mounts the layer again
 		if time.Since(started) > 10*time.Second {
 			backoff = 100 * time.Millisecond
 		}
@@ -291,7 +294,7 @@ func sleepUnlessStopped(bdir string, d time.Duration) bool {
 // runOnce starts init (or takes the pre-started one) and waits for it. A
 // non-nil error means it never reached the application (the exit code is
 // then Docker's 125-127).
-func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, logw *logfile.Writer, st *bundle.State, con *console, pre *initProc, rep *reporter) (int, error) {
+func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, logw *logfile.Writer, st *bundle.State, con *console, pre *initProc, rep *reporter, held *nsHold) (int, error) {
 	p := pre
 	if p == nil {
 		var err error
@@ -341,21 +344,44 @@ func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, lo
 		p.bornNS = nil
 		go ns.Close()
 	}
+	held.take(cmd.Process.Pid)
 	werr := cmd.Wait()
 	// Nothing of the container is left to hold the pipes open: init was the
 	// pid namespace's first process, and the kernel reaps every other one
 	// (execs included, they join the namespace) before init's wait returns.
-	// The cgroup's last sweep (run's defer) comes after the exit report.
-	// So the mount namespace is gone too, and its volatile upper layer
-	// (--rm) was unmounted cleanly: a restart may mount it again.
+	// The cgroup's last sweep (run's defer) comes after the exit report,
+	// and so do the unmounts (held).
+	con.set(nil, nil)
+	done.Wait()
+	return exitCode(cmd.ProcessState, werr), nil
+}
+
+// nsHold keeps a run's mount namespace after its app exited: the kernel
+// then unmounts the container's root and special file systems when the
+// hold is let go, after the exit report, instead of inside the exit of
+// the app's last process, before anyone could learn of it.
+type nsHold struct{ f *os.File }
+
+// take holds the mount namespace of pid, if it still runs.
+func (h *nsHold) take(pid int) {
+	if fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+		h.f = os.NewFile(uintptr(fd), "container-mntns")
+	}
+}
+
+// release lets the namespace go (its mounts with it) and then clears the
+// volatile mark of an Ephemeral container's upper layer: nothing mounts it
+// any more, and the system did not crash meanwhile.
+func (h *nsHold) release(bdir string, spec bundle.Spec) {
+	if h.f != nil {
+		h.f.Close()
+		h.f = nil
+	}
 	if spec.Ephemeral {
 		if err := bundle.ClearVolatile(bdir); err != nil {
 			fmt.Fprintln(os.Stderr, "flick monitor:", err)
 		}
 	}
-	con.set(nil, nil)
-	done.Wait()
-	return exitCode(cmd.ProcessState, werr), nil
 }
 
 // initProc is a started init waiting on its sync pipe for the go-ahead.
