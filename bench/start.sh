@@ -227,14 +227,16 @@ sleep 0.5
 MON_RSS=$(rss_kb "$shim_pid" VmRSS)
 MON_ANON=$(rss_kb "$shim_pid" RssAnon)
 log "monitor $shim_pid ($(tr '\0' ' ' <"/proc/$shim_pid/cmdline")): VmRSS $MON_RSS KiB, RssAnon $MON_ANON KiB"
-# The warm monitor and its init, waiting for the next start (--warm-monitors).
+# The warm monitors and their inits, waiting for the next start (--warm-monitors;
+# the back-to-back runs above are a burst, so there may be two pairs for 30 s).
 WARM_RSS=0 WARM_ANON=0 WARM_N=0
 for p in $(ps -eo pid=,ppid=,args= | awk -v d="$FLICK_PID" -v s="$shim_pid" '$2 == d && $1 != s && $4 == "__shim" && $7 == "--warm" { print $1 }'); do
 	for q in $p $(ps -eo pid=,ppid=,args= | awk -v m="$p" '$2 == m && $4 == "__init" { print $1 }'); do
 		WARM_RSS=$((WARM_RSS + $(rss_kb "$q" VmRSS))) WARM_ANON=$((WARM_ANON + $(rss_kb "$q" RssAnon))) WARM_N=$((WARM_N + 1))
 	done
 done
-log "warm monitor + init: $WARM_N processes, VmRSS $WARM_RSS KiB, RssAnon $WARM_ANON KiB"
+log "warm monitors + inits: $WARM_N processes, VmRSS $WARM_RSS KiB, RssAnon $WARM_ANON KiB"
+WARM_PAIRS=$((WARM_N / 2 > 0 ? WARM_N / 2 : 1))
 "$FLICK" rm -f "$cid" >/dev/null
 sleep "$SETTLE"
 FLICK_IDLE1=$(rss_kb "$FLICK_PID" VmRSS)
@@ -356,7 +358,7 @@ echo
 echo "memory (VmRSS):"
 printf '  flick daemon idle:        %s after the pull, %s after all the runs (%s of it anonymous: the rest is the binary'"'"'s pages it runs, shared with every flick command)\n' "$(mib "$FLICK_IDLE0")" "$(mib "$FLICK_IDLE1")" "$(mib "$FLICK_IDLE1_ANON")"
 printf '  flick monitor:            %s for one running container (%s of it anonymous: the rest is the binary'"'"'s pages, shared)\n' "$(mib "$MON_RSS")" "$(mib "$MON_ANON")"
-printf '  warm monitor + its init:  %s in %d processes while they wait (%s anonymous)\n' "$(mib "$WARM_RSS")" "$WARM_N" "$(mib "$WARM_ANON")"
+printf '  warm monitor + its init:  %s a pair while they wait (%s anonymous; %d processes waiting)\n' "$(mib $((WARM_RSS / WARM_PAIRS)))" "$(mib $((WARM_ANON / WARM_PAIRS)))" "$WARM_N"
 [ -n "${DOCKER_IDLE:-}" ] && printf '  dockerd + containerd idle: %s\n' "$(mib "$DOCKER_IDLE")"
 [ -n "${DSHIM_RSS:-}" ] && printf '  containerd-shim-runc-v2:  %s for one running container\n' "$(mib "$DSHIM_RSS")"
 

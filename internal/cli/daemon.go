@@ -112,7 +112,7 @@ SIGTERM or SIGINT stops it cleanly.`,
 	f.StringVar(&cfg.SocketGroup, "group", def.SocketGroup, "group given access to the API socket, if it exists")
 	f.StringVar(&cfg.Bridge, "bridge", def.Bridge, "bridge for containers' default network (created on first use); \"none\": containers get loopback only")
 	f.StringVar(&cfg.BridgeSubnet, "bridge-subnet", def.BridgeSubnet, "subnet of the bridge network (gateway .1)")
-	f.IntVar(&cfg.WarmMonitors, "warm-monitors", def.WarmMonitors, "container monitors kept started ahead of need, each with its init waiting in fresh namespaces: a start skips two process starts (0 turns it off; each costs about 3 MiB of private memory while it waits)")
+	f.IntVar(&cfg.WarmMonitors, "warm-monitors", def.WarmMonitors, "container monitors kept started ahead of need, each with its init waiting in fresh namespaces: a start skips two process starts; in a burst of starts up to twice as many are kept until 30 s pass without one finding none ready (0 turns it off; each costs about 2 MiB of private memory while it waits)")
 	reflexFlags(f, &cfg.Reflex, def.Reflex)
 	return cmd
 }

@@ -78,9 +78,14 @@ func (mo *monitorProc) drop() {
 
 // monitors launches monitors and keeps `warm` of them started ahead of
 // need, each with its init already waiting in fresh namespaces: a start
-// then costs no process start at all.
+// then costs no process start at all. In a burst of starts (one found no
+// warm monitor ready) it keeps one more, up to 2*warm, until no start has
+// missed for shrinkAfter.
 type monitors struct {
 	warm        int
+	extra       int           // warm monitors kept beyond warm while a burst lasts
+	shrinkAfter time.Duration // how long after the last miss the extra ones go
+	shrink      *time.Timer
 	monitorBin  string        // the binary monitors run from ("": flick's own)
 	initBin     string        // the binary inits run from ("": flick's own)
 	warmCgroups bool          // cgroup v1: warm inits wait in a cgroup renamed at the start
@@ -90,11 +95,12 @@ type monitors struct {
 	nice        int           // the daemon's nice value, which a monitor given a container returns to
 	log         *slog.Logger
 
-	mu      sync.Mutex
-	ready   []*monitorProc
-	filling int
-	closed  bool
-	byID    map[string]*monitorProc // the last monitor launched for each container
+	mu       sync.Mutex
+	ready    []*monitorProc
+	filling  int
+	closed   bool
+	refilled bool                    // a refill ran: from then on an empty pool is a miss
+	byID     map[string]*monitorProc // the last monitor launched for each container
 }
 
 func newMonitors(warm int, monitorBin, initBin string, log *slog.Logger) *monitors {
@@ -105,7 +111,7 @@ func newMonitors(warm int, monitorBin, initBin string, log *slog.Logger) *monito
 		nice = 20 - prio
 	}
 	return &monitors{nice: nice, warm: warm, monitorBin: monitorBin, initBin: initBin, warmCgroups: cgroup.Mode() != "v2",
-		warmWait: 50 * time.Millisecond, warmStuck: 5 * time.Second, refillAfter: 3 * time.Millisecond,
+		warmWait: 50 * time.Millisecond, warmStuck: 5 * time.Second, refillAfter: 3 * time.Millisecond, shrinkAfter: 30 * time.Second,
 		log: log, byID: map[string]*monitorProc{}}
 }
 
@@ -238,14 +244,26 @@ func (ms *monitors) launch(dir string, spec bundle.Spec) (*monitorProc, error) {
 		case <-time.After(10 * time.Second):
 		}
 	}
+	missed := false
+	defer func() {
+		if missed {
+			ms.grow()
+		}
+	}()
 warm:
 	for {
 		mo := ms.take()
 		if mo == nil {
+			missed = ms.primed() // before the first start's refill nothing is warm, by design
 			break
 		}
 		select {
 		case <-mo.warmed: // a few ms after its start, unless the CPU is busy (it warms up at nice 19)
+		default:
+			missed = true
+		}
+		select {
+		case <-mo.warmed:
 		case <-time.After(ms.warmWait):
 			if time.Since(mo.spawned) > ms.warmStuck {
 				ms.log.Warn("warm container monitor did not warm up; letting it go", "pid", mo.cmd.Process.Pid)
@@ -424,10 +442,54 @@ func (ms *monitors) refillSoon() {
 	time.AfterFunc(ms.refillAfter, ms.refill)
 }
 
-// refill starts warm monitors in the background until `warm` are ready.
+// grow keeps one more warm monitor, up to 2*warm, until no start has
+// missed one for shrinkAfter: a start that had to wait for a warm monitor
+// still warming up, or found none, is a burst the pool did not cover.
+func (ms *monitors) grow() {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if ms.closed {
+		return
+	}
+	if ms.extra < ms.warm {
+		ms.extra++
+		ms.log.Debug("warm container monitors", "kept", ms.warm+ms.extra)
+	}
+	if ms.shrink == nil {
+		ms.shrink = time.AfterFunc(ms.shrinkAfter, ms.settle)
+	} else {
+		ms.shrink.Reset(ms.shrinkAfter)
+	}
+}
+
+// settle ends a burst: the pool goes back to `warm`, the extra monitors
+// ready now let go.
+func (ms *monitors) settle() {
+	ms.mu.Lock()
+	ms.extra = 0
+	var excess []*monitorProc
+	if n := len(ms.ready) - ms.warm; n > 0 && !ms.closed {
+		excess = ms.ready[ms.warm:]
+		ms.ready = ms.ready[:ms.warm:ms.warm]
+	}
+	ms.mu.Unlock()
+	for _, mo := range excess {
+		go mo.drop()
+	}
+}
+
+func (ms *monitors) primed() bool {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return ms.refilled && ms.warm > 0
+}
+
+// refill starts warm monitors in the background until `warm` (and a
+// burst's extra ones) are ready.
 func (ms *monitors) refill() {
 	ms.mu.Lock()
-	n := ms.warm - len(ms.ready) - ms.filling
+	ms.refilled = true
+	n := ms.warm + ms.extra - len(ms.ready) - ms.filling
 	if ms.closed || n <= 0 {
 		ms.mu.Unlock()
 		return
@@ -439,14 +501,15 @@ func (ms *monitors) refill() {
 			mo, err := ms.spawnWarm()
 			ms.mu.Lock()
 			ms.filling--
-			closed := ms.closed
-			if err == nil && !closed {
+			// Not wanted any more if a burst ended meanwhile.
+			unwanted := ms.closed || len(ms.ready) >= ms.warm+ms.extra
+			if err == nil && !unwanted {
 				ms.ready = append(ms.ready, mo)
 			}
 			ms.mu.Unlock()
 			if err != nil {
 				ms.log.Warn("warm container monitor", "err", err)
-			} else if closed {
+			} else if unwanted {
 				mo.drop()
 			}
 		}()
@@ -471,6 +534,9 @@ func (ms *monitors) forget(id string) {
 func (ms *monitors) close() {
 	ms.mu.Lock()
 	ms.closed = true
+	if ms.shrink != nil {
+		ms.shrink.Stop()
+	}
 	ready := ms.ready
 	ms.ready = nil
 	ms.mu.Unlock()

@@ -183,3 +183,68 @@ func (ms *monitors) take0() int {
 	defer ms.mu.Unlock()
 	return len(ms.ready)
 }
+
+// A start that finds no warm monitor ready (after the first) grows the
+// pool by one, up to twice --warm-monitors; once no start has missed for
+// shrinkAfter, the pool goes back and the extra monitors are let go.
+func TestWarmPoolGrowsInABurst(t *testing.T) {
+	ms, out := testMonitors(t)
+	defer ms.close()
+	ms.shrinkAfter = 300 * time.Millisecond
+	id := "flick-monitor-test-burst-" + strconv.Itoa(os.Getpid())
+	dir, spec := testBundle(t, id)
+	// ready waits until n warm monitors are pooled and warmed up.
+	ready := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			ms.mu.Lock()
+			ok := len(ms.ready) == n
+			for _, mo := range ms.ready {
+				select {
+				case <-mo.warmed:
+				default:
+					ok = false
+				}
+			}
+			ms.mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d warm monitors ready, want %d warmed up", ms.take0(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	start := func() {
+		t.Helper()
+		mo, err := ms.launch(dir, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		launched(t, out, mo)
+		<-mo.gone
+		ms.refill() // as Start does, a moment later
+	}
+	takeAll := func() {
+		for mo := ms.take(); mo != nil; mo = ms.take() {
+			mo.drop()
+		}
+	}
+	start() // the first start: nothing was warm, by design, and that is no burst
+	ready(1)
+	start() // one was ready
+	ready(1)
+	takeAll() // taken by other starts
+	start()   // found none: a burst
+	ready(2)
+	takeAll()
+	start() // again: twice --warm-monitors at most
+	ready(2)
+	time.Sleep(ms.shrinkAfter)
+	ready(1) // no miss for shrinkAfter
+	start()  // one was ready: the pool stays at --warm-monitors
+	time.Sleep(50 * time.Millisecond)
+	ready(1)
+}
