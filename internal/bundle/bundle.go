@@ -167,6 +167,22 @@ func ClearVolatile(dir string) error {
 	return os.RemoveAll(filepath.Join(dir, VolatileMark)) // the directory, with its "dirty" file
 }
 
+// WarmCodecs encodes and decodes a sample of each type a container's start
+// reads or writes, and of extra (pointers to values of other such types), so
+// that encoding/json has built its codecs for them (the first use of a type
+// reflects over all its fields) before a start needs them. A warm monitor
+// and a warm init call it while they wait.
+func WarmCodecs(extra ...any) {
+	for _, v := range append([]any{
+		&Spec{Layers: []string{""}, Mounts: []Mount{{}}, Devices: []Device{{}}},
+		&State{}, &WarmStart{},
+	}, extra...) {
+		if b, err := json.Marshal(v); err == nil {
+			json.Unmarshal(b, v)
+		}
+	}
+}
+
 // WriteJSON replaces path by rename; with sync it is durable.WriteFile
 // (the file, then its directory, fsynced: a power cut leaves the old or the
 // new content).

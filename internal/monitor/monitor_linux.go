@@ -115,6 +115,7 @@ func Main(initPath string, warm bool, nice int) {
 			pid = pre.cmd.Process.Pid
 		}
 		rep.send(ReportInit + " " + strconv.Itoa(pid))
+		bundle.WarmCodecs(&Launch{Cgroup: []string{""}}) // while nobody waits
 	}
 	line, err := bufio.NewReader(rep.f).ReadBytes('\n')
 	var l Launch

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cyphar/filepath-securejoin"
 	"github.com/flick-edge/flick/internal/bundle"
+	"github.com/flick-edge/flick/internal/capability"
 	"github.com/flick-edge/flick/internal/sandbox"
 	"golang.org/x/sys/unix"
 )
@@ -44,6 +45,12 @@ func InitMain(bdir string) {
 	keepsNetNS := true
 	if warm {
 		st = stage(initSyncFD) // while nobody waits: see stage_linux.go
+		if !readable(initSyncFD) {
+			// The rest of a start's work that depends on nothing of the
+			// container: JSON codecs, Docker's default seccomp filter.
+			bundle.WarmCodecs()
+			sandbox.Prepare(capability.Default())
+		}
 		line, err := bufio.NewReader(sync).ReadBytes('\n')
 		if err != nil {
 			os.Exit(1) // the warm monitor dropped us

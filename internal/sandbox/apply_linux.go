@@ -64,7 +64,7 @@ func Apply(id Identity, caps []string, opts Options) error {
 		}
 		groups[i] = uint32(g)
 	}
-	last := lastCap()
+	last := lastCapCached()
 	want &= capability.Set(1)<<uint(last+1) - 1
 	held, err := capGet()
 	if err != nil {
@@ -77,14 +77,14 @@ func Apply(id Identity, caps []string, opts Options) error {
 		want &^= missing
 	}
 
-	var filter []bpf.Instruction
+	var filter []unix.SockFilter
 	switch opts.Seccomp {
 	case "", "unconfined":
 	default:
 		return fmt.Errorf("seccomp profile %q: only Docker's default and \"unconfined\" are supported", opts.Seccomp)
 	}
 	if !opts.Privileged && opts.Seccomp == "" {
-		if filter, err = defaultFilter(want); err != nil {
+		if filter, err = defaultFilterFor(want); err != nil {
 			return err
 		}
 	}
@@ -141,6 +141,68 @@ func capName(c int) string {
 }
 
 // lastCap is the highest capability the running kernel knows.
+// prepared is what Prepare computed ahead of Apply.
+var prepared struct {
+	last   int // lastCap(); 0: not computed
+	caps   capability.Set
+	filter []unix.SockFilter // Docker's default filter for caps
+}
+
+// Prepare computes ahead what Apply will need for a container with caps
+// (Docker's default seccomp filter for them, the kernel's last capability),
+// so that a warm init does that work before its container comes. Apply
+// uses it if its capabilities turn out to be these; it is not safe to call
+// concurrently with Apply.
+func Prepare(caps []string) error {
+	want, err := capability.Parse(caps)
+	if err != nil {
+		return err
+	}
+	prepared.last = lastCap()
+	want &= capability.Set(1)<<uint(prepared.last+1) - 1
+	f, err := defaultFilter(want)
+	if err != nil {
+		return err
+	}
+	raw, err := assemble(f)
+	if err != nil {
+		return err
+	}
+	prepared.caps, prepared.filter = want, raw
+	return nil
+}
+
+func lastCapCached() int {
+	if prepared.last > 0 {
+		return prepared.last
+	}
+	return lastCap()
+}
+
+// defaultFilterFor is Docker's default filter for caps, assembled.
+func defaultFilterFor(caps capability.Set) ([]unix.SockFilter, error) {
+	if prepared.filter != nil && prepared.caps == caps {
+		return prepared.filter, nil
+	}
+	f, err := defaultFilter(caps)
+	if err != nil {
+		return nil, err
+	}
+	return assemble(f)
+}
+
+func assemble(prog []bpf.Instruction) ([]unix.SockFilter, error) {
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: %w", err)
+	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	return filter, nil
+}
+
 func lastCap() int {
 	last := 0
 	for c := 0; c < 64; c++ {

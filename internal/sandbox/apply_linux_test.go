@@ -94,7 +94,7 @@ func runChild(name, dir string) (results, error) {
 	case "seccomp-only":
 		// The default filter alone, with every capability still held: what
 		// fails now fails because of seccomp, not for want of a capability.
-		prog, err := defaultFilter(mustParse(capability.Default()))
+		prog, err := defaultFilterFor(mustParse(capability.Default()))
 		if err != nil {
 			return nil, err
 		}
@@ -102,7 +102,25 @@ func runChild(name, dir string) (results, error) {
 			return nil, err
 		}
 		probeAll(r, dir, mnt)
-	case "sysadmin":
+	case "default-prepared":
+		// What a warm init does: the filter made ahead, then used.
+		if err := Prepare(capability.Default()); err != nil {
+			return nil, err
+		}
+		if prepared.filter == nil {
+			return nil, errors.New("Prepare left no filter")
+		}
+		if err := Apply(Identity{}, capability.Default(), Options{NoNewPrivileges: true}); err != nil {
+			return nil, err
+		}
+		probeAll(r, dir, mnt)
+	case "sysadmin", "sysadmin-after-prepare":
+		if name == "sysadmin-after-prepare" {
+			// Prepared for the default set, given another: not used.
+			if err := Prepare(capability.Default()); err != nil {
+				return nil, err
+			}
+		}
 		caps, err := capability.Resolve([]string{"sys_admin"}, nil, false)
 		if err != nil {
 			return nil, err
@@ -419,8 +437,11 @@ var ordinaryWork = map[string]string{
 	"exec-true": "ok", "write-file": "ok", "tcp-listen": "ok", "socketpair": "ok",
 }
 
-func TestApplyDefault(t *testing.T) {
-	r := child(t, "default")
+func TestApplyDefault(t *testing.T)         { expectDefault(t, child(t, "default")) }
+func TestApplyDefaultPrepared(t *testing.T) { expectDefault(t, child(t, "default-prepared")) }
+
+func expectDefault(t *testing.T, r map[string]string) {
+	t.Helper()
 	if v := r["exec-glibc-thread"]; v != "ok" && v != "skipped" {
 		t.Errorf("a glibc program could not start a thread: %s", v)
 	}
@@ -464,8 +485,15 @@ func TestSeccompAloneBlocks(t *testing.T) {
 	})
 }
 
-func TestApplyCapAddSysAdmin(t *testing.T) {
-	r := child(t, "sysadmin")
+func TestApplyCapAddSysAdmin(t *testing.T) { expectSysAdmin(t, child(t, "sysadmin")) }
+
+// A filter prepared for other capabilities is not the one loaded.
+func TestApplyCapAddSysAdminAfterPrepare(t *testing.T) {
+	expectSysAdmin(t, child(t, "sysadmin-after-prepare"))
+}
+
+func expectSysAdmin(t *testing.T, r map[string]string) {
+	t.Helper()
 	want := hexMask(mustParse(append(capability.Default(), "CAP_SYS_ADMIN")))
 	expect(t, r, ordinaryWork)
 	expect(t, r, map[string]string{

@@ -256,17 +256,9 @@ func defaultFilter(caps capability.Set) ([]bpf.Instruction, error) {
 	return newPolicy(caps, kernelAtLeast(4, 8)).assemble(abis)
 }
 
-// loadFilter installs prog on every thread of the process (TSYNC). The
+// loadFilter installs filter on every thread of the process (TSYNC). The
 // caller needs no_new_privs or CAP_SYS_ADMIN.
-func loadFilter(prog []bpf.Instruction) error {
-	raw, err := bpf.Assemble(prog)
-	if err != nil {
-		return fmt.Errorf("seccomp: %w", err)
-	}
-	filter := make([]unix.SockFilter, len(raw))
-	for i, r := range raw {
-		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
-	}
+func loadFilter(filter []unix.SockFilter) error {
 	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	r1, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
 		unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog)))
