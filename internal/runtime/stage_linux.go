@@ -87,13 +87,16 @@ func (st *staged) make(sync int) error {
 // moveInto moves onto root the trees that fit spec and says which it
 // moved. keepsNetNS: init stays in the network namespace it was born in,
 // the one the staged /sys shows. A tree that does not fit, or cannot be
-// moved, is left to mountSpecial; the rest are closed.
+// moved, is left to mountSpecial; all are closed.
 func (st *staged) moveInto(root string, spec bundle.Spec, keepsNetNS bool) specialDone {
 	var done specialDone
 	if st == nil {
 		return done
 	}
-	defer st.close()
+	// A tree that was not moved is unmounted as its descriptor closes (an
+	// RCU grace period included): on another thread, beside the rest of
+	// the start. Moved ones close at no cost.
+	defer func() { go st.close() }()
 	if spec.Privileged {
 		return done
 	}
