@@ -159,6 +159,12 @@ const (
 // crash (ClearVolatile).
 var VolatileMark = filepath.Join(WorkDir, "work", "incompat", "volatile")
 
+// HasVolatileMark says whether bundle dir's upper layer carries the mark.
+func HasVolatileMark(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, VolatileMark))
+	return err == nil
+}
+
 // ClearVolatile removes the volatile mark of bundle dir's upper layer: its
 // mount is gone (its namespace's last process was reaped and the monitor
 // let go of it) and the system did not crash meanwhile, so the page cache

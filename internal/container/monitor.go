@@ -86,6 +86,7 @@ type monitors struct {
 	extra       int           // warm monitors kept beyond warm while a burst lasts
 	shrinkAfter time.Duration // how long after the last miss the extra ones go
 	shrink      *time.Timer
+	lastMiss    time.Time
 	monitorBin  string        // the binary monitors run from ("": flick's own)
 	initBin     string        // the binary inits run from ("": flick's own)
 	warmCgroups bool          // cgroup v1: warm inits wait in a cgroup renamed at the start
@@ -451,6 +452,7 @@ func (ms *monitors) grow() {
 	if ms.closed {
 		return
 	}
+	ms.lastMiss = time.Now()
 	if ms.extra < ms.warm {
 		ms.extra++
 		ms.log.Debug("warm container monitors", "kept", ms.warm+ms.extra)
@@ -466,6 +468,11 @@ func (ms *monitors) grow() {
 // ready now let go.
 func (ms *monitors) settle() {
 	ms.mu.Lock()
+	if time.Since(ms.lastMiss) < ms.shrinkAfter {
+		// A miss came while this timer fired: grow re-armed it.
+		ms.mu.Unlock()
+		return
+	}
 	ms.extra = 0
 	var excess []*monitorProc
 	if n := len(ms.ready) - ms.warm; n > 0 && !ms.closed {

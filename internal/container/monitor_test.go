@@ -190,7 +190,7 @@ func (ms *monitors) take0() int {
 func TestWarmPoolGrowsInABurst(t *testing.T) {
 	ms, out := testMonitors(t)
 	defer ms.close()
-	ms.shrinkAfter = 300 * time.Millisecond
+	ms.shrinkAfter = time.Hour // the burst is ended by hand below: no timing in the test
 	id := "flick-monitor-test-burst-" + strconv.Itoa(os.Getpid())
 	dir, spec := testBundle(t, id)
 	// ready waits until n warm monitors are pooled and warmed up.
@@ -242,9 +242,20 @@ func TestWarmPoolGrowsInABurst(t *testing.T) {
 	takeAll()
 	start() // again: twice --warm-monitors at most
 	ready(2)
-	time.Sleep(ms.shrinkAfter)
-	ready(1) // no miss for shrinkAfter
-	start()  // one was ready: the pool stays at --warm-monitors
+	ms.mu.Lock()
+	armed := ms.shrink != nil
+	ms.mu.Unlock()
+	if !armed {
+		t.Fatal("no timer to end the burst")
+	}
+	ms.settle() // as if the timer fired early: the last miss is recent
+	ready(2)
+	ms.mu.Lock()
+	ms.lastMiss = time.Now().Add(-2 * ms.shrinkAfter)
+	ms.mu.Unlock()
+	ms.settle() // shrinkAfter without a miss
+	ready(1)
+	start() // one was ready: the pool stays at --warm-monitors
 	time.Sleep(50 * time.Millisecond)
 	ready(1)
 }

@@ -177,6 +177,11 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter, settle func()) 
 		rep.send(ReportStarted)
 		return 1
 	}
+	// From here on the layer may be mounted: its unmount and volatile mark
+	// are settled when run ends. A mark there already was left by a crash:
+	// init refuses the layer, and the mark stays for the next start too.
+	held := nsHold{keepMark: spec.Ephemeral && bundle.HasVolatileMark(bdir)}
+	defer held.release(bdir, spec)
 	oomBefore, _ := cg.OOMKills()
 	if pre != nil && pre.inCgroup {
 		// A warm init in its cgroup already: its go-ahead first, so that
@@ -212,8 +217,6 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter, settle func()) 
 	} else {
 		fmt.Fprintln(os.Stderr, "flick monitor: control socket:", err)
 	}
-	var held nsHold // the last run's mount namespace, let go after its report
-	defer held.release(bdir, spec)
 	backoff := 100 * time.Millisecond
 	for first := true; ; first = false {
 		if !first {
@@ -303,6 +306,7 @@ func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, lo
 			return 125, err
 		}
 	}
+	defer p.dropBornNS() // on the failure paths; let go earlier once the app runs
 	defer p.sio.close()
 	p.sio.use(spec, con)
 	cmd := p.cmd
@@ -361,7 +365,10 @@ func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, lo
 // then unmounts the container's root and special file systems when the
 // hold is let go, after the exit report, instead of inside the exit of
 // the app's last process, before anyone could learn of it.
-type nsHold struct{ f *os.File }
+type nsHold struct {
+	f        *os.File
+	keepMark bool // the volatile mark was there before the run: a crash's
+}
 
 // take holds the mount namespace of pid, if it still runs.
 func (h *nsHold) take(pid int) {
@@ -378,7 +385,7 @@ func (h *nsHold) release(bdir string, spec bundle.Spec) {
 		h.f.Close()
 		h.f = nil
 	}
-	if spec.Ephemeral {
+	if spec.Ephemeral && !h.keepMark {
 		if err := bundle.ClearVolatile(bdir); err != nil {
 			fmt.Fprintln(os.Stderr, "flick monitor:", err)
 		}

@@ -256,10 +256,10 @@ func mountRootfs(bdir, root string, spec bundle.Spec) error {
 	}
 	if spec.Ephemeral {
 		// --rm: the writable layer is deleted when the container ends, so
-		// overlayfs need not sync it at unmount. That sync is a journal
-		// commit of the upper file system, and it runs as the container's
-		// last process exits, before anyone learns of the exit.
-		if _, err := os.Stat(filepath.Join(bdir, bundle.VolatileMark)); err == nil {
+		// overlayfs need not sync it at unmount (a journal commit of the
+		// upper file system, and flash wear, for nothing). A mark left by
+		// a crash means the layer may have lost writes.
+		if bundle.HasVolatileMark(bdir) {
 			return errors.New("the container's writable layer was in use when the system went down: --rm containers are not synced, so it may have lost writes; remove the container")
 		}
 		err := unix.Mount("overlay", root, "overlay", flags, opts+",volatile")

@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/flick-edge/flick/internal/bundle"
@@ -34,8 +35,8 @@ const stageDir = "/tmp"
 var errGoAhead = errors.New("the go-ahead came first")
 
 // stage makes the trees; nil if it could not, or if the go-ahead (readable
-// on sync) came first: a start that took this init before it was done does
-// not wait for it.
+// on sync) came first: a start that took this init before it was done
+// waits at most for the step in progress.
 func stage(sync int) *staged {
 	st := &staged{-1, -1, -1}
 	if err := st.make(sync); err != nil {
@@ -46,7 +47,18 @@ func stage(sync int) *staged {
 }
 
 func (st *staged) make(sync int) error {
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+	// A kernel without open_tree (before 5.2) could not clone the trees:
+	// nothing is made for nothing.
+	probe, err := unix.OpenTree(unix.AT_FDCWD, "/", unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	unix.Close(probe)
+	// Slave, not private: the staging tmpfs must not reach the host, but
+	// the host's unmounts must reach this copy of its mounts, which this
+	// init (and its monitor) hold while it waits; a USB stick unmounted
+	// meanwhile would otherwise stay alive in it.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
 		return err
 	}
 	if err := unix.Mount("tmpfs", stageDir, "tmpfs", nse, "mode=755"); err != nil {
@@ -71,6 +83,11 @@ func (st *staged) make(sync int) error {
 		}
 	}
 	defer unix.Unmount(stageDir, unix.MNT_DETACH)
+	// The clones must be private, as a cold init's mounts are: binds of
+	// the host's nodes made in a slave namespace are slaves too.
+	if err := unix.Mount("", stageDir, "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return err
+	}
 	for _, t := range []struct {
 		fd *int
 		p  string
@@ -107,12 +124,28 @@ func (st *staged) moveInto(root string, spec bundle.Spec, keepsNetNS bool) speci
 		}
 		return true
 	}
-	done.proc = move(&st.proc, "/proc")
+	// A volume at or under /proc or /sys gets the masks and read-only
+	// paths on top of it, as Docker applies them after the mounts: that
+	// tree is mounted the usual way.
+	if !volumeUnder(spec, "/proc") {
+		done.proc = move(&st.proc, "/proc")
+	}
 	done.dev = move(&st.dev, "/dev")
-	if keepsNetNS && spec.Network != "host" {
+	if keepsNetNS && spec.Network != "host" && !volumeUnder(spec, "/sys") {
 		done.sys = move(&st.sys, "/sys")
 	}
 	return done
+}
+
+// volumeUnder says whether spec mounts a volume at dir or below it.
+func volumeUnder(spec bundle.Spec, dir string) bool {
+	for _, m := range spec.Mounts {
+		t := filepath.Clean("/" + m.Target)
+		if t == dir || strings.HasPrefix(t, dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // readable says whether fd has something to read now.

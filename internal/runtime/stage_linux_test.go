@@ -46,6 +46,17 @@ func (d specialDone) MarshalJSON() ([]byte, error) {
 // does; then it stages with the go-ahead already readable.
 func stageHelper() error {
 	goruntime.LockOSThread()
+	// As on a systemd host: shared mounts, of which the warm init's
+	// namespace is a copy (its mounts peers of the host's).
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SHARED, ""); err != nil {
+		return err
+	}
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return err
+	}
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return err
+	}
 	spec := bundle.Spec{Network: "none"}
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -61,6 +72,11 @@ func stageHelper() error {
 			return "", err
 		}
 		return d, unix.Mount("tmpfs", d, "tmpfs", 0, "mode=755")
+	}
+	// The roots stand for the container's fresh mount namespace, which
+	// init makes private before it mounts anything.
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return err
 	}
 	staged, err := newRoot()
 	if err != nil {
@@ -90,7 +106,8 @@ func stageHelper() error {
 }
 
 // mountsUnder lists the mounts below root as "path fstype root options
-// super-options", sorted: what a container would see, without ids.
+// propagation super-options", sorted: what a container would see, without
+// ids.
 func mountsUnder(root string) []string {
 	b, _ := os.ReadFile("/proc/self/mountinfo")
 	var out []string
@@ -104,10 +121,24 @@ func mountsUnder(root string) []string {
 			continue
 		}
 		sep := slices.Index(f, "-")
-		out = append(out, strings.Join([]string{"/" + rel, f[sep+1], f[3], f[5], f[sep+3]}, " "))
+		out = append(out, strings.Join([]string{"/" + rel, f[sep+1], f[3], f[5], propagation(f[6:sep]), f[sep+3]}, " "))
 	}
 	slices.Sort(out)
 	return out
+}
+
+// propagation is mountinfo's optional fields without their group ids
+// ("shared", "master"; "private" if none).
+func propagation(fields []string) string {
+	var out []string
+	for _, f := range fields {
+		k, _, _ := strings.Cut(f, ":")
+		out = append(out, k)
+	}
+	if len(out) == 0 {
+		return "private"
+	}
+	return strings.Join(out, ",")
 }
 
 // TestStagedSpecialMatchesMounted: what a warm init stages and moves onto

@@ -140,7 +140,6 @@ func capName(c int) string {
 	return fmt.Sprintf("capability %d", c)
 }
 
-// lastCap is the highest capability the running kernel knows.
 // prepared is what Prepare computed ahead of Apply.
 var prepared struct {
 	last   int // lastCap(); 0: not computed
@@ -203,6 +202,7 @@ func assemble(prog []bpf.Instruction) ([]unix.SockFilter, error) {
 	return filter, nil
 }
 
+// lastCap is the highest capability the running kernel knows.
 func lastCap() int {
 	last := 0
 	for c := 0; c < 64; c++ {

@@ -289,9 +289,18 @@ func TestWarmAndColdContainersMountTheSame(t *testing.T) {
 		for _, l := range strings.Split(strings.ReplaceAll(out, id, "ID"), "\n") {
 			f := strings.Fields(l)
 			if sep := slices.Index(f, "-"); sep > 5 && len(f) > sep+3 {
-				// Without the mount and device ids: mount point, file system,
-				// its root, options, source, super options.
-				lines = append(lines, strings.Join([]string{f[4], f[sep+1], f[3], f[5], f[sep+2], f[sep+3]}, " "))
+				// Without the mount, device and peer group ids: mount point,
+				// file system, its root, options, propagation, source,
+				// super options.
+				var prop []string
+				for _, o := range f[6:sep] {
+					k, _, _ := strings.Cut(o, ":")
+					prop = append(prop, k)
+				}
+				if len(prop) == 0 {
+					prop = []string{"private"}
+				}
+				lines = append(lines, strings.Join([]string{f[4], f[sep+1], f[3], f[5], strings.Join(prop, ","), f[sep+2], f[sep+3]}, " "))
 			}
 		}
 		slices.Sort(lines)
@@ -310,5 +319,18 @@ func TestWarmAndColdContainersMountTheSame(t *testing.T) {
 		if len(cold) < 20 || !slices.Equal(cold, warm) {
 			t.Fatalf("--network %s: cold and warm containers' mounts differ:\ncold:\n%s\nwarm:\n%s", network, strings.Join(cold, "\n"), strings.Join(warm, "\n"))
 		}
+	}
+	// A volume on a masked path is masked too, as Docker applies the masks
+	// after the mounts: the staged /sys, masked already, is not used then.
+	vol := t.TempDir()
+	if err := os.WriteFile(filepath.Join(vol, "secret"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a warm monitor", 10*time.Second, func() bool {
+		_, inits := warmMonitors(t, d.cmd.Process.Pid)
+		return len(inits) >= 1
+	})
+	if out := d.mustFlick(t, "run", "--rm", "--network", "none", "-v", vol+":/sys/firmware", img, "ls", "/sys/firmware").Stdout; out != "" {
+		t.Fatalf("a volume on the masked /sys/firmware shows %q", out)
 	}
 }
