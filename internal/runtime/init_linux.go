@@ -260,7 +260,7 @@ func mountRootfs(bdir, root string, spec bundle.Spec) error {
 		// upper file system, and flash wear, for nothing). A mark left by
 		// a crash means the layer may have lost writes.
 		if bundle.HasVolatileMark(bdir) {
-			return errors.New("the container's writable layer was in use when the system went down: --rm containers are not synced, so it may have lost writes; remove the container")
+			return errors.New("the container's writable layer was not unmounted cleanly (the system went down, or its monitor was killed, while it ran): --rm containers are not synced, so it may have lost writes; remove the container")
 		}
 		err := unix.Mount("overlay", root, "overlay", flags, opts+",volatile")
 		if err == nil {

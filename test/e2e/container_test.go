@@ -133,7 +133,7 @@ func TestRemovedContainersAreNotSynced(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 { // the failed start leaves the mark for the next one
-		if r := d.flick(t, "start", "crashed"); r.Code == 0 || !strings.Contains(r.Stderr, "when the system went down") {
+		if r := d.flick(t, "start", "crashed"); r.Code == 0 || !strings.Contains(r.Stderr, "not unmounted cleanly") {
 			t.Fatalf("start of a layer left by a crash: %s", r)
 		}
 	}
