@@ -93,21 +93,36 @@ func (s *Store) List() ([]Image, error) {
 // Resolve finds the image a user means by s: a full or short image ID
 // ("sha256:abc…", "abc123"), a name with tag ("alpine", "alpine:3.20") or a
 // name with digest ("alpine@sha256:…").
+//
+// It reads that image's record and config only: every container create
+// resolves its image, and a hub may keep many.
 func (s *Store) Resolve(name string) (Image, error) {
 	id, err := s.resolveID(name)
 	if err != nil {
 		return Image{}, err
 	}
-	imgs, err := s.List()
+	m, err := s.meta.Image(id)
+	if err != nil {
+		if errdefs.Is(err, errdefs.NotFound) {
+			return Image{}, errdefs.NewNotFound(fmt.Errorf("no such image: %s", name))
+		}
+		return Image{}, err
+	}
+	tags, err := s.meta.Tags()
 	if err != nil {
 		return Image{}, err
 	}
-	for _, img := range imgs {
-		if img.ID == id {
-			return img, nil
+	img := Image{Image: m}
+	for t, tid := range tags {
+		if tid == id {
+			img.Tags = append(img.Tags, t)
 		}
 	}
-	return Image{}, errdefs.NewNotFound(fmt.Errorf("no such image: %s", name))
+	sort.Strings(img.Tags)
+	if raw, err := s.content.ReadBlob(m.ID); err == nil {
+		img.Config, _ = oci.ParseConfig(raw)
+	}
+	return img, nil
 }
 
 func (s *Store) resolveID(name string) (digest.Digest, error) {
