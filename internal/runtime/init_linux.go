@@ -384,11 +384,29 @@ func mountDev(root string, spec bundle.Spec) error {
 }
 
 // mountSys mounts root's /sys: a read-only sysfs of the container's
-// network namespace, or with the host's network the host's /sys, bound
-// read-only (sysfs shows the network namespace that mounts it).
+// network namespace (read-write for a privileged container, as Docker),
+// or with the host's network the host's /sys, bound read-only (sysfs shows
+// the network namespace that mounts it).
 func mountSys(root string, spec bundle.Spec) error {
 	if spec.Network != "host" {
-		return mountAt(root, "/sys", "sysfs", "sysfs", nse|unix.MS_RDONLY, "")
+		// Read-only by the mount, not the file system: the network
+		// namespace has one sysfs, which a warm init may have mounted
+		// already (stage_linux.go), and a privileged container's must be
+		// writable even so.
+		if err := mountAt(root, "/sys", "sysfs", "sysfs", nse, ""); err != nil {
+			return err
+		}
+		if spec.Privileged {
+			return nil
+		}
+		t, err := target(root, "/sys", true)
+		if err == nil {
+			err = unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|nse, "")
+		}
+		if err != nil {
+			return fmt.Errorf("read-only /sys: %w", err)
+		}
+		return nil
 	}
 	if err := mountAt(root, "/sys", "/sys", "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return err

@@ -348,6 +348,12 @@ echo x > /dev/null && echo null-ok
 	if out := d.mustFlick(t, "run", "--rm", "--privileged", img, "sh", "-c", "mknod /tmp/z c 1 5 && head -c 2 /tmp/z | wc -c").Stdout; strings.TrimSpace(out) != "2" {
 		t.Fatalf("--privileged: %q", out)
 	}
+	// Docker's /sys: read-only, read-write when privileged.
+	for _, c := range []struct{ flag, want string }{{"--privileged", "rw,"}, {"--privileged=false", "ro,"}} {
+		if out := d.mustFlick(t, "run", "--rm", c.flag, img, "sh", "-c", `awk '$2 == "/sys" { print $4 }' /proc/mounts`).Stdout; !strings.HasPrefix(out, c.want) {
+			t.Fatalf("%s: /sys mounted %q", c.flag, out)
+		}
+	}
 }
 
 // runWithStdin runs flick with stdin.
