@@ -60,12 +60,12 @@ type Paths struct {
 // returns their paths. Without embedded helpers both are flick's own
 // executable.
 func Install(dir string) (Paths, error) {
-	p, err := place(func(h embedded) (string, error) {
+	if Embedded() {
 		if err := durable.MkdirAll(dir, 0o700); err != nil {
-			return "", err
+			return Paths{}, err
 		}
-		return install(dir, h)
-	})
+	}
+	p, err := place(func(h embedded) (string, error) { return install(dir, h) })
 	if err == nil && Embedded() {
 		removeOthers(dir, []string{p.Monitor, p.Init})
 	}

@@ -188,7 +188,7 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter, settle func()) 
 		// it makes the container's root while this monitor opens the log
 		// and its control socket (clients wait for the socket; the app's
 		// first output waits in its pipes).
-		pre.released, pre.releaseErr = true, pre.release(bdir, spec)
+		pre.release(bdir, spec) // runOnce reads what it returned
 	}
 	if settle != nil {
 		settle()
@@ -218,10 +218,7 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter, settle func()) 
 		fmt.Fprintln(os.Stderr, "flick monitor: control socket:", err)
 	}
 	backoff := 100 * time.Millisecond
-	for first := true; ; first = false {
-		if !first {
-			oomBefore, _ = cg.OOMKills()
-		}
+	for {
 		started := time.Now()
 		code, err := runOnce(bdir, spec, ib, cg, logw, &st, &con, pre, rep, &held)
 		pre = nil // a restart starts a fresh init (runOnce disposed of this one)
@@ -254,6 +251,7 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter, settle func()) 
 		backoff = min(backoff*2, time.Minute)
 		st.RestartCount++
 		st.OOMKilled = false
+		oomBefore, _ = cg.OOMKills()
 	}
 }
 
@@ -316,11 +314,7 @@ func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, lo
 			return 125, fmt.Errorf("join cgroup: %w", err)
 		}
 	}
-	err := p.releaseErr
-	if !p.released {
-		err = p.release(bdir, spec)
-	}
-	if err != nil {
+	if err := p.release(bdir, spec); err != nil {
 		p.discard()
 		return 125, fmt.Errorf("start container init: %w", err)
 	}
@@ -371,10 +365,15 @@ type nsHold struct {
 }
 
 // take holds the mount namespace of pid, if it still runs.
-func (h *nsHold) take(pid int) {
-	if fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
-		h.f = os.NewFile(uintptr(fd), "container-mntns")
+func (h *nsHold) take(pid int) { h.f = mountNS(pid) }
+
+// mountNS opens the mount namespace of pid; nil if it has none any more.
+func mountNS(pid int) *os.File {
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
 	}
+	return os.NewFile(uintptr(fd), "mntns")
 }
 
 // release lets the namespace go (its mounts with it) and then clears the
@@ -403,8 +402,8 @@ type initProc struct {
 
 	inCgroup bool // already in the container's cgroup
 
-	released   bool  // its go-ahead was sent, before runOnce
-	releaseErr error // and what sending it returned
+	released   bool  // release ran (early, for a warm init in its cgroup)
+	releaseErr error // and what it returned
 
 	// bornNS (warm) is the mount namespace init was born in, a copy of
 	// the host's. At the go-ahead init's main thread moves to a fresh
@@ -466,17 +465,24 @@ func startInit(ib *initBinary, bdir string, spec *bundle.Spec) (*initProc, error
 	}
 	p.cmd = cmd
 	if p.warm {
-		// The mount namespace it was born in, held here (see bornNS).
-		if fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", cmd.Process.Pid), unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
-			p.bornNS = os.NewFile(uintptr(fd), "init-mntns")
-		}
+		p.bornNS = mountNS(cmd.Process.Pid) // held here (see bornNS)
 	}
 	return p, nil
 }
 
 // release gives init its go-ahead; a warm one also learns its bundle and
-// the network namespace to join.
+// the network namespace to join. Called again, it returns what the first
+// call did.
 func (p *initProc) release(bdir string, spec bundle.Spec) error {
+	if p.released {
+		return p.releaseErr
+	}
+	p.released = true
+	p.releaseErr = p.goAhead(bdir, spec)
+	return p.releaseErr
+}
+
+func (p *initProc) goAhead(bdir string, spec bundle.Spec) error {
 	msg := []byte{0}
 	if p.warm {
 		// Init's mount namespace is a copy of ours as it was when the

@@ -388,31 +388,30 @@ func mountDev(root string, spec bundle.Spec) error {
 // or with the host's network the host's /sys, bound read-only (sysfs shows
 // the network namespace that mounts it).
 func mountSys(root string, spec bundle.Spec) error {
-	if spec.Network != "host" {
-		// Read-only by the mount, not the file system: the network
-		// namespace has one sysfs, which a warm init may have mounted
-		// already (stage_linux.go), and a privileged container's must be
-		// writable even so.
-		if err := mountAt(root, "/sys", "sysfs", "sysfs", nse, ""); err != nil {
-			return err
-		}
-		if spec.Privileged {
-			return nil
-		}
-		t, err := target(root, "/sys", true)
-		if err == nil {
-			err = unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|nse, "")
-		}
-		if err != nil {
-			return fmt.Errorf("read-only /sys: %w", err)
-		}
-		return nil
-	}
-	if err := mountAt(root, "/sys", "/sys", "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+	t, err := target(root, "/sys", true)
+	if err != nil {
 		return err
 	}
-	t, _ := target(root, "/sys", true)
-	unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, "")
+	if spec.Network == "host" {
+		if err := unix.Mount("/sys", t, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind the host's /sys: %w", err)
+		}
+		unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, "")
+		return nil
+	}
+	// Read-only by the mount, not the file system: the network namespace
+	// has one sysfs, which a warm init may have mounted already
+	// (stage_linux.go), and a privileged container's must be writable
+	// even so.
+	if err := unix.Mount("sysfs", t, "sysfs", nse, ""); err != nil {
+		return fmt.Errorf("mount sysfs on /sys: %w", err)
+	}
+	if spec.Privileged {
+		return nil
+	}
+	if err := unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|nse, ""); err != nil {
+		return fmt.Errorf("read-only /sys: %w", err)
+	}
 	return nil
 }
 

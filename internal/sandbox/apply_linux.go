@@ -159,15 +159,11 @@ func Prepare(caps []string) error {
 	}
 	prepared.last = lastCap()
 	want &= capability.Set(1)<<uint(prepared.last+1) - 1
-	f, err := defaultFilter(want)
+	f, err := defaultFilterFor(want)
 	if err != nil {
 		return err
 	}
-	raw, err := assemble(f)
-	if err != nil {
-		return err
-	}
-	prepared.caps, prepared.filter = want, raw
+	prepared.caps, prepared.filter = want, f
 	return nil
 }
 
