@@ -120,6 +120,8 @@ type Manager struct {
 	cacheMu sync.Mutex
 	cache   map[string]*cached // by ID; see load
 
+	initLayer string // see ensureInitLayer; "" if it could not be made
+
 	followMu sync.Mutex
 	follows  map[string]*followers // by container ID: log followers reading (attach, logs -f)
 
@@ -136,8 +138,15 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]*followers{},
-		mons: newMonitors(cfg.WarmMonitors, cfg.MonitorBinary, cfg.InitBinary, cfg.Logger)}, nil
+	m := &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]*followers{},
+		mons: newMonitors(cfg.WarmMonitors, cfg.MonitorBinary, cfg.InitBinary, cfg.Logger)}
+	var err error
+	if m.initLayer, err = ensureInitLayer(cfg.Root); err != nil {
+		// Containers still run: init makes the mount points in each
+		// writable layer instead.
+		m.log.Warn("no init layer: containers' mount points go to their writable layers", "err", err)
+	}
+	return m, nil
 }
 
 // Close lets the warm monitors go; containers keep running.
@@ -428,6 +437,9 @@ func (m *Manager) spec(rec *Record, img image.Image) (bundle.Spec, []string, err
 	s.Hostname = cfg.Hostname
 	if s.Hostname == "" {
 		s.Hostname = rec.ID[:12]
+	}
+	if m.initLayer != "" {
+		s.Layers = append(s.Layers, m.initLayer)
 	}
 	for i := len(rec.Layers) - 1; i >= 0; i-- {
 		p, err := m.cfg.Snapshots.Path(rec.Layers[i])

@@ -139,6 +139,39 @@ func TestRemovedContainersAreNotSynced(t *testing.T) {
 	}
 }
 
+// What init mounts over (/proc, /dev, /sys, /etc/hostname, hosts and
+// resolv.conf) comes from the shared init layer: a container that writes
+// nothing leaves its writable layer empty, so starts and removals write no
+// inode there, and the files still show the container's own contents.
+func TestWritableLayerStartsEmpty(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	out := d.mustFlick(t, "run", "--name", "quiet", "--hostname", "quiet-host", img, "sh", "-c",
+		"cat /etc/hostname; grep -c quiet-host /etc/hosts; test -s /etc/resolv.conf && echo resolv").Stdout
+	if out != "quiet-host\n1\nresolv\n" {
+		t.Fatalf("the container's /etc files: %q", out)
+	}
+	id := d.inspectContainer(t, "quiet").ID
+	ents, err := os.ReadDir(filepath.Join(d.DataRoot, "containers", id, "upper"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("the writable layer of a container that wrote nothing holds %v", names)
+	}
+	// The layer is shared and read-only to containers: a write lands in
+	// the container's own layer.
+	d.mustFlick(t, "run", "--rm", img, "sh", "-c", "echo x > /etc/hostname")
+	if b, err := os.ReadFile(filepath.Join(d.DataRoot, "containers", "init-layer", "etc", "hostname")); err != nil || len(b) != 0 {
+		t.Fatalf("init layer's /etc/hostname after a container wrote its own: %q, %v", b, err)
+	}
+}
+
 func TestRunIsolation(t *testing.T) {
 	requireRoot(t)
 	d := startDaemon(t)
