@@ -3,6 +3,7 @@ package cgroup
 import (
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/cgroups"
 )
@@ -27,7 +28,7 @@ func OwnHierarchies() ([]Hierarchy, error) {
 	if Unified() {
 		return nil, nil
 	}
-	mounts, err := cgroups.GetCgroupMounts(false)
+	mounts, err := hierarchyMounts()
 	if err != nil {
 		return nil, err
 	}
@@ -55,4 +56,20 @@ func OwnHierarchies() ([]Hierarchy, error) {
 		hs = append(hs, Hierarchy{Mountpoint: m.Mountpoint, Path: path, Dir: filepath.Join(m.Mountpoint, rel)})
 	}
 	return hs, nil
+}
+
+// The v1 hierarchies' mounts, from /proc/self/mountinfo: mounted at boot
+// and left alone, so read once per process. Reading a mount table costs the
+// kernel a line per mount, and a container's init, which reads it once its
+// root is assembled, sees some fifty: a warm init reads it while it waits
+// (PrepareHierarchies) and the start then reads /proc/self/cgroup alone.
+var hierarchyMounts = sync.OnceValues(func() ([]cgroups.Mount, error) {
+	return cgroups.GetCgroupMounts(false)
+})
+
+// PrepareHierarchies reads the hierarchies' mounts ahead of OwnHierarchies.
+func PrepareHierarchies() {
+	if !Unified() {
+		hierarchyMounts()
+	}
 }

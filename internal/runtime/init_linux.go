@@ -14,6 +14,7 @@ import (
 	"github.com/cyphar/filepath-securejoin"
 	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/capability"
+	"github.com/flick-edge/flick/internal/cgroup"
 	"github.com/flick-edge/flick/internal/sandbox"
 	"golang.org/x/sys/unix"
 )
@@ -50,6 +51,7 @@ func InitMain(bdir string) {
 			// container: JSON codecs, Docker's default seccomp filter.
 			bundle.WarmCodecs()
 			sandbox.Prepare(capability.Default())
+			cgroup.PrepareHierarchies()
 		}
 		line, err := bufio.NewReader(sync).ReadBytes('\n')
 		if err != nil {
