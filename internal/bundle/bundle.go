@@ -109,6 +109,24 @@ type WarmStart struct {
 	Nice   int    `json:"nice"`            // the daemon's: warm processes wait at a lower priority
 }
 
+// NewWarmStart is the go-ahead for a warm init whose monitor is monitorPid:
+// init takes a fresh copy of the monitor's mount namespace, joins the
+// network namespace spec names (the monitor's for host networking) and
+// returns to nice.
+func NewWarmStart(bdir string, monitorPid, nice int, spec Spec) WarmStart {
+	ws := WarmStart{Bundle: bdir, Nice: nice, MntNS: fmt.Sprintf("/proc/%d/ns/mnt", monitorPid), NetNS: spec.NetNS}
+	if spec.Network == "host" {
+		ws.NetNS = fmt.Sprintf("/proc/%d/ns/net", monitorPid)
+	}
+	return ws
+}
+
+// Line is ws as init reads it: JSON and a newline.
+func (ws WarmStart) Line() ([]byte, error) {
+	b, err := json.Marshal(ws)
+	return append(b, '\n'), err
+}
+
 // ExecSpec is one `docker exec` process, written by the daemon next to the
 // bundle.
 type ExecSpec struct {

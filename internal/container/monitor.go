@@ -42,6 +42,38 @@ type monitorProc struct {
 	warmed  chan struct{}
 	warmCg  *cgroup.Cgroup
 	spawned time.Time
+	// goAhead writes to a warm monitor's init (monitor.GoAheadFD); nil
+	// once used or let go.
+	goAheadMu sync.Mutex
+	goAhead   *os.File
+}
+
+// release gives a warm monitor's init its go-ahead for bdir, and lets the
+// pipe go either way; false if it could not write it (the init is gone).
+func (mo *monitorProc) release(bdir string, nice int, spec bundle.Spec) bool {
+	mo.goAheadMu.Lock()
+	defer mo.goAheadMu.Unlock()
+	if mo.goAhead == nil {
+		return false
+	}
+	defer func() { mo.goAhead.Close(); mo.goAhead = nil }()
+	line, err := bundle.NewWarmStart(bdir, mo.cmd.Process.Pid, nice, spec).Line()
+	if err != nil {
+		return false
+	}
+	_, err = mo.goAhead.Write(line)
+	return err == nil
+}
+
+// dropGoAhead lets the go-ahead pipe go: the monitor's own end is then the
+// last, so its init sees the monitor end.
+func (mo *monitorProc) dropGoAhead() {
+	mo.goAheadMu.Lock()
+	defer mo.goAheadMu.Unlock()
+	if mo.goAhead != nil {
+		mo.goAhead.Close()
+		mo.goAhead = nil
+	}
 }
 
 // read turns the monitor's reports into its channels, until the socket
@@ -63,12 +95,14 @@ func (mo *monitorProc) read() {
 	start()
 	exit()
 	mo.conn.Close()
+	mo.dropGoAhead()
 }
 
 // drop lets a monitor that was given no container go: it kills its init and
 // exits when its socket closes; its warm cgroup goes too.
 func (mo *monitorProc) drop() {
 	mo.conn.Close()
+	mo.dropGoAhead()
 	<-mo.warmed
 	if mo.warmCg != nil {
 		mo.warmCg.Teardown()
@@ -140,19 +174,34 @@ func (ms *monitors) spawn(out *os.File, args ...string) (*monitorProc, error) {
 	}
 	cmd.Dir = "/"
 	cmd.ExtraFiles = []*os.File{theirs}
+	var goAhead *os.File
+	if len(args) > 0 { // warm: its init's go-ahead pipe, monitor.GoAheadFD
+		r, w, err := os.Pipe()
+		if err != nil {
+			ours.Close()
+			return nil, fmt.Errorf("start container monitor: %w", err)
+		}
+		defer r.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, r, w)
+		goAhead = w
+	}
 	// Its own session: the monitor outlives the daemon.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		ours.Close()
+		if goAhead != nil {
+			goAhead.Close()
+		}
 		return nil, fmt.Errorf("start container monitor: %w", err)
 	}
 	mo := &monitorProc{cmd: cmd, conn: ours, r: bufio.NewReader(ours), started: make(chan struct{}), exited: make(chan struct{}), gone: make(chan struct{}),
-		warmed: make(chan struct{}), spawned: time.Now()}
+		warmed: make(chan struct{}), spawned: time.Now(), goAhead: goAhead}
 	if len(args) == 0 {
 		close(mo.warmed) // not a warm one
 	}
 	// Reap it if it ends while we run; after a restart of the daemon, init does.
-	go func() { cmd.Wait(); close(mo.gone) }()
+	// Its init must not wait on for a go-ahead from us once it is gone.
+	go func() { cmd.Wait(); mo.dropGoAhead(); close(mo.gone) }()
 	return mo, nil
 }
 
@@ -285,7 +334,24 @@ warm:
 			go mo.drop()
 			return nil, err
 		}
-		if err := send(mo, monitor.Launch{Bundle: dir, Cgroup: cg.Dirs(), Joined: joined}); err != nil {
+		// Its init in the container's cgroup already: the go-ahead goes
+		// from here, before the Launch, rather than after the monitor has
+		// been scheduled and read it. Written, it tells the monitor the
+		// init was alive; a Launch that then fails (the monitor died) is
+		// followed by the teardown of the cgroup, init in it.
+		released := false
+		if joined {
+			if released = mo.release(dir, ms.nice, spec); !released {
+				// Its init is gone (killed by hand, say): next.
+				ms.log.Warn("warm container init gone; starting another", "monitor", mo.cmd.Process.Pid)
+				go mo.drop()
+				cg.Teardown()
+				continue
+			}
+		} else {
+			mo.dropGoAhead() // the monitor joins it to the cgroup, then releases it
+		}
+		if err := send(mo, monitor.Launch{Bundle: dir, Cgroup: cg.Dirs(), Joined: joined, Released: released}); err != nil {
 			// It died while it waited (killed by hand, say): next.
 			ms.log.Warn("warm container monitor gone; starting another", "pid", mo.cmd.Process.Pid, "err", err)
 			go mo.drop()

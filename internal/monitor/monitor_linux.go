@@ -55,6 +55,9 @@ type Launch struct {
 	// Joined: a warm init is in that cgroup already (its warm cgroup was
 	// renamed into it).
 	Joined bool `json:"joined,omitempty"`
+	// Released: the daemon gave the warm init its go-ahead itself, through
+	// the pipe it passed (GoAheadFD), before this line went out.
+	Released bool `json:"released,omitempty"`
 }
 
 // RunRole runs the monitor if args name its role, and never returns then;
@@ -134,6 +137,10 @@ func Main(initPath string, warm bool, nice int) {
 		if pre != nil {
 			pre.nice = nice
 			pre.inCgroup = l.Joined
+			if l.Released {
+				pre.released = true
+				pre.syncW.Close()
+			}
 		}
 		// Done once the init has its go-ahead (run): none of it is
 		// needed before.
@@ -418,7 +425,7 @@ type initProc struct {
 // prepared, the namespace set is the default one (a new network namespace
 // too), and the bundle comes with the go-ahead.
 func startInit(ib *initBinary, bdir string, spec *bundle.Spec) (*initProc, error) {
-	syncR, syncW, err := os.Pipe()
+	syncR, syncW, err := goAheadPipe(spec == nil)
 	if err != nil {
 		return nil, err
 	}
@@ -488,15 +495,10 @@ func (p *initProc) goAhead(bdir string, spec bundle.Spec) error {
 		// Init's mount namespace is a copy of ours as it was when the
 		// pool warmed it; it takes a fresh copy of the current one (the
 		// bridge namespace's file, a USB stick mounted since).
-		ws := bundle.WarmStart{Bundle: bdir, Nice: p.nice, MntNS: fmt.Sprintf("/proc/%d/ns/mnt", os.Getpid()), NetNS: spec.NetNS}
-		if spec.Network == "host" {
-			ws.NetNS = fmt.Sprintf("/proc/%d/ns/net", os.Getpid())
-		}
-		b, err := json.Marshal(ws)
-		if err != nil {
+		var err error
+		if msg, err = bundle.NewWarmStart(bdir, os.Getpid(), p.nice, spec).Line(); err != nil {
 			return err
 		}
-		msg = append(b, '\n')
 	}
 	_, err := p.syncW.Write(msg)
 	p.syncW.Close()

@@ -66,6 +66,29 @@ func (b *initBinary) command(arg string) *exec.Cmd {
 
 const shimReportFD = 3
 
+// GoAheadFD and GoAheadFD+1 are the two ends of the pipe a warm monitor's
+// init reads its go-ahead from, made by the daemon, which keeps a write end:
+// when the init is already in the container's cgroup, the daemon writes
+// the go-ahead itself as it sends the Launch, and init starts without
+// waiting for this monitor to be scheduled. The monitor keeps its own write
+// end for the other cases.
+const GoAheadFD = 4
+
+// goAheadPipe returns init's go-ahead pipe: for a warm init the one the
+// daemon passed, if it did; otherwise a new one.
+func goAheadPipe(warm bool) (r, w *os.File, err error) {
+	if warm {
+		var st unix.Stat_t
+		if unix.Fstat(GoAheadFD, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFIFO &&
+			unix.Fstat(GoAheadFD+1, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFIFO {
+			unix.CloseOnExec(GoAheadFD)
+			unix.CloseOnExec(GoAheadFD + 1)
+			return os.NewFile(GoAheadFD, "init-sync"), os.NewFile(GoAheadFD+1, "init-sync-w"), nil
+		}
+	}
+	return os.Pipe()
+}
+
 type reporter struct{ f *os.File }
 
 // openReport returns the report socket the daemon passed, if any.

@@ -180,6 +180,45 @@ func TestWarmMonitors(t *testing.T) {
 	}
 }
 
+// TestWarmProcessesKilledWhileWaiting: a warm init or monitor killed while
+// it waits (by hand, by the OOM killer) costs no start: the daemon, which
+// gives a warm init its go-ahead itself, sees the init gone and takes
+// another monitor; the init of a killed monitor does not wait on for a
+// go-ahead from the daemon.
+func TestWarmProcessesKilledWhileWaiting(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	d.mustFlick(t, "run", "--rm", img, "true")
+	pair := func() (mon, init int) {
+		waitFor(t, "a warm monitor and its init", 10*time.Second, func() bool {
+			_, inits := warmMonitors(t, d.cmd.Process.Pid) // a miss may have grown the pool
+			if len(inits) > 0 {
+				mon, init = ppid(inits[0]), inits[0]
+				return true
+			}
+			return false
+		})
+		return mon, init
+	}
+	_, init := pair()
+	if err := syscall.Kill(init, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the killed init to be reaped", 10*time.Second, func() bool { return !alive(init) || !isWarmInit(init) })
+	if out := d.mustFlick(t, "run", "--rm", img, "echo", "after-init-killed").Stdout; out != "after-init-killed\n" {
+		t.Fatalf("run after a warm init was killed: %q", out)
+	}
+	mon, init := pair()
+	if err := syscall.Kill(mon, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the init of a killed warm monitor to exit", 10*time.Second, func() bool { return !alive(init) || !isWarmInit(init) })
+	if out := d.mustFlick(t, "run", "--rm", img, "echo", "after-monitor-killed").Stdout; out != "after-monitor-killed\n" {
+		t.Fatalf("run after a warm monitor was killed: %q", out)
+	}
+}
+
 func isShim(pid int) bool {
 	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
 	return strings.Contains(string(b), "__shim")
