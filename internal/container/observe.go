@@ -184,7 +184,11 @@ func (m *Manager) Prune(ctx context.Context) (mcontainer.PruneReport, error) {
 		return rep, err
 	}
 	for _, c := range all {
-		if c.Running() || shimAlive(c.State.ShimPid) {
+		// A monitor that reported the final exit may still be tidying
+		// up (its cgroup, the root's unmounts): that container is done,
+		// as the one a `run` just waited for. One whose monitor has not
+		// (a restart may follow) is left alone.
+		if c.Running() || !m.monitorDone(c) {
 			continue
 		}
 		n, _ := snapshot.DiskUsage(filepath.Join(c.Bundle, "upper"))
