@@ -6,7 +6,11 @@
 # (imagegen.Busybox, the e2e tests' image) and pushed to a docker-registry on a
 # free loopback port; each engine pulls it from there. Then, timed from the
 # shell (bash's EPOCHREALTIME, no fork), each path runs WARMUP untimed and RUNS
-# timed containers, one after the other:
+# timed containers, one after the other, each GAP seconds after the previous
+# one ended (default 0.05), so that every engine starts each container on a
+# machine that has finished the previous one's work, as a hub's event-driven
+# starts usually find it. The same GAP for every path; flick-api-burst is the
+# exception that shows the other case:
 #   flick-cli          flick run --rm --network none IMAGE true
 #   flick-api-curl     the Docker Engine API on Flick's socket, one curl process
 #                      (--next): create, start, wait, delete
@@ -15,6 +19,9 @@
 #                      one long-lived client process (bench/cmd/apirun):
 #                      the engine's own latency, without a client process's
 #                      start
+#   flick-api-burst    flick-api-client with no gap: starts back to back, a
+#                      burst, where each start shares the two CPUs with the
+#                      previous container's removal and the warm pool's refill
 #   flick-docker-cli   the real docker CLI on Flick's socket:
 #                      docker run --rm --network none IMAGE true
 #   crun               crun run of an OCI bundle (crun spec, args true, no
@@ -45,6 +52,7 @@
 #
 # Environment:
 #   RUNS (30), WARMUP (3)    timed and untimed runs per path
+#   GAP (0.05)               seconds of idle time before each run (0: back to back)
 #   BENCH_SKIP_DOCKER=1      no dockerd side        BENCH_SKIP_CRUN=1  no crun side
 #   BENCH_TMPDIR             parent of the temporary directory (default $TMPDIR or /tmp)
 #   CRUN_CGROUP_MANAGER      force crun's --cgroup-manager (default: crun's own
@@ -59,6 +67,7 @@ cd "$ROOT"
 export LC_ALL=C
 RUNS=${RUNS:-30}
 WARMUP=${WARMUP:-3}
+GAP=${GAP:-0.05}
 REGISTRY_BIN=${FLICK_TEST_REGISTRY_BIN:-/usr/bin/docker-registry}
 DOCKERD=${DOCKERD:-/usr/sbin/dockerd}
 DOCKER=${DOCKER:-$(command -v docker || echo /usr/bin/docker)}
@@ -66,6 +75,7 @@ DOCKER=${DOCKER:-$(command -v docker || echo /usr/bin/docker)}
 
 [ "$(id -u)" = 0 ] || die "run as root (containers, dockerd)"
 [[ $RUNS =~ ^[1-9][0-9]*$ && $WARMUP =~ ^[0-9]+$ ]] || die "RUNS and WARMUP must be numbers"
+[[ $GAP =~ ^[0-9]*\.?[0-9]+$ ]] || die "GAP must be a number of seconds"
 command -v curl >/dev/null || die "curl not found"
 [ -x /bin/busybox ] || die "/bin/busybox not found: apt-get install busybox-static"
 if [ -z "${FLICK:-}" ]; then
@@ -137,6 +147,7 @@ bench_path() {
 	: >"$f"
 	log "$key: $WARMUP warm-up + $RUNS timed runs of: $note"
 	for ((i = 0; i < WARMUP + RUNS; i++)); do
+		sleep "$GAP"
 		t0=$EPOCHREALTIME
 		if ! "$@" >"$TMP/out.$key" 2>&1; then
 			cat "$TMP/out.$key" >&2
@@ -202,6 +213,8 @@ log "flick daemon $FLICK_PID, idle VmRSS ${FLICK_IDLE0} KiB after the pull"
 bench_path flick-cli "flick run --rm --network none IMAGE true" "$FLICK" run --rm --network none "$IMAGE" true
 bench_path flick-api-curl "API create+start+wait+delete (curl)" api_once "$FSOCK"
 bench_series flick-api-client "API run --rm from one client process (apirun)" \
+	"$TMP/apirun" -socket "$FSOCK" -image "$IMAGE" -warmup "$WARMUP" -runs "$RUNS" -gap "${GAP}s"
+bench_series flick-api-burst "the same, back to back (no gap)" \
 	"$TMP/apirun" -socket "$FSOCK" -image "$IMAGE" -warmup "$WARMUP" -runs "$RUNS"
 HAVE_DOCKER_CLI=
 if [ -x "$DOCKER" ]; then
@@ -322,7 +335,7 @@ else
 	DOCKER_IDLE=$(($(rss_kb "$DPID" VmRSS) + $(for p in $(pgrep -P "$DPID" -x containerd || true); do rss_kb "$p" VmRSS; done | awk '{ s += $1 } END { print s + 0 }')))
 	bench_path docker-api-curl "API create+start+wait+delete (curl)" api_once "$DSOCK"
 	bench_series docker-api-client "API run --rm from one client process (apirun)" \
-		"$TMP/apirun" -socket "$DSOCK" -image "$IMAGE" -warmup "$WARMUP" -runs "$RUNS"
+		"$TMP/apirun" -socket "$DSOCK" -image "$IMAGE" -warmup "$WARMUP" -runs "$RUNS" -gap "${GAP}s"
 	bench_path docker "docker run --rm --network none IMAGE true" \
 		"$DOCKER" -H "unix://$DSOCK" run --rm --network none "$IMAGE" true
 	dcid=$("$DOCKER" -H "unix://$DSOCK" run -d --network none "$IMAGE" sleep 60)
@@ -339,8 +352,8 @@ ratio() { # ratio A B: A/B, or - if B is unknown
 	awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'
 }
 echo
-printf 'start-to-exit of /bin/true in a busybox image: %d timed runs per path after %d warm-up runs, %d CPUs\n' \
-	"$RUNS" "$WARMUP" "$(nproc)"
+printf 'start-to-exit of /bin/true in a busybox image: %d timed runs per path after %d warm-up runs, each %ss after the last, %d CPUs\n' \
+	"$RUNS" "$WARMUP" "$GAP" "$(nproc)"
 printf '%-17s %10s %10s %10s %8s %9s  %s\n' path median_ms p95_ms min_ms x_crun x_docker what
 for k in "${PATHS[@]}"; do
 	printf '%-17s %10s %10s %10s %8s %9s  %s\n' "$k" "${MED[$k]}" "${P95[$k]}" "${MIN[$k]}" \
@@ -365,7 +378,7 @@ printf '  warm monitor + its init:  %s a pair while they wait (%s anonymous; %d 
 echo
 echo "targets:"
 if [ -n "${MED[crun]:-}" ]; then
-	for k in flick-cli flick-api-curl flick-api-client; do
+	for k in flick-cli flick-api-curl flick-api-client flick-api-burst; do
 		ok=$(awk -v f="${MED[$k]}" -v c="${MED[crun]}" 'BEGIN { print (f <= c) ? 1 : 0 }')
 		printf '  %-15s median no slower than crun:  %s ms vs %s ms (%sx)  %s\n' "$k" "${MED[$k]}" "${MED[crun]}" \
 			"$(ratio "${MED[$k]}" "${MED[crun]}")" "$(verdict "$ok")"

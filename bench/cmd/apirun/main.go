@@ -9,6 +9,10 @@
 //
 //	apirun -socket /run/flick/flick.sock -image 127.0.0.1:5000/bench/busybox:1 -warmup 3 -runs 30
 //
+// With -gap, each run starts that long after the previous one ended, on an
+// engine that has done the previous container's background work (its
+// removal, a warm monitor's refill); without, runs go back to back.
+//
 // It prints one line per timed run: its latency in microseconds.
 package main
 
@@ -36,6 +40,7 @@ func main() {
 	runs := flag.Int("runs", 30, "timed runs")
 	phases := flag.Bool("phases", false, "also print to stderr the median time each step of a run took")
 	timeout := flag.Duration("timeout", 30*time.Second, "give up on a run that takes longer")
+	gap := flag.Duration("gap", 0, "idle time before each run (0: back to back)")
 	flag.Parse()
 	if *socket == "" || *image == "" || *runs < 1 || *warmup < 0 {
 		fmt.Fprintln(os.Stderr, "apirun: -socket and -image are required, -runs at least 1")
@@ -51,6 +56,7 @@ func main() {
 	}}
 	steps := map[string][]time.Duration{}
 	for i := 0; i < *warmup+*runs; i++ {
+		time.Sleep(*gap)
 		t0 := time.Now()
 		e.marks = e.marks[:0]
 		if err := e.run(*image, *network); err != nil {
