@@ -337,10 +337,15 @@ warm:
 		// Its init in the container's cgroup already: the go-ahead goes
 		// from here, before the Launch, rather than after the monitor has
 		// been scheduled and read it. Written, it tells the monitor the
-		// init was alive; a Launch that then fails (the monitor died) is
-		// followed by the teardown of the cgroup, init in it.
+		// init was alive; a Launch that then fails (the monitor died)
+		// tears down the cgroup, init in it, and fails the start.
+		// Not for a layer a crash left marked: the monitor must see the
+		// mark before any init of its own could make one (it keeps it).
+		// The OOM count too is read before: the app may be killed before
+		// its monitor runs.
 		released := false
-		if joined {
+		ooms, _ := cg.OOMKills() // 0 without a memory controller, as the monitor would read
+		if joined && !(spec.Ephemeral && bundle.HasVolatileMark(dir)) {
 			if released = mo.release(dir, ms.nice, spec); !released {
 				// Its init is gone (killed by hand, say): next.
 				ms.log.Warn("warm container init gone; starting another", "monitor", mo.cmd.Process.Pid)
@@ -351,11 +356,20 @@ warm:
 		} else {
 			mo.dropGoAhead() // the monitor joins it to the cgroup, then releases it
 		}
-		if err := send(mo, monitor.Launch{Bundle: dir, Cgroup: cg.Dirs(), Joined: joined, Released: released}); err != nil {
-			// It died while it waited (killed by hand, say): next.
-			ms.log.Warn("warm container monitor gone; starting another", "pid", mo.cmd.Process.Pid, "err", err)
+		l := monitor.Launch{Bundle: dir, Cgroup: cg.Dirs(), Joined: joined, Released: released}
+		if released {
+			l.OOMKills = ooms
+		}
+		if err := send(mo, l); err != nil {
 			go mo.drop()
 			cg.Teardown()
+			if released {
+				// Its init had its go-ahead and may have mounted the
+				// layer: no second attempt on it.
+				return nil, fmt.Errorf("container monitor %d died as the container started: %w", mo.cmd.Process.Pid, err)
+			}
+			// It died while it waited (killed by hand, say): next.
+			ms.log.Warn("warm container monitor gone; starting another", "pid", mo.cmd.Process.Pid, "err", err)
 			continue
 		}
 		ms.log.Debug("container monitor", "id", id, "pid", mo.cmd.Process.Pid, "warm", true)

@@ -56,8 +56,13 @@ type Launch struct {
 	// renamed into it).
 	Joined bool `json:"joined,omitempty"`
 	// Released: the daemon gave the warm init its go-ahead itself, through
-	// the pipe it passed (GoAheadFD), before this line went out.
+	// the pipe it passed (GoAheadFD), before this line went out, having
+	// found no volatile mark on the layer (the init may have made one
+	// since).
 	Released bool `json:"released,omitempty"`
+	// OOMKills is the cgroup's OOM kill count the daemon read before that
+	// go-ahead (with Released): the app may have been killed since.
+	OOMKills uint64 `json:"oomKills,omitempty"`
 }
 
 // RunRole runs the monitor if args name its role, and never returns then;
@@ -187,9 +192,15 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter, settle func()) 
 	// From here on the layer may be mounted: its unmount and volatile mark
 	// are settled when run ends. A mark there already was left by a crash:
 	// init refuses the layer, and the mark stays for the next start too.
-	held := nsHold{keepMark: spec.Ephemeral && bundle.HasVolatileMark(bdir)}
+	// An init the daemon released may have mounted the layer, and made the
+	// mark, by now: the daemon released it only after finding no mark.
+	daemonReleased := pre != nil && pre.released
+	held := nsHold{keepMark: spec.Ephemeral && !daemonReleased && bundle.HasVolatileMark(bdir)}
 	defer held.release(bdir, spec)
-	oomBefore, _ := cg.OOMKills()
+	oomBefore := l.OOMKills
+	if !daemonReleased {
+		oomBefore, _ = cg.OOMKills()
+	}
 	if pre != nil && pre.inCgroup {
 		// A warm init in its cgroup already: its go-ahead first, so that
 		// it makes the container's root while this monitor opens the log
@@ -304,27 +315,13 @@ func sleepUnlessStopped(bdir string, d time.Duration) bool {
 // non-nil error means it never reached the application (the exit code is
 // then Docker's 125-127).
 func runOnce(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, logw *logfile.Writer, st *bundle.State, con *console, pre *initProc, rep *reporter, held *nsHold) (int, error) {
-	p := pre
-	if p == nil {
-		var err error
-		if p, err = startInit(ib, bdir, &spec); err != nil {
-			return 125, err
-		}
+	p, err := readyInit(bdir, spec, ib, cg, con, pre)
+	if err != nil {
+		return 125, err
 	}
 	defer p.dropBornNS() // on the failure paths; let go earlier once the app runs
 	defer p.sio.close()
-	p.sio.use(spec, con)
 	cmd := p.cmd
-	if !p.inCgroup {
-		if err := cg.Join(cmd.Process.Pid); err != nil {
-			p.discard()
-			return 125, fmt.Errorf("join cgroup: %w", err)
-		}
-	}
-	if err := p.release(bdir, spec); err != nil {
-		p.discard()
-		return 125, fmt.Errorf("start container init: %w", err)
-	}
 	if err := p.sio.receiveConsole(con); err != nil && !errors.Is(err, io.EOF) {
 		fmt.Fprintln(os.Stderr, "flick monitor: terminal:", err)
 	} // on EOF init failed first: its reason follows on errR
@@ -473,6 +470,41 @@ func startInit(ib *initBinary, bdir string, spec *bundle.Spec) (*initProc, error
 	p.cmd = cmd
 	if p.warm {
 		p.bornNS = mountNS(cmd.Process.Pid) // held here (see bornNS)
+	}
+	return p, nil
+}
+
+// readyInit puts init in the container's cgroup and gives it its go-ahead:
+// pre, the warm one, or a new one. A warm init that is gone (killed while it
+// waited) is replaced by a new one rather than failing the start.
+func readyInit(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, con *console, pre *initProc) (*initProc, error) {
+	ready := func(p *initProc) error {
+		p.sio.use(spec, con)
+		if !p.inCgroup {
+			if err := cg.Join(p.cmd.Process.Pid); err != nil {
+				return fmt.Errorf("join cgroup: %w", err)
+			}
+		}
+		if err := p.release(bdir, spec); err != nil {
+			return fmt.Errorf("start container init: %w", err)
+		}
+		return nil
+	}
+	if pre != nil {
+		err := ready(pre)
+		if err == nil {
+			return pre, nil
+		}
+		pre.discard()
+		fmt.Fprintln(os.Stderr, "flick monitor: warm init:", err, "(starting another)")
+	}
+	p, err := startInit(ib, bdir, &spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := ready(p); err != nil {
+		p.discard()
+		return nil, err
 	}
 	return p, nil
 }

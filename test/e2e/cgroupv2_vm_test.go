@@ -54,6 +54,12 @@ state() { f inspect "$1" | grep -o "\"$2\": *[a-z0-9]*" | sed 's/.*: *//'; }
 # rename on v2: its cgroup is made at the start).
 say run1 "$(f run --rm --network none $IMG echo hello-v2 2>&1)"
 say run2 "$(f run --rm --network none $IMG sh -c 'echo hello-again; cat /proc/self/cgroup' | tr '\n' ';')"
+# A warm init killed while it waits: its monitor starts another (v2 has no
+# warm cgroup, so the monitor, not the daemon, gives the go-ahead).
+for i in $(seq 1 100); do p=$(ps -o pid,args | awk '/__init --war[m]/ { print $1; exit }'); [ -n "$p" ] && break; sleep 0.1; done
+kill -9 $p && say killed yes
+sleep 0.2
+say run3 "$(f run --rm --network none $IMG echo after-warm-init-killed 2>&1)"
 
 # The container's own cgroup at /sys/fs/cgroup, read-only, as JVMs and Go
 # read their limits there.
@@ -205,8 +211,8 @@ func TestCgroupV2InVM(t *testing.T) {
 			fail("controller %s not available in the VM: %q", c, got["controllers"])
 		}
 	}
-	if got["run1"] != "hello-v2" || got["run2"] != "hello-again;0::/;" {
-		fail("runs: %q, %q (want output, and a private cgroup namespace: 0::/)", got["run1"], got["run2"])
+	if got["run1"] != "hello-v2" || got["run2"] != "hello-again;0::/;" || got["killed"] != "yes" || got["run3"] != "after-warm-init-killed" {
+		fail("runs: %q, %q, %q (want output, a private cgroup namespace: 0::/, and a start after a warm init was killed)", got["run1"], got["run2"], got["run3"])
 	}
 	if got["exec_cgroup"] != "0::/" {
 		fail("exec joins the container's cgroup namespace: %q, want 0::/", got["exec_cgroup"])

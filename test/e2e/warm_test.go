@@ -201,7 +201,14 @@ func TestWarmProcessesKilledWhileWaiting(t *testing.T) {
 		})
 		return mon, init
 	}
-	_, init := pair()
+	mon, init := pair()
+	if _, err := os.Stat("/sys/fs/cgroup/memory/flick"); err == nil {
+		// v1: once the init waits in its cgroup, the daemon gives the
+		// go-ahead itself and finds it gone; before, or on v2, its
+		// monitor does and starts another.
+		warmCg := filepath.Join("/sys/fs/cgroup/memory/flick", "warm-"+strconv.Itoa(mon))
+		waitFor(t, "the warm init's cgroup", 10*time.Second, func() bool { _, err := os.Stat(warmCg); return err == nil })
+	}
 	if err := syscall.Kill(init, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +216,7 @@ func TestWarmProcessesKilledWhileWaiting(t *testing.T) {
 	if out := d.mustFlick(t, "run", "--rm", img, "echo", "after-init-killed").Stdout; out != "after-init-killed\n" {
 		t.Fatalf("run after a warm init was killed: %q", out)
 	}
-	mon, init := pair()
+	mon, init = pair()
 	if err := syscall.Kill(mon, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
