@@ -147,7 +147,7 @@ bench_path() {
 	: >"$f"
 	log "$key: $WARMUP warm-up + $RUNS timed runs of: $note"
 	for ((i = 0; i < WARMUP + RUNS; i++)); do
-		sleep "$GAP"
+		[[ $GAP =~ ^0*\.?0*$ ]] || sleep "$GAP"
 		t0=$EPOCHREALTIME
 		if ! "$@" >"$TMP/out.$key" 2>&1; then
 			cat "$TMP/out.$key" >&2

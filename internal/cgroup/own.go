@@ -63,6 +63,9 @@ func OwnHierarchies() ([]Hierarchy, error) {
 // kernel a line per mount, and a container's init, which reads it once its
 // root is assembled, sees some fifty: a warm init reads it while it waits
 // (PrepareHierarchies) and the start then reads /proc/self/cgroup alone.
+// A hierarchy mounted after a warm init read them (a boot service that
+// mounts one after the daemon started) is missing from that one container's
+// /sys/fs/cgroup; the daemon's own cgroups are made with a fresh read.
 var hierarchyMounts = sync.OnceValues(func() ([]cgroups.Mount, error) {
 	return cgroups.GetCgroupMounts(false)
 })

@@ -36,12 +36,6 @@ func ensureInitLayer(root string) (string, error) {
 	if initLayerComplete(dir) {
 		return dir, nil
 	}
-	if _, err := os.Lstat(dir); err == nil {
-		// Not ours, or changed by hand: out of the way, then made anew.
-		if err := durable.RemoveAll(dir); err != nil {
-			return "", fmt.Errorf("replace the init layer %s: %w", dir, err)
-		}
-	}
 	tmp := filepath.Join(root, stagePrefix+initLayerName)
 	if err := os.RemoveAll(tmp); err != nil {
 		return "", err
@@ -76,6 +70,13 @@ func ensureInitLayer(root string) (string, error) {
 	}
 	if err := durable.FsyncTree(tmp); err != nil {
 		return "", err
+	}
+	if _, err := os.Lstat(dir); err == nil {
+		// Incomplete, or changed by hand: replaced, once its successor
+		// is whole (containers made with it find it again by its path).
+		if err := durable.RemoveAll(dir); err != nil {
+			return "", fmt.Errorf("replace the init layer %s: %w", dir, err)
+		}
 	}
 	if err := durable.CommitDir(tmp, dir); err != nil {
 		return "", err
