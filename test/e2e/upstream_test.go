@@ -41,8 +41,12 @@ func startMosquitto(t *testing.T) *mosquitto {
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
 	// Persistence, so a subscriber's session and its queued messages
 	// survive the restarts (mosquitto saves them when stopped with SIGTERM).
+	// As root: started by root, mosquitto otherwise runs as its own user,
+	// which cannot write the test's directory; the save then failed, every
+	// restart lost the session, and events Flick sent before the
+	// subscriber came back were dropped by the broker (a flake under load).
 	dir := filepath.Dir(conf)
-	os.WriteFile(conf, []byte(fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\nmax_inflight_messages 0\n", port, dir)), 0o644)
+	os.WriteFile(conf, []byte(fmt.Sprintf("user root\nlistener %d 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 100000\nmax_inflight_messages 0\n", port, dir)), 0o644)
 	m := &mosquitto{t: t, port: port, conf: conf}
 	m.start()
 	t.Cleanup(m.stop)
@@ -139,6 +143,11 @@ func TestRouteSurvivesOutagesAndCrashes(t *testing.T) {
 			}
 		}
 	}
+	// Publishing starts once the cloud side has subscribed: until then
+	// the broker answers Flick's publishes "no matching subscribers" (a
+	// success) and drops them, which no engine can help.
+	subscribed := make(chan struct{})
+	var subscribedOnce sync.Once
 	go func() {
 		for ctx.Err() == nil {
 			lost := make(chan struct{})
@@ -149,9 +158,20 @@ func TestRouteSurvivesOutagesAndCrashes(t *testing.T) {
 				continue
 			}
 			if err := s.Subscribe(ctx, 1, "fleet/hub7/sensors/#"); err != nil {
+				// What the restored session delivered meanwhile was
+				// acknowledged already: it counts.
 				s.Close()
+				for drained := false; !drained; {
+					select {
+					case m := <-s.Messages:
+						process(m)
+					default:
+						drained = true
+					}
+				}
 				continue
 			}
+			subscribedOnce.Do(func() { close(subscribed) })
 			collect(s, lost)
 		}
 	}()
@@ -183,6 +203,11 @@ func TestRouteSurvivesOutagesAndCrashes(t *testing.T) {
 		if c != nil {
 			c.Close()
 		}
+	}
+	select {
+	case <-subscribed:
+	case <-ctx.Done():
+		t.Fatal("the cloud subscriber never subscribed")
 	}
 	// First half, with the upstream going away and coming back twice.
 	for p := range publishers {
