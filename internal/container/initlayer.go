@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/flick-edge/flick/internal/durable"
+	"golang.org/x/sys/unix"
 )
 
 // The init layer is a read-only overlay layer that every container gets
@@ -72,11 +73,19 @@ func ensureInitLayer(root string) (string, error) {
 		return "", err
 	}
 	if _, err := os.Lstat(dir); err == nil {
-		// Incomplete, or changed by hand: replaced, once its successor
-		// is whole (containers made with it find it again by its path).
-		if err := durable.RemoveAll(dir); err != nil {
+		// Incomplete, or changed by hand: its whole successor takes its
+		// place in one step (containers made with it find it again by
+		// its path), and it goes under the staging name.
+		if err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, dir, unix.RENAME_EXCHANGE); err != nil {
 			return "", fmt.Errorf("replace the init layer %s: %w", dir, err)
 		}
+		if err := durable.FsyncDir(root); err != nil {
+			return "", err
+		}
+		if err := os.RemoveAll(tmp); err != nil {
+			return "", err
+		}
+		return dir, nil
 	}
 	if err := durable.CommitDir(tmp, dir); err != nil {
 		return "", err

@@ -344,8 +344,9 @@ warm:
 		// The OOM count too is read before: the app may be killed before
 		// its monitor runs.
 		released := false
-		ooms, _ := cg.OOMKills() // 0 without a memory controller, as the monitor would read
+		var ooms uint64
 		if joined && !(spec.Ephemeral && bundle.HasVolatileMark(dir)) {
+			ooms, _ = cg.OOMKills() // 0 without a memory controller, as the monitor would read
 			if released = mo.release(dir, ms.nice, spec); !released {
 				// Its init is gone (killed by hand, say): next.
 				ms.log.Warn("warm container init gone; starting another", "monitor", mo.cmd.Process.Pid)
@@ -362,11 +363,16 @@ warm:
 		}
 		if err := send(mo, l); err != nil {
 			go mo.drop()
-			cg.Teardown()
+			terr := cg.Teardown()
 			if released {
 				// Its init had its go-ahead and may have mounted the
-				// layer: no second attempt on it.
-				return nil, fmt.Errorf("container monitor %d died as the container started: %w", mo.cmd.Process.Pid, err)
+				// layer: no second attempt on it. With init gone (the
+				// cgroup emptied), so is its mount namespace: the mark
+				// its volatile layer made is not a crash's.
+				if terr == nil && spec.Ephemeral {
+					bundle.ClearVolatile(dir)
+				}
+				return nil, fmt.Errorf("container monitor %d died as the container started: %w", mo.cmd.Process.Pid, errors.Join(err, terr))
 			}
 			// It died while it waited (killed by hand, say): next.
 			ms.log.Warn("warm container monitor gone; starting another", "pid", mo.cmd.Process.Pid, "err", err)

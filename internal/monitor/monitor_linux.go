@@ -495,6 +495,7 @@ func readyInit(bdir string, spec bundle.Spec, ib *initBinary, cg cgroupdir.Set, 
 		if err == nil {
 			return pre, nil
 		}
+		con.set(nil, nil) // not pre's stdin, about to close
 		pre.discard()
 		fmt.Fprintln(os.Stderr, "flick monitor: warm init:", err, "(starting another)")
 	}

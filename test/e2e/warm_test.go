@@ -206,8 +206,11 @@ func TestWarmProcessesKilledWhileWaiting(t *testing.T) {
 		// v1: once the init waits in its cgroup, the daemon gives the
 		// go-ahead itself and finds it gone; before, or on v2, its
 		// monitor does and starts another.
-		warmCg := filepath.Join("/sys/fs/cgroup/memory/flick", "warm-"+strconv.Itoa(mon))
-		waitFor(t, "the warm init's cgroup", 10*time.Second, func() bool { _, err := os.Stat(warmCg); return err == nil })
+		procs := filepath.Join("/sys/fs/cgroup/memory/flick", "warm-"+strconv.Itoa(mon), "cgroup.procs")
+		waitFor(t, "the warm init in its cgroup", 10*time.Second, func() bool {
+			b, _ := os.ReadFile(procs)
+			return slices.Contains(strings.Fields(string(b)), strconv.Itoa(init))
+		})
 	}
 	if err := syscall.Kill(init, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
