@@ -51,29 +51,34 @@ type monitorProc struct {
 // release gives a warm monitor's init its go-ahead for bdir, and lets the
 // pipe go either way; false if it could not write it (the init is gone).
 func (mo *monitorProc) release(bdir string, nice int, spec bundle.Spec) bool {
-	mo.goAheadMu.Lock()
-	defer mo.goAheadMu.Unlock()
-	if mo.goAhead == nil {
+	w := mo.takeGoAhead()
+	if w == nil {
 		return false
 	}
-	defer func() { mo.goAhead.Close(); mo.goAhead = nil }()
+	defer w.Close()
 	line, err := bundle.NewWarmStart(bdir, mo.cmd.Process.Pid, nice, spec).Line()
 	if err != nil {
 		return false
 	}
-	_, err = mo.goAhead.Write(line)
+	_, err = w.Write(line)
 	return err == nil
 }
 
 // dropGoAhead lets the go-ahead pipe go: the monitor's own end is then the
 // last, so its init sees the monitor end.
 func (mo *monitorProc) dropGoAhead() {
+	if w := mo.takeGoAhead(); w != nil {
+		w.Close()
+	}
+}
+
+// takeGoAhead hands over the go-ahead pipe, once.
+func (mo *monitorProc) takeGoAhead() *os.File {
 	mo.goAheadMu.Lock()
 	defer mo.goAheadMu.Unlock()
-	if mo.goAhead != nil {
-		mo.goAhead.Close()
-		mo.goAhead = nil
-	}
+	w := mo.goAhead
+	mo.goAhead = nil
+	return w
 }
 
 // read turns the monitor's reports into its channels, until the socket
@@ -357,11 +362,7 @@ warm:
 		} else {
 			mo.dropGoAhead() // the monitor joins it to the cgroup, then releases it
 		}
-		l := monitor.Launch{Bundle: dir, Cgroup: cg.Dirs(), Joined: joined, Released: released}
-		if released {
-			l.OOMKills = ooms
-		}
-		if err := send(mo, l); err != nil {
+		if err := send(mo, monitor.Launch{Bundle: dir, Cgroup: cg.Dirs(), Joined: joined, Released: released, OOMKills: ooms}); err != nil {
 			go mo.drop()
 			terr := cg.Teardown()
 			if released {

@@ -143,8 +143,7 @@ func Main(initPath string, warm bool, nice int) {
 			pre.nice = nice
 			pre.inCgroup = l.Joined
 			if l.Released {
-				pre.released = true
-				pre.syncW.Close()
+				pre.releasedByDaemon()
 			}
 		}
 		// Done once the init has its go-ahead (run): none of it is
@@ -194,11 +193,10 @@ func run(l Launch, ib *initBinary, pre *initProc, rep *reporter, settle func()) 
 	// init refuses the layer, and the mark stays for the next start too.
 	// An init the daemon released may have mounted the layer, and made the
 	// mark, by now: the daemon released it only after finding no mark.
-	daemonReleased := pre != nil && pre.released
-	held := nsHold{keepMark: spec.Ephemeral && !daemonReleased && bundle.HasVolatileMark(bdir)}
+	held := nsHold{keepMark: spec.Ephemeral && !l.Released && bundle.HasVolatileMark(bdir)}
 	defer held.release(bdir, spec)
 	oomBefore := l.OOMKills
-	if !daemonReleased {
+	if !l.Released {
 		oomBefore, _ = cg.OOMKills()
 	}
 	if pre != nil && pre.inCgroup {
@@ -520,6 +518,13 @@ func (p *initProc) release(bdir string, spec bundle.Spec) error {
 	p.released = true
 	p.releaseErr = p.goAhead(bdir, spec)
 	return p.releaseErr
+}
+
+// releasedByDaemon records a go-ahead the daemon wrote itself
+// (Launch.Released): release then writes none.
+func (p *initProc) releasedByDaemon() {
+	p.released = true
+	p.syncW.Close()
 }
 
 func (p *initProc) goAhead(bdir string, spec bundle.Spec) error {
