@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -126,6 +127,9 @@ type Manager struct {
 	follows  map[string]*followers // by container ID: log followers reading (attach, logs -f)
 
 	mons *monitors
+
+	notify *notifier    // changes to bundles: Wait, Logs and Watch wait on it instead of polling
+	looks  atomic.Int64 // containers read (load): what a poll would show
 }
 
 // New opens the container store.
@@ -139,7 +143,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg.Logger = slog.Default()
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]*followers{},
-		mons: newMonitors(cfg.WarmMonitors, cfg.MonitorBinary, cfg.InitBinary, cfg.Logger)}
+		mons: newMonitors(cfg.WarmMonitors, cfg.MonitorBinary, cfg.InitBinary, cfg.Logger), notify: newNotifier(cfg.Root, cfg.Logger)}
 	var err error
 	if m.initLayer, err = ensureInitLayer(cfg.Root); err != nil {
 		// Containers still run: init makes the mount points in each
@@ -150,7 +154,10 @@ func New(cfg Config) (*Manager, error) {
 }
 
 // Close lets the warm monitors go; containers keep running.
-func (m *Manager) Close() { m.mons.close() }
+func (m *Manager) Close() {
+	m.mons.close()
+	m.notify.close()
+}
 
 func (m *Manager) bundle(id string) string { return filepath.Join(m.cfg.Root, id) }
 
@@ -184,6 +191,7 @@ func (m *Manager) List() ([]Container, error) {
 // not two reads and two JSON decodes: an idle gateway's daemon used 3% of
 // a core with 20 containers.
 func (m *Manager) load(id string) (Container, error) {
+	m.looks.Add(1)
 	b := m.bundle(id)
 	var st unix.Stat_t
 	if err := unix.Stat(filepath.Join(b, "container.json"), &st); err != nil {
@@ -392,6 +400,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 	if err != nil {
 		return fail(fmt.Errorf("create container: %w", err))
 	}
+	m.notify.watch(rec.ID) // before anybody can start it
 	m.inUseMu.Lock()
 	m.inUse = nil
 	m.inUseMu.Unlock()
@@ -860,7 +869,12 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 	// The monitor's exit report, once it is launched (a client waits
 	// before it starts the container).
 	var woke <-chan struct{}
+	stop := func() {}
+	defer func() { stop() }()
 	for {
+		// Subscribed before the look, so that a change in between wakes
+		// us: the monitor renames each new state.json in.
+		changed := m.notify.changed(c.ID)
 		cur, err := m.Get(c.ID)
 		if err != nil {
 			if condition == "removed" && errdefs.Is(err, errdefs.NotFound) {
@@ -894,15 +908,33 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 		if exited == woke {
 			exited = nil
 		}
+		// An exited container whose monitor still runs (restarting it, or
+		// about to end) is done when the monitor ends, which state.json
+		// does not show: a container adopted from an earlier daemon has no
+		// exit report, so wait for the process itself.
+		stop()
+		var gone <-chan struct{}
+		gone, stop = nil, func() {}
+		if exited == nil && cur.Status() == "exited" {
+			gone, stop = processGone(cur.State.ShimPid)
+		}
+		// A fallback only: without inotify (or a pidfd) this is the poll.
+		poll := time.Second
+		if changed == nil {
+			poll = 50 * time.Millisecond
+		}
+		t := time.NewTimer(poll)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return 0, ctx.Err()
 		case <-exited:
-			// Reported final: look again at once. An adopted container
-			// (nil channel) polls.
-			woke = exited
-		case <-time.After(5 * time.Millisecond):
+			woke = exited // reported final: look again at once
+		case <-changed:
+		case <-gone:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 
@@ -919,7 +951,13 @@ func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(log
 	if follow {
 		defer m.Follow(c.ID)()
 	}
-	return logfile.Read(ctx, filepath.Join(c.Bundle, bundle.LogFile), follow, done, func() <-chan struct{} { return m.exitedCh(c.ID) }, fn)
+	return logfile.Read(ctx, filepath.Join(c.Bundle, bundle.LogFile), logfile.Follow{
+		On:      follow,
+		Done:    done,
+		Exited:  func() <-chan struct{} { return m.exitedCh(c.ID) },
+		Changed: func() <-chan struct{} { return m.notify.changed(c.ID) },
+		Written: func() <-chan struct{} { return m.notify.written(c.ID) },
+	}, fn)
 }
 
 // Follow counts a log follower of container id until the returned func
@@ -933,6 +971,7 @@ func (m *Manager) Follow(id string) (release func()) {
 	if f == nil {
 		f = &followers{done: make(chan struct{})}
 		m.follows[id] = f
+		m.notify.follow(id, true) // its log's writes wake the followers
 	}
 	f.n++
 	m.followMu.Unlock()
@@ -943,6 +982,7 @@ func (m *Manager) Follow(id string) (release func()) {
 			defer m.followMu.Unlock()
 			if f.n--; f.n == 0 {
 				delete(m.follows, id)
+				m.notify.follow(id, false)
 				close(f.done)
 			}
 		})

@@ -69,15 +69,7 @@ func (m *Manager) observe(all []Container) {
 	live := map[string]bool{}
 	for _, c := range all {
 		live[c.ID] = true
-		m.events.mu.Lock()
-		_, known := seen[c.ID]
-		if !known {
-			seen[c.ID] = [2]time.Time{c.State.StartedAt, c.State.FinishedAt}
-		}
-		m.events.mu.Unlock()
-		if known {
-			m.observeOne(c)
-		}
+		m.observeSeen(c)
 	}
 	m.events.mu.Lock()
 	for id := range seen {
@@ -85,6 +77,30 @@ func (m *Manager) observe(all []Container) {
 			delete(seen, id)
 		}
 	}
+	m.events.mu.Unlock()
+}
+
+// observeSeen reports c's state changes since it was last seen; the first
+// sight of a container only records its state.
+func (m *Manager) observeSeen(c Container) {
+	m.events.mu.Lock()
+	if m.events.seen == nil {
+		m.events.seen = map[string][2]time.Time{}
+	}
+	_, known := m.events.seen[c.ID]
+	if !known {
+		m.events.seen[c.ID] = [2]time.Time{c.State.StartedAt, c.State.FinishedAt}
+	}
+	m.events.mu.Unlock()
+	if known {
+		m.observeOne(c)
+	}
+}
+
+// unobserve forgets a removed container.
+func (m *Manager) unobserve(id string) {
+	m.events.mu.Lock()
+	delete(m.events.seen, id)
 	m.events.mu.Unlock()
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/cgroup"
 	"github.com/flick-edge/flick/internal/durable"
+	"github.com/flick-edge/flick/internal/errdefs"
 )
 
 // Recover runs at daemon start. Containers whose monitor still runs are
@@ -114,31 +115,109 @@ func writeState(dir string, st bundle.State) {
 
 // Watch turns the monitors' state changes into events (start, die, oom)
 // and removes detached --rm containers once they have exited, until ctx
-// ends.
+// ends. It looks at a container when inotify says its bundle changed, and
+// at all of them every sweepEvery (a safety net: a monitor adopted from an
+// earlier daemon can end without a change to its bundle). Without inotify
+// it polls every container ten times a second.
 func (m *Manager) Watch(ctx context.Context) {
-	t := time.NewTicker(100 * time.Millisecond)
+	every := sweepEvery
+	if !m.notify.ok() {
+		every = 100 * time.Millisecond
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
+	// Detached --rm containers that exited, by ID, and when to look again.
+	due := map[string]time.Time{}
+	remind := time.NewTimer(time.Hour)
+	defer remind.Stop()
+	look := func(c Container) {
+		if c.HostConfig == nil || !c.HostConfig.AutoRemove || c.State.Status != "exited" {
+			delete(due, c.ID)
+			return
+		}
+		// A client waiting for the removal (docker run --rm) removes it
+		// itself at once, with the exit status in hand; this is the
+		// fallback for detached --rm containers, 2 s after the exit.
+		at := c.State.FinishedAt.Add(2 * time.Second)
+		if time.Now().Before(at) || shimAlive(c.State.ShimPid) {
+			due[c.ID] = later(at, time.Now().Add(time.Second/2))
+			return
+		}
+		delete(due, c.ID)
+		if err := m.Remove(ctx, c.ID, false, false); err != nil && !errdefs.Is(err, errdefs.NotFound) {
+			m.log.Warn("auto-remove", "name", c.Name, "err", err)
+		}
+	}
+	sweep := func() {
+		all, err := m.List()
+		if err != nil {
+			return
+		}
+		for _, c := range all {
+			m.notify.watch(c.ID)
+		}
+		m.observe(all)
+		for _, c := range all {
+			look(c)
+		}
+	}
+	sweep()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		all, err := m.List()
-		if err != nil {
-			continue
-		}
-		m.observe(all)
-		for _, c := range all {
-			// A client waiting for the removal (docker run --rm) removes it
-			// itself at once, with the exit status in hand; this is the
-			// fallback for detached --rm containers.
-			if c.HostConfig != nil && c.HostConfig.AutoRemove && c.State.Status == "exited" && !shimAlive(c.State.ShimPid) &&
-				time.Since(c.State.FinishedAt) > 2*time.Second {
-				if err := m.Remove(ctx, c.ID, false, false); err != nil {
-					m.log.Warn("auto-remove", "name", c.Name, "err", err)
+			sweep()
+		case <-m.notify.kick:
+			ids, all := m.notify.takeDirty()
+			if all {
+				sweep()
+				break
+			}
+			for _, id := range ids {
+				c, err := m.load(id)
+				if err != nil { // removed
+					m.unobserve(id)
+					delete(due, id)
+					continue
+				}
+				m.observeSeen(c)
+				look(c)
+			}
+		case <-remind.C:
+			now := time.Now()
+			for id, at := range due {
+				if at.After(now) {
+					continue
+				}
+				if c, err := m.load(id); err == nil {
+					look(c)
+				} else {
+					delete(due, id)
 				}
 			}
 		}
+		// The next reminder: the earliest container due.
+		next := time.Duration(-1)
+		for _, at := range due {
+			if d := time.Until(at); next < 0 || d < next {
+				next = max(d, 0)
+			}
+		}
+		remind.Stop()
+		if next >= 0 {
+			remind.Reset(next)
+		}
 	}
+}
+
+// sweepEvery is how often Watch looks at every container although inotify
+// tells it of changes.
+const sweepEvery = 10 * time.Second
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

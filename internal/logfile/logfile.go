@@ -117,13 +117,36 @@ func (w *Writer) Pump(stream string, r io.Reader) {
 	}
 }
 
-// Read sends the entries of the log at path (and its rotated files), oldest first, to fn; with
-// follow it keeps waiting for new ones until ctx ends or done reports that
-// the container has exited and everything was read. A follower polls the
-// file; the channel exited returns (nil: none yet) wakes it at once when
-// the monitor reports the end.
-func Read(ctx context.Context, path string, follow bool, done func() bool, exited func() <-chan struct{}, fn func(Entry) error) error {
-	var woke <-chan struct{} // the report already seen
+// Follow says how Read follows a log that is still being written.
+type Follow struct {
+	On bool // follow at all; without it Read stops at the end
+	// Done reports that the writer has ended: Read reads to the end once
+	// more and stops.
+	Done func() bool
+	// Exited returns a channel closed (for good) when the writer reports
+	// its end; nil (the func or the channel): no report.
+	Exited func() <-chan struct{}
+	// Changed and Written return channels closed at the writer's next
+	// state change and at the next write to the log. Read subscribes
+	// before each read to the end, so a write in between wakes it. A nil
+	// channel means no notice: Read then polls the file (every 2 ms while
+	// output flows, backing off to 50 ms); with Written it only checks
+	// once a second, for a writer that ended without a word.
+	Changed, Written func() <-chan struct{}
+}
+
+// Read sends the entries of the log at path (and its rotated files), oldest first, to fn; when
+// following it keeps waiting for new ones until ctx ends or Done reports that
+// the container has exited and everything was read.
+func Read(ctx context.Context, path string, fw Follow, fn func(Entry) error) error {
+	follow, done := fw.On, fw.Done
+	sub := func(f func() <-chan struct{}) <-chan struct{} {
+		if f == nil {
+			return nil
+		}
+		return f()
+	}
+	var woke <-chan struct{} // the exit report already seen
 	base := path
 	var files []string
 	for i := 9; i >= 1; i-- {
@@ -161,6 +184,10 @@ func Read(ctx context.Context, path string, follow bool, done func() bool, exite
 	var pending []byte
 	idle := 0
 	final := false // done() was true: this read to EOF is the last
+	var changed, written <-chan struct{}
+	if follow {
+		changed, written = sub(fw.Changed), sub(fw.Written)
+	}
 	for {
 		line, err := br.ReadBytes('\n')
 		pending = append(pending, line...)
@@ -202,23 +229,32 @@ func Read(ctx context.Context, path string, follow bool, done func() bool, exite
 			final = true
 			continue
 		}
-		// Poll fast while output flows or the container just started,
-		// backing off to 50 ms when idle.
+		// Without notice of writes, poll fast while output flows or the
+		// container just started, backing off to 50 ms when idle.
 		idle++
 		wait := min(time.Duration(idle)*2*time.Millisecond, 50*time.Millisecond)
-		var ch <-chan struct{}
-		if exited != nil {
-			if ch = exited(); ch == woke {
-				ch = nil
-			}
+		if written != nil {
+			wait = time.Second
 		}
+		ch := sub(fw.Exited)
+		if ch == woke {
+			ch = nil
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
 		case <-ch:
 			woke = ch // read to EOF once more, then done() says so
-		case <-time.After(wait):
+		case <-changed:
+		case <-written:
+		case <-t.C:
 		}
+		t.Stop()
+		// Subscribe again before reading on; a channel not fired yet is
+		// returned again.
+		changed, written = sub(fw.Changed), sub(fw.Written)
 	}
 }
 

@@ -39,7 +39,7 @@ func TestReadDeliversWhatCameBeforeDone(t *testing.T) {
 			return true
 		}
 		var got []string
-		err := Read(context.Background(), path, true, done, nil, func(e Entry) error {
+		err := Read(context.Background(), path, Follow{On: true, Done: done}, func(e Entry) error {
 			got = append(got, e.Stream+":"+e.Log)
 			return nil
 		})

@@ -1,0 +1,211 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flick-edge/flick/internal/bundle"
+	"github.com/flick-edge/flick/internal/logfile"
+)
+
+// fakeBundle puts a container record in m's store as Create does (built
+// under a hidden name, renamed in), with state st if st.Status is set.
+func fakeBundle(t *testing.T, m *Manager, id string, st bundle.State) string {
+	t.Helper()
+	stage := filepath.Join(m.cfg.Root, stagePrefix+id)
+	if err := os.Mkdir(stage, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(Record{ID: id, Name: "c-" + id[:6], Created: time.Now()})
+	if err := os.WriteFile(filepath.Join(stage, "container.json"), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != "" {
+		if err := bundle.WriteState(stage, st, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := filepath.Join(m.cfg.Root, id)
+	if err := os.Rename(stage, b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func newTestManager(t *testing.T) *Manager {
+	t.Helper()
+	dir := t.TempDir()
+	m, err := New(Config{Root: filepath.Join(dir, "containers"), Volumes: filepath.Join(dir, "volumes")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if !m.notify.ok() {
+		t.Skip("no inotify here")
+	}
+	return m
+}
+
+func fired(ch <-chan struct{}, within time.Duration) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(within):
+		return false
+	}
+}
+
+func TestNotifierWakes(t *testing.T) {
+	m := newTestManager(t)
+	id := strings.Repeat("ab", 32)
+	b := fakeBundle(t, m, id, bundle.State{})
+
+	// A monitor's state write (a rename into the bundle) wakes a waiter.
+	ch := m.notify.changed(id)
+	if ch == nil {
+		t.Fatal("changed: nil with inotify")
+	}
+	if err := bundle.WriteState(b, bundle.State{Status: "running"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if !fired(ch, 10*time.Second) {
+		t.Fatal("a new state.json did not wake the waiter")
+	}
+
+	// Log writes do not wake anybody while nobody follows the log...
+	changed, written := m.notify.changed(id), m.notify.written(id)
+	w, err := logfile.Open(filepath.Join(b, bundle.LogFile), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append("stdout", []byte("unfollowed\n")); err != nil {
+		t.Fatal(err)
+	}
+	if fired(changed, 200*time.Millisecond) || fired(written, 0) {
+		t.Fatal("a write to a log nobody follows woke a waiter")
+	}
+	// ... and wake its followers, not the state's waiters, while somebody does.
+	release := m.Follow(id)
+	written = m.notify.written(id)
+	if err := w.Append("stdout", []byte("followed\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !fired(written, 10*time.Second) {
+		t.Fatal("a write to a followed log did not wake its follower")
+	}
+	if fired(changed, 0) {
+		t.Fatal("a log write woke a waiter on the state")
+	}
+	release()
+	w.Close() // an open descriptor under the bundle would delay its IN_DELETE_SELF
+
+	// Watch hears of the changes too.
+	ids, _ := m.notify.takeDirty()
+	if len(ids) != 1 || ids[0] != id {
+		t.Fatalf("changed containers: %v, want [%s]", ids, id)
+	}
+
+	// The bundle's removal (a rename to trash, as durable.RemoveAll does,
+	// then the delete) wakes a waiter, and its watch goes.
+	changed = m.notify.changed(id)
+	if err := os.Rename(b, filepath.Join(m.cfg.Root, ".trash-"+id)); err != nil {
+		t.Fatal(err)
+	}
+	if !fired(changed, 10*time.Second) {
+		t.Fatal("the bundle's removal did not wake the waiter")
+	}
+	os.RemoveAll(filepath.Join(m.cfg.Root, ".trash-"+id))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m.notify.mu.Lock()
+		n := len(m.notify.wds) + len(m.notify.ids)
+		m.notify.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watches of a removed bundle left: %d: %v %v", n, m.notify.wds, m.notify.ids)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// A bundle renamed in (a create) is watched without being asked.
+	id2 := strings.Repeat("cd", 32)
+	b2 := fakeBundle(t, m, id2, bundle.State{})
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		m.notify.mu.Lock()
+		_, ok := m.notify.wds[id2]
+		m.notify.mu.Unlock()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not watched after its creation", b2)
+		}
+	}
+}
+
+// TestWaitDoesNotPoll: a client waiting on a running container (docker
+// wait, an attached docker run) costs the daemon nothing until the
+// container changes; it used to read its state every 5 ms. Its end is
+// seen at once: the state's change, then its monitor's exit (a pidfd; a
+// container adopted from an earlier daemon has no exit report).
+func TestWaitDoesNotPoll(t *testing.T) {
+	m := newTestManager(t)
+	// A stand-in for the container's monitor: shimAlive knows a monitor by
+	// its command line.
+	shim := exec.Command("/bin/sh", "-c", "read x", "__shim")
+	stdin, err := shim.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := shim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { shim.Process.Kill(); shim.Wait() }()
+	id := strings.Repeat("ef", 32)
+	b := fakeBundle(t, m, id, bundle.State{Status: "running", ShimPid: shim.Process.Pid, StartedAt: time.Now()})
+
+	type result struct {
+		code int
+		err  error
+	}
+	res := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		code, err := m.Wait(ctx, id, "not-running")
+		res <- result{code, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // let it settle into its wait
+	before := m.looks.Load()
+	time.Sleep(500 * time.Millisecond)
+	if n := m.looks.Load() - before; n > 5 {
+		t.Fatalf("Wait read the container %d times in 0.5 s while nothing changed: it polls", n)
+	}
+
+	// The monitor records the exit, then ends.
+	if err := bundle.WriteState(b, bundle.State{Status: "exited", ShimPid: shim.Process.Pid, ExitCode: 3, FinishedAt: time.Now()}, false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-res:
+		t.Fatalf("Wait returned %v while the monitor still ran", r)
+	case <-time.After(200 * time.Millisecond):
+	}
+	stdin.Close() // the monitor ends
+	select {
+	case r := <-res:
+		if r.err != nil || r.code != 3 {
+			t.Fatalf("Wait: %d, %v; want 3", r.code, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Wait did not return after the monitor ended")
+	}
+}
