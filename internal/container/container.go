@@ -908,17 +908,13 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 		if exited == woke {
 			exited = nil
 		}
-		// An exited container whose monitor still runs (restarting it, or
-		// about to end) is done when the monitor ends, which state.json
-		// does not show: a container adopted from an earlier daemon has no
-		// exit report, so wait for the process itself.
 		stop()
 		var gone <-chan struct{}
 		gone, stop = nil, func() {}
-		if exited == nil && cur.Status() == "exited" {
-			gone, stop = processGone(cur.State.ShimPid)
+		if exited == nil {
+			gone, stop = m.monitorEnd(cur)
 		}
-		// A fallback only: without inotify (or a pidfd) this is the poll.
+		// A fallback only: without inotify this is the poll.
 		poll := time.Second
 		if changed == nil {
 			poll = 50 * time.Millisecond
@@ -936,6 +932,17 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 		}
 		t.Stop()
 	}
+}
+
+// monitorEnd returns a channel closed when the monitor of c ends, if c has
+// exited and its monitor runs on (restarting it, or about to end: a
+// container adopted from an earlier daemon has no exit report, and the
+// monitor's end does not touch its bundle); else nil. stop lets it go.
+func (m *Manager) monitorEnd(c Container) (gone <-chan struct{}, stop func()) {
+	if c.Status() != "exited" || m.monitorDone(c) {
+		return nil, func() {}
+	}
+	return processGone(c.State.ShimPid)
 }
 
 // Logs streams a container's log entries.
@@ -957,6 +964,13 @@ func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(log
 		Exited:  func() <-chan struct{} { return m.exitedCh(c.ID) },
 		Changed: func() <-chan struct{} { return m.notify.changed(c.ID) },
 		Written: func() <-chan struct{} { return m.notify.written(c.ID) },
+		Ended: func() (<-chan struct{}, func()) {
+			cur, err := m.load(c.ID)
+			if err != nil {
+				return nil, func() {}
+			}
+			return m.monitorEnd(cur)
+		},
 	}, fn)
 }
 

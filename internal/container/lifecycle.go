@@ -2,6 +2,8 @@ package container
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,13 +119,17 @@ func writeState(dir string, st bundle.State) {
 // and removes detached --rm containers once they have exited, until ctx
 // ends. It looks at a container when inotify says its bundle changed, and
 // at all of them every sweepEvery (a safety net: a monitor adopted from an
-// earlier daemon can end without a change to its bundle). Without inotify
-// it polls every container ten times a second.
+// earlier daemon can end without a change to its bundle). When changes
+// can go unnoticed (no inotify, or bundles past fs.inotify.max_user_watches)
+// it looks at every container ten times a second.
 func (m *Manager) Watch(ctx context.Context) {
-	every := sweepEvery
-	if !m.notify.ok() {
-		every = 100 * time.Millisecond
+	interval := func() time.Duration {
+		if m.notify.degraded() {
+			return 100 * time.Millisecond
+		}
+		return sweepEvery
 	}
+	every := interval()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	// Detached --rm containers that exited, by ID, and when to look again.
@@ -148,38 +154,61 @@ func (m *Manager) Watch(ctx context.Context) {
 			m.log.Warn("auto-remove", "name", c.Name, "err", err)
 		}
 	}
-	sweep := func() {
+	sweep := func(lost bool) {
 		all, err := m.List()
 		if err != nil {
 			return
 		}
+		live := map[string]bool{}
 		for _, c := range all {
+			live[c.ID] = true
 			m.notify.watch(c.ID)
+		}
+		if lost {
+			m.notify.retain(live)
 		}
 		m.observe(all)
 		for _, c := range all {
 			look(c)
 		}
 	}
-	sweep()
+	sweep(false)
 	for {
+		// The next reminder: the earliest container due.
+		next := time.Duration(-1)
+		for _, at := range due {
+			if d := time.Until(at); next < 0 || d < next {
+				next = max(d, 0)
+			}
+		}
+		remind.Stop()
+		if next >= 0 {
+			remind.Reset(next)
+		}
+		if e := interval(); e != every {
+			every = e
+			t.Reset(every)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			sweep()
+			sweep(false)
 		case <-m.notify.kick:
 			ids, all := m.notify.takeDirty()
 			if all {
-				sweep()
+				sweep(true)
 				break
 			}
 			for _, id := range ids {
 				c, err := m.load(id)
-				if err != nil { // removed
+				if errors.Is(err, fs.ErrNotExist) { // removed
 					m.unobserve(id)
 					delete(due, id)
 					continue
+				}
+				if err != nil {
+					continue // the next sweep looks again
 				}
 				m.observeSeen(c)
 				look(c)
@@ -192,21 +221,12 @@ func (m *Manager) Watch(ctx context.Context) {
 				}
 				if c, err := m.load(id); err == nil {
 					look(c)
-				} else {
+				} else if errors.Is(err, fs.ErrNotExist) {
 					delete(due, id)
+				} else {
+					due[id] = now.Add(time.Second)
 				}
 			}
-		}
-		// The next reminder: the earliest container due.
-		next := time.Duration(-1)
-		for _, at := range due {
-			if d := time.Until(at); next < 0 || d < next {
-				next = max(d, 0)
-			}
-		}
-		remind.Stop()
-		if next >= 0 {
-			remind.Reset(next)
 		}
 	}
 }

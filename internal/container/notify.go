@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -42,6 +44,7 @@ type notifier struct {
 	follows map[string]bool          // containers whose log is followed: watched for writes too
 	waiters map[string]chan struct{} // closed at the container's next change
 	writes  map[string]chan struct{} // closed at the next write to a followed log
+	failed  map[string]time.Time     // bundles that could not be watched, and when they were last tried
 	dirty   map[string]bool          // changed since Watch last looked
 	all     bool                     // events were lost (queue overflow): everything may have changed
 	kick    chan struct{}            // Watch's wake-up; holds one
@@ -61,7 +64,7 @@ const (
 // error is logged) still works, and callers poll.
 func newNotifier(root string, log *slog.Logger) *notifier {
 	n := &notifier{dir: root, log: log, ids: map[int32]string{}, wds: map[string]int32{}, follows: map[string]bool{},
-		waiters: map[string]chan struct{}{}, writes: map[string]chan struct{}{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
+		waiters: map[string]chan struct{}{}, writes: map[string]chan struct{}{}, failed: map[string]time.Time{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		log.Warn("no inotify: the daemon polls containers' state", "err", err)
@@ -81,6 +84,41 @@ func newNotifier(root string, log *slog.Logger) *notifier {
 
 // ok reports whether changes are notified.
 func (n *notifier) ok() bool { return n.f != nil }
+
+// degraded reports whether some changes go unnoticed: no inotify, a read
+// that failed, or bundles that could not be watched. Watch then polls.
+func (n *notifier) degraded() bool {
+	if n.f == nil {
+		return true
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed || len(n.failed) > 0
+}
+
+// retain lets the watches of bundles not in live go: after lost events
+// (a queue overflow) their IN_IGNORED may be among them.
+func (n *notifier) retain(live map[string]bool) {
+	if n.f == nil {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for id, wd := range n.wds {
+		if !live[id] {
+			if !n.closed {
+				unix.InotifyRmWatch(n.fd, uint32(wd))
+			}
+			delete(n.wds, id)
+			delete(n.ids, wd)
+		}
+	}
+	for id := range n.failed {
+		if !live[id] {
+			delete(n.failed, id)
+		}
+	}
+}
 
 func (n *notifier) close() {
 	if n.f == nil {
@@ -142,8 +180,13 @@ func (n *notifier) watchLocked(id string) error {
 	if _, ok := n.wds[id]; ok {
 		return nil
 	}
+	if at, ok := n.failed[id]; ok && time.Since(at) < 10*time.Second {
+		return errNotWatched // tried a moment ago; the caller polls
+	}
 	return n.addLocked(id)
 }
+
+var errNotWatched = errors.New("container bundle not watched")
 
 // addLocked adds (or changes) the watch of id's bundle.
 func (n *notifier) addLocked(id string) error {
@@ -157,10 +200,14 @@ func (n *notifier) addLocked(id string) error {
 	wd, err := unix.InotifyAddWatch(n.fd, filepath.Join(n.dir, id), mask)
 	if err != nil {
 		if !errors.Is(err, unix.ENOENT) {
-			n.log.Warn("cannot watch a container's bundle: polling it", "id", id, "err", err)
+			if _, logged := n.failed[id]; !logged {
+				n.log.Warn("cannot watch a container's bundle: polling it (raise fs.inotify.max_user_watches?)", "id", id, "err", err)
+			}
+			n.failed[id] = time.Now()
 		}
 		return err
 	}
+	delete(n.failed, id)
 	n.ids[int32(wd)], n.wds[id] = id, int32(wd)
 	return nil
 }
@@ -242,6 +289,8 @@ func (n *notifier) eventLocked(wd int32, mask uint32, name string) {
 		}
 		if mask&unix.IN_MOVED_TO != 0 {
 			n.watchLocked(name)
+		} else {
+			delete(n.failed, name) // removed
 		}
 		n.wakeLocked(name)
 	default:
@@ -301,34 +350,48 @@ func (n *notifier) kickLocked() {
 }
 
 // processGone returns a channel closed when process pid has ended (a
-// pidfd, waited on in Go's poller) and a func that stops waiting; a nil
-// channel if it cannot tell (no pidfd: callers poll).
+// pidfd, waited on in Go's poller) and a func that stops waiting. Where
+// the kernel has no pidfd (before Linux 5.3) the channel closes after 50
+// ms instead, and callers look again: a poll.
 func processGone(pid int) (<-chan struct{}, func()) {
 	done := make(chan struct{})
 	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if errors.Is(err, unix.EINVAL) { // PIDFD_NONBLOCK is Linux 5.10
+		if fd, err = unix.PidfdOpen(pid, 0); err == nil {
+			if err = unix.SetNonblock(fd, true); err != nil {
+				unix.Close(fd)
+			}
+		}
+	}
 	if errors.Is(err, unix.ESRCH) {
 		close(done)
 		return done, func() {}
 	}
-	if err != nil {
-		return nil, func() {}
+	var f *os.File
+	var rc syscall.RawConn
+	if err == nil {
+		f = os.NewFile(uintptr(fd), "pidfd")
+		if rc, err = f.SyscallConn(); err != nil {
+			f.Close()
+		}
 	}
-	f := os.NewFile(uintptr(fd), "pidfd")
-	rc, err := f.SyscallConn()
 	if err != nil {
-		f.Close()
-		return nil, func() {}
+		t := time.AfterFunc(50*time.Millisecond, func() { close(done) })
+		return done, func() { t.Stop() }
 	}
 	go func() {
 		// A pidfd polls readable once the process has ended; Read's func
 		// returning false waits for that in the poller. Read also returns
-		// when the stop func closes f.
-		// Only a real end closes done: a descriptor the poller cannot wait
-		// on, or the stop, leaves it open (callers' fallback polls).
+		// when the stop func closes f. Only a real end closes done: a
+		// descriptor the poller cannot wait on, or the stop, leaves it
+		// open (callers' fallbacks look again).
 		ended := false
 		rc.Read(func(fd uintptr) bool {
 			p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 			k, err := unix.Poll(p, 0)
+			if err == unix.EINTR || err == unix.EAGAIN {
+				return false
+			}
 			ended = err == nil && k > 0
 			return err != nil || ended
 		})

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	mcontainer "github.com/moby/moby/api/types/container"
+	mevents "github.com/moby/moby/api/types/events"
+
 	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/logfile"
 )
@@ -22,7 +25,7 @@ func fakeBundle(t *testing.T, m *Manager, id string, st bundle.State) string {
 	if err := os.Mkdir(stage, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := json.Marshal(Record{ID: id, Name: "c-" + id[:6], Created: time.Now()})
+	raw, _ := json.Marshal(Record{ID: id, Name: "c-" + id[:6], Created: time.Now(), Config: &mcontainer.Config{}, HostConfig: &mcontainer.HostConfig{}})
 	if err := os.WriteFile(filepath.Join(stage, "container.json"), raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -208,4 +211,94 @@ func TestWaitDoesNotPoll(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Wait did not return after the monitor ended")
 	}
+}
+
+// TestWaitRemovedDoesNotSpin: waiting for the removal of an exited
+// container nobody removes sleeps until it goes (a review found it
+// spinning: the monitor's end had already been seen, and each look asked
+// for it again).
+func TestWaitRemovedDoesNotSpin(t *testing.T) {
+	m := newTestManager(t)
+	id := strings.Repeat("12", 32)
+	b := fakeBundle(t, m, id, bundle.State{Status: "exited", ExitCode: 7, FinishedAt: time.Now()})
+	res := make(chan error, 1)
+	code := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() {
+		var err error
+		code, err = m.Wait(ctx, id, "removed")
+		res <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	before := m.looks.Load()
+	time.Sleep(500 * time.Millisecond)
+	if n := m.looks.Load() - before; n > 5 {
+		t.Fatalf("Wait read the container %d times in 0.5 s while nothing changed", n)
+	}
+	// Removed as durable.RemoveAll does: renamed to trash, then deleted.
+	trash := filepath.Join(m.cfg.Root, ".trash-"+id)
+	if err := os.Rename(b, trash); err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(trash)
+	select {
+	case err := <-res:
+		if err != nil || code != 7 {
+			t.Fatalf("Wait: %d, %v; want 7", code, err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Wait did not return after the removal")
+	}
+}
+
+// TestWatchEvents: a monitor's state writes become start and die events
+// when they happen, not at Watch's sweep (every 10 s).
+func TestWatchEvents(t *testing.T) {
+	m := newTestManager(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	evs, unsub := m.Subscribe()
+	defer unsub()
+	go m.Watch(ctx)
+	id := strings.Repeat("34", 32)
+	b := fakeBundle(t, m, id, bundle.State{})
+	// Watch records a container when it first sees it; events are for
+	// what changes after.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		m.events.mu.Lock()
+		_, seen := m.events.seen[id]
+		m.events.mu.Unlock()
+		if seen {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Watch did not see the new container within 5 s")
+		}
+	}
+	expect := func(action mevents.Action, attrs map[string]string) {
+		t.Helper()
+		select {
+		case ev := <-evs:
+			if ev.Action != action || ev.Actor.ID != id {
+				t.Fatalf("event %s %s, want %s %s", ev.Action, ev.Actor.ID, action, id)
+			}
+			for k, v := range attrs {
+				if ev.Actor.Attributes[k] != v {
+					t.Fatalf("%s event: %s=%q, want %q", action, k, ev.Actor.Attributes[k], v)
+				}
+			}
+		case <-time.After(5 * time.Second): // half the sweep's period
+			t.Fatalf("no %s event within 5 s", action)
+		}
+	}
+	started := time.Now()
+	if err := bundle.WriteState(b, bundle.State{Status: "running", StartedAt: started}, false); err != nil {
+		t.Fatal(err)
+	}
+	expect(mevents.ActionStart, nil)
+	if err := bundle.WriteState(b, bundle.State{Status: "exited", StartedAt: started, FinishedAt: time.Now(), ExitCode: 2}, false); err != nil {
+		t.Fatal(err)
+	}
+	expect(mevents.ActionDie, map[string]string{"exitCode": "2"})
 }

@@ -133,6 +133,10 @@ type Follow struct {
 	// output flows, backing off to 50 ms); with Written it only checks
 	// once a second, for a writer that ended without a word.
 	Changed, Written func() <-chan struct{}
+	// Ended returns a channel closed when the writer ends, where neither
+	// Exited nor Changed would tell (nil: no such wait), and a func that
+	// lets it go.
+	Ended func() (<-chan struct{}, func())
 }
 
 // Read sends the entries of the log at path (and its rotated files), oldest first, to fn; when
@@ -184,9 +188,19 @@ func Read(ctx context.Context, path string, fw Follow, fn func(Entry) error) err
 	var pending []byte
 	idle := 0
 	final := false // done() was true: this read to EOF is the last
-	var changed, written <-chan struct{}
-	if follow {
+	var changed, written, ended <-chan struct{}
+	stopEnded := func() {}
+	defer func() { stopEnded() }()
+	resub := func() {
 		changed, written = sub(fw.Changed), sub(fw.Written)
+		stopEnded()
+		ended, stopEnded = nil, func() {}
+		if fw.Ended != nil {
+			ended, stopEnded = fw.Ended()
+		}
+	}
+	if follow {
+		resub()
 	}
 	for {
 		line, err := br.ReadBytes('\n')
@@ -249,12 +263,13 @@ func Read(ctx context.Context, path string, fw Follow, fn func(Entry) error) err
 			woke = ch // read to EOF once more, then done() says so
 		case <-changed:
 		case <-written:
+		case <-ended:
 		case <-t.C:
 		}
 		t.Stop()
 		// Subscribe again before reading on; a channel not fired yet is
 		// returned again.
-		changed, written = sub(fw.Changed), sub(fw.Written)
+		resub()
 	}
 }
 
