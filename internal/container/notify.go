@@ -133,27 +133,18 @@ func (n *notifier) close() {
 // changed returns a channel closed at the container's next change; nil if
 // changes to it cannot be notified. Call it before looking at the
 // container, so that a change in between is not missed.
-func (n *notifier) changed(id string) <-chan struct{} {
-	if n.f == nil {
-		return nil
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.waitLocked(n.waiters, id)
-}
+func (n *notifier) changed(id string) <-chan struct{} { return n.subscribe(n.waiters, id) }
 
 // written returns a channel closed at the next write to the container's
 // log, which must be followed (follow); nil if writes cannot be notified.
-func (n *notifier) written(id string) <-chan struct{} {
+func (n *notifier) written(id string) <-chan struct{} { return n.subscribe(n.writes, id) }
+
+func (n *notifier) subscribe(waiters map[string]chan struct{}, id string) <-chan struct{} {
 	if n.f == nil {
 		return nil
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.waitLocked(n.writes, id)
-}
-
-func (n *notifier) waitLocked(waiters map[string]chan struct{}, id string) <-chan struct{} {
 	if n.closed || n.watchLocked(id) != nil {
 		return nil
 	}

@@ -124,32 +124,29 @@ func TestNotifierWakes(t *testing.T) {
 		t.Fatal("the bundle's removal did not wake the waiter")
 	}
 	os.RemoveAll(filepath.Join(m.cfg.Root, ".trash-"+id))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually(t, 10*time.Second, "the watches of a removed bundle go", func() bool {
 		m.notify.mu.Lock()
-		n := len(m.notify.wds) + len(m.notify.ids)
-		m.notify.mu.Unlock()
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("watches of a removed bundle left: %d: %v %v", n, m.notify.wds, m.notify.ids)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer m.notify.mu.Unlock()
+		return len(m.notify.wds)+len(m.notify.ids) == 0
+	})
 
 	// A bundle renamed in (a create) is watched without being asked.
 	id2 := strings.Repeat("cd", 32)
-	b2 := fakeBundle(t, m, id2, bundle.State{})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	fakeBundle(t, m, id2, bundle.State{})
+	eventually(t, 10*time.Second, "a created bundle is watched", func() bool {
 		m.notify.mu.Lock()
+		defer m.notify.mu.Unlock()
 		_, ok := m.notify.wds[id2]
-		m.notify.mu.Unlock()
-		if ok {
-			break
-		}
+		return ok
+	})
+}
+
+// eventually fails the test unless cond holds within d.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not watched after its creation", b2)
+			t.Fatalf("not within %v: %s", d, what)
 		}
 	}
 }
@@ -265,17 +262,12 @@ func TestWatchEvents(t *testing.T) {
 	b := fakeBundle(t, m, id, bundle.State{})
 	// Watch records a container when it first sees it; events are for
 	// what changes after.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	eventually(t, 5*time.Second, "Watch sees the new container", func() bool {
 		m.events.mu.Lock()
+		defer m.events.mu.Unlock()
 		_, seen := m.events.seen[id]
-		m.events.mu.Unlock()
-		if seen {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("Watch did not see the new container within 5 s")
-		}
-	}
+		return seen
+	})
 	expect := func(action mevents.Action, attrs map[string]string) {
 		t.Helper()
 		select {
