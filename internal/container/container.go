@@ -128,6 +128,7 @@ type Manager struct {
 
 	mons *monitors
 
+	ops    opLocks      // one start, stop or removal of a container at a time
 	notify *notifier    // changes to bundles: Wait, Logs and Watch wait on it instead of polling
 	looks  atomic.Int64 // containers read (load): what a poll would show
 }
@@ -660,10 +661,11 @@ func shimAlive(pid int) bool {
 // Start launches the container's monitor and waits until the application
 // runs or its start failed (then the error says why, and exit code 125-127).
 func (m *Manager) Start(ctx context.Context, ref string) error {
-	c, err := m.Get(ref)
+	c, unlock, err := m.getLocked(ref)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	if c.Running() {
 		return nil // Docker: starting a running container is a no-op
 	}
@@ -750,14 +752,19 @@ func signal(c Container, sig syscall.Signal) error {
 // Stop asks the application to exit (SIGTERM, or the image's stop signal),
 // waits up to timeout, then kills it. A stopped container is not restarted.
 func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) error {
-	c, err := m.Get(ref)
+	// Locked while it marks and signals (a start must not come in
+	// between), not while it waits: a `rm -f` during a long stop timeout
+	// kills at once, as Docker's does.
+	c, unlock, err := m.getLocked(ref)
 	if err != nil {
 		return err
 	}
 	if err := markStopped(c.Bundle); err != nil {
+		unlock()
 		return err
 	}
 	if !c.Running() {
+		unlock()
 		return nil
 	}
 	sig := syscall.SIGTERM
@@ -767,6 +774,7 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 		}
 	}
 	signal(c, sig)
+	unlock()
 	if m.waitShim(ctx, c, timeout) {
 		return nil
 	}
@@ -828,10 +836,11 @@ func (m *Manager) Kill(ref, sigName string) error {
 
 // Remove deletes a container; a running one only with force (killed first).
 func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) error {
-	c, err := m.Get(ref)
+	c, unlock, err := m.getLocked(ref)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	if c.Running() {
 		if !force {
 			return errdefs.NewConflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+c.Name))
@@ -857,6 +866,21 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 	m.mons.forget(c.ID)
 	m.emit(c, mevents.ActionDestroy, nil)
 	return nil
+}
+
+// getLocked resolves ref and takes the container's operation lock, then
+// reads the container again: its state is the one the operation acts on.
+func (m *Manager) getLocked(ref string) (Container, func(), error) {
+	c, err := m.Get(ref)
+	if err != nil {
+		return Container{}, nil, err
+	}
+	unlock := m.ops.lock(c.ID)
+	if c, err = m.Get(c.ID); err != nil { // removed while we waited
+		unlock()
+		return Container{}, nil, err
+	}
+	return c, unlock, nil
 }
 
 // Wait blocks until the container is not running (condition "not-running",

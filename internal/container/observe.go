@@ -192,7 +192,9 @@ func (m *Manager) Prune(ctx context.Context) (mcontainer.PruneReport, error) {
 			continue
 		}
 		n, _ := snapshot.DiskUsage(filepath.Join(c.Bundle, "upper"))
-		if err := m.Remove(ctx, c.ID, false, false); err != nil {
+		if err := m.Remove(ctx, c.ID, false, false); errdefs.Is(err, errdefs.Conflict) || errdefs.Is(err, errdefs.NotFound) {
+			continue // started (or removed) since the list
+		} else if err != nil {
 			return rep, err
 		}
 		rep.ContainersDeleted = append(rep.ContainersDeleted, c.ID)

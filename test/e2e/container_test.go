@@ -768,3 +768,94 @@ ls /sys/fs/cgroup | grep -c -x -e blkio -e systemd -e cpuset || true
 		t.Fatalf("inside the container:\n%s\nwant:\n%s", out, want)
 	}
 }
+
+// TestStartAndRemoveRace: a removal that comes while a start is launching
+// the container waits for the start, then refuses (the container runs); or
+// it goes first and the start finds no container. Either way no app runs on
+// without its container. Before the per-container lock the removal deleted
+// the bundle under the starting monitor, and the app ran on, in its cgroup,
+// with nothing in the daemon to show or stop it.
+func TestStartAndRemoveRace(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	const marker = "3107" // sleep 3107: this test's apps, whatever else runs
+	var first [2]int      // rounds the removal, the start went first
+	defer func() { t.Logf("the removal went first %d times, the start %d times", first[0], first[1]) }()
+	for i := 0; i < 10; i++ {
+		id := strings.TrimSpace(d.mustFlick(t, "create", img, "sleep", marker).Stdout)
+		started := make(chan Result, 1)
+		go func() { started <- d.flick(t, "start", id) }()
+		time.Sleep(time.Duration(i%5) * 2 * time.Millisecond) // land the removal at different points of the start
+		rm := d.flick(t, "rm", id)
+		st := <-started
+		switch {
+		case rm.Code == 0 && st.Code == 0: // the app outlives its container
+			t.Fatalf("round %d: both the start and the removal succeeded:\nstart: %s\nrm: %s", i, st, rm)
+		case rm.Code == 0:
+			if !strings.Contains(st.Stderr, "No such container") {
+				t.Fatalf("round %d: start after the removal: %s", i, st)
+			}
+			first[0]++
+		case st.Code == 0:
+			if !strings.Contains(rm.Stderr, "container is running") {
+				t.Fatalf("round %d: removal of the started container: %s", i, rm)
+			}
+			first[1]++
+		default:
+			t.Fatalf("round %d: neither worked:\nstart: %s\nrm: %s", i, st, rm)
+		}
+	}
+	// Every app of this test runs in a container the daemon lists.
+	var list []struct {
+		ID string `json:"Id"`
+	}
+	if err := json.Unmarshal([]byte(d.mustFlick(t, "ps", "-a", "--json").Stdout), &list); err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, c := range list {
+		listed[c.ID] = true
+	}
+	apps := appsRunning(t, "sleep\x00"+marker+"\x00")
+	for pid, id := range apps {
+		if !listed[id] {
+			t.Errorf("app %d runs in cgroup %s, a container the daemon does not list", pid, id)
+		}
+	}
+	if len(apps) != len(list) {
+		t.Errorf("%d apps run for %d containers", len(apps), len(list))
+	}
+	for id := range listed {
+		d.mustFlick(t, "rm", "-f", id)
+	}
+	waitFor(t, "the apps to end", 10*time.Second, func() bool { return len(appsRunning(t, "sleep\x00"+marker+"\x00")) == 0 })
+}
+
+// appsRunning maps the processes whose command line starts with cmdline
+// (NUL-separated) to the container ID of their cgroup.
+func appsRunning(t *testing.T, cmdline string) map[int]string {
+	t.Helper()
+	out := map[int]string{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cl, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.HasPrefix(string(cl), cmdline) {
+			continue
+		}
+		cg, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cgroup"))
+		id := ""
+		for _, line := range strings.Split(string(cg), "\n") {
+			if i := strings.LastIndex(line, "/"); i >= 0 && len(line)-i-1 == 64 {
+				id = line[i+1:]
+				break
+			}
+		}
+		out[pid] = id
+	}
+	return out
+}
