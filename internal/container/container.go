@@ -661,11 +661,11 @@ func shimAlive(pid int) bool {
 // Start launches the container's monitor and waits until the application
 // runs or its start failed (then the error says why, and exit code 125-127).
 func (m *Manager) Start(ctx context.Context, ref string) error {
-	c, unlock, err := m.getLocked(ref)
+	c, unlock, err := m.getLocked(ctx, ref)
 	if err != nil {
 		return err
 	}
-	defer unlock()
+	defer func() { unlock() }()
 	if c.Running() {
 		return nil // Docker: starting a running container is a no-op
 	}
@@ -686,6 +686,9 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	if err := ctx.Err(); err != nil { // the client left while we waited
+		return err
+	}
 	os.Remove(filepath.Join(c.Bundle, bundle.StateFile))
 	spec, err := m.attachNetwork(c)
 	if err != nil {
@@ -701,6 +704,19 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	select {
 	case <-mo.started:
 	case <-ctx.Done():
+		// The client left, the start goes on: the lock stays taken until
+		// the monitor reports, so that nothing removes the container
+		// under it.
+		held := unlock
+		unlock = func() {}
+		go func() {
+			defer held()
+			select {
+			case <-mo.started:
+			case <-mo.gone:
+			case <-timeout.C:
+			}
+		}()
 		return ctx.Err()
 	case <-timeout.C:
 	}
@@ -715,10 +731,6 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 			return startError(st)
 		}
 		return nil
-	case errors.Is(err, os.ErrNotExist):
-		if _, serr := os.Stat(c.Bundle); errors.Is(serr, os.ErrNotExist) {
-			return nil // it ran, exited and a waiting client removed it (--rm)
-		}
 	}
 	select {
 	case <-mo.gone:
@@ -755,16 +767,15 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 	// Locked while it marks and signals (a start must not come in
 	// between), not while it waits: a `rm -f` during a long stop timeout
 	// kills at once, as Docker's does.
-	c, unlock, err := m.getLocked(ref)
+	c, unlock, err := m.getLocked(ctx, ref)
 	if err != nil {
 		return err
 	}
+	defer unlock() // released before the wait below; a second release is nothing
 	if err := markStopped(c.Bundle); err != nil {
-		unlock()
 		return err
 	}
 	if !c.Running() {
-		unlock()
 		return nil
 	}
 	sig := syscall.SIGTERM
@@ -811,11 +822,14 @@ func (m *Manager) waitShim(ctx context.Context, c Container, d time.Duration) bo
 
 // Kill sends a signal (default SIGKILL); KILL and TERM also mark the
 // container stopped, so the restart policy leaves it down.
-func (m *Manager) Kill(ref, sigName string) error {
-	c, err := m.Get(ref)
+func (m *Manager) Kill(ctx context.Context, ref, sigName string) error {
+	// Locked: a kill during a start waits for the app and kills it (as
+	// Docker's does), rather than finding nothing to kill.
+	c, unlock, err := m.getLocked(ctx, ref)
 	if err != nil {
 		return err
 	}
+	defer unlock()
 	sig := syscall.SIGKILL
 	if sigName != "" {
 		s, ok := signalByName(sigName)
@@ -836,19 +850,30 @@ func (m *Manager) Kill(ref, sigName string) error {
 
 // Remove deletes a container; a running one only with force (killed first).
 func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) error {
-	c, unlock, err := m.getLocked(ref)
+	c, unlock, err := m.getLocked(ctx, ref)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if c.Running() {
+	// Running, or its monitor may yet run it: a start that gave up waiting
+	// (its client left, or 30 s passed), a restart policy's back-off.
+	if c.Running() || !m.settled(c) {
 		if !force {
 			return errdefs.NewConflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+c.Name))
 		}
-		markStopped(c.Bundle)
-		signal(c, syscall.SIGKILL)
-		if !m.waitShim(ctx, c, 10*time.Second) {
-			return errdefs.NewUnavailable(fmt.Errorf("container %s did not stop", c.Name))
+		markStopped(c.Bundle) // no restart
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			signal(c, syscall.SIGKILL) // its app, once it has one
+			if m.waitShim(ctx, c, time.Second) && m.settled(c) {
+				break
+			}
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				return errdefs.NewUnavailable(fmt.Errorf("container %s did not stop", c.Name))
+			}
+			time.Sleep(20 * time.Millisecond)
+			if c, err = m.load(c.ID); err != nil {
+				return err
+			}
 		}
 	}
 	m.mu.Lock()
@@ -868,19 +893,41 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 	return nil
 }
 
-// getLocked resolves ref and takes the container's operation lock, then
-// reads the container again: its state is the one the operation acts on.
-func (m *Manager) getLocked(ref string) (Container, func(), error) {
+// getLocked resolves ref and takes the container's operation lock (or
+// gives up when ctx ends), then reads the container again: its state is
+// the one the operation acts on.
+func (m *Manager) getLocked(ctx context.Context, ref string) (Container, func(), error) {
 	c, err := m.Get(ref)
 	if err != nil {
 		return Container{}, nil, err
 	}
-	unlock := m.ops.lock(c.ID)
-	if c, err = m.Get(c.ID); err != nil { // removed while we waited
-		unlock()
+	unlock, err := m.ops.lock(ctx, c.ID)
+	if err != nil {
 		return Container{}, nil, err
 	}
-	return c, unlock, nil
+	cur, err := m.load(c.ID)
+	if err != nil { // removed while we waited
+		unlock()
+		return Container{}, nil, errdefs.NewNotFound(fmt.Errorf("No such container: %s", ref))
+	}
+	return cur, unlock, nil
+}
+
+// settled reports whether c's monitor can no longer run its app: it
+// reported the final exit, or it is gone. A monitor just launched (no
+// report yet) or between two runs of a restart policy has not settled.
+func (m *Manager) settled(c Container) bool {
+	if mo := m.mons.of(c.ID); mo != nil && (c.State.ShimPid == 0 || mo.cmd.Process.Pid == c.State.ShimPid) {
+		select {
+		case <-mo.gone:
+			return true
+		case <-mo.exited:
+			return true
+		default:
+			return false
+		}
+	}
+	return !shimAlive(c.State.ShimPid)
 }
 
 // Wait blocks until the container is not running (condition "not-running",

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/flick-edge/flick/internal/bundle"
@@ -134,6 +135,8 @@ func (m *Manager) Watch(ctx context.Context) {
 	defer t.Stop()
 	// Detached --rm containers that exited, by ID, and when to look again.
 	due := map[string]time.Time{}
+	var removals sync.WaitGroup
+	defer removals.Wait()
 	remind := time.NewTimer(time.Hour)
 	defer remind.Stop()
 	look := func(c Container) {
@@ -150,9 +153,16 @@ func (m *Manager) Watch(ctx context.Context) {
 			return
 		}
 		delete(due, c.ID)
-		if err := m.Remove(ctx, c.ID, false, false); err != nil && !errdefs.Is(err, errdefs.NotFound) {
-			m.log.Warn("auto-remove", "name", c.Name, "err", err)
-		}
+		// Not on this goroutine: the removal waits for the container's
+		// lock, which a start may hold for a while.
+		removals.Add(1)
+		go func() {
+			defer removals.Done()
+			err := m.Remove(ctx, c.ID, false, false)
+			if err != nil && !errdefs.Is(err, errdefs.NotFound) && !errdefs.Is(err, errdefs.Conflict) && ctx.Err() == nil {
+				m.log.Warn("auto-remove", "name", c.Name, "err", err)
+			}
+		}()
 	}
 	sweep := func(lost bool) {
 		all, err := m.List()

@@ -140,7 +140,7 @@ func (s *Server) containerKill(w http.ResponseWriter, r *http.Request) {
 	if !s.containers(w) {
 		return
 	}
-	if err := s.cfg.Containers.Kill(r.PathValue("id"), r.URL.Query().Get("signal")); err != nil {
+	if err := s.cfg.Containers.Kill(r.Context(), r.PathValue("id"), r.URL.Query().Get("signal")); err != nil {
 		writeError(w, err)
 		return
 	}

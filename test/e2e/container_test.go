@@ -780,7 +780,14 @@ func TestStartAndRemoveRace(t *testing.T) {
 	d := startDaemon(t)
 	img := busyboxImage(t, d)
 	const marker = "3107" // sleep 3107: this test's apps, whatever else runs
-	var first [2]int      // rounds the removal, the start went first
+	// Apps leaked by a failure would outlive the test (and fail the next
+	// run's count): kill them.
+	t.Cleanup(func() {
+		for pid := range appsRunning(t, "sleep\x00"+marker+"\x00") {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	var first [2]int // rounds the removal, the start went first
 	defer func() { t.Logf("the removal went first %d times, the start %d times", first[0], first[1]) }()
 	for i := 0; i < 10; i++ {
 		id := strings.TrimSpace(d.mustFlick(t, "create", img, "sleep", marker).Stdout)
@@ -804,6 +811,23 @@ func TestStartAndRemoveRace(t *testing.T) {
 			first[1]++
 		default:
 			t.Fatalf("round %d: neither worked:\nstart: %s\nrm: %s", i, st, rm)
+		}
+	}
+	// A start whose client gives up at once (Ctrl-C, an HTTP timeout)
+	// goes on; a removal right after it must still not pull the bundle
+	// from under it (a review found that the lock was let go with the
+	// client).
+	for i := 0; i < 10; i++ {
+		id := strings.TrimSpace(d.mustFlick(t, "create", img, "sleep", marker).Stdout)
+		c := d.httpClient()
+		c.Timeout = time.Duration(1+i%5) * time.Millisecond
+		if resp, err := c.Post("http://flick/v1.47/containers/"+id+"/start", "", nil); err == nil {
+			resp.Body.Close()
+		}
+		time.Sleep(500 * time.Microsecond)
+		rm := d.flick(t, "rm", id)
+		if rm.Code != 0 && !strings.Contains(rm.Stderr, "container is running") {
+			t.Fatalf("round %d: removal after a cancelled start: %s", i, rm)
 		}
 	}
 	// Every app of this test runs in a container the daemon lists.
