@@ -277,8 +277,7 @@ func (m *Manager) Get(ref string) (Container, error) {
 	case 1:
 		return found[0], nil
 	case 0:
-		//lint:ignore ST1005 Docker's own wording, which docker CLI users and scripts match
-		return Container{}, errdefs.NewNotFound(fmt.Errorf("No such container: %s", ref))
+		return Container{}, errNoSuchContainer(ref)
 	}
 	return Container{}, errdefs.NewInvalidArgument(fmt.Errorf("multiple containers match %q: give more of the ID", ref))
 }
@@ -908,9 +907,14 @@ func (m *Manager) getLocked(ctx context.Context, ref string) (Container, func(),
 	cur, err := m.load(c.ID)
 	if err != nil { // removed while we waited
 		unlock()
-		return Container{}, nil, errdefs.NewNotFound(fmt.Errorf("No such container: %s", ref))
+		return Container{}, nil, errNoSuchContainer(ref)
 	}
 	return cur, unlock, nil
+}
+
+func errNoSuchContainer(ref string) error {
+	//lint:ignore ST1005 Docker's own wording, which docker CLI users and scripts match
+	return errdefs.NewNotFound(fmt.Errorf("No such container: %s", ref))
 }
 
 // settled reports whether c's monitor can no longer run its app: it
