@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -31,6 +32,7 @@ import (
 	"github.com/docker/go-units"
 	"github.com/flick-edge/flick/internal/bundle"
 	"github.com/flick-edge/flick/internal/capability"
+	"github.com/flick-edge/flick/internal/cgroup"
 	"github.com/flick-edge/flick/internal/durable"
 	"github.com/flick-edge/flick/internal/errdefs"
 	"github.com/flick-edge/flick/internal/image"
@@ -671,6 +673,9 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	if m.cfg.HelpersErr != nil {
 		return errdefs.NewUnavailable(m.cfg.HelpersErr)
 	}
+	if err := ctx.Err(); err != nil { // the client left while we waited for the lock
+		return err
+	}
 	if err := os.Remove(filepath.Join(c.Bundle, bundle.StopFile)); err == nil {
 		// Started again by hand: a restart policy applies again after a
 		// reboot, so the stop mark must stay gone.
@@ -685,9 +690,6 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	if err := ctx.Err(); err != nil { // the client left while we waited
-		return err
-	}
 	os.Remove(filepath.Join(c.Bundle, bundle.StateFile))
 	spec, err := m.attachNetwork(c)
 	if err != nil {
@@ -698,22 +700,28 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	timeout := time.NewTimer(30 * time.Second)
+	const startTimeout = 30 * time.Second
+	deadline := time.Now().Add(startTimeout)
+	timeout := time.NewTimer(startTimeout)
 	defer timeout.Stop()
 	select {
 	case <-mo.started:
 	case <-ctx.Done():
 		// The client left, the start goes on: the lock stays taken until
-		// the monitor reports, so that nothing removes the container
-		// under it.
+		// the monitor reports (or the start's time is up), so that nothing
+		// removes the container under it. The timer is the goroutine's
+		// own: the one above stops when Start returns.
 		held := unlock
 		unlock = func() {}
 		go func() {
 			defer held()
+			t := time.NewTimer(time.Until(deadline))
+			defer t.Stop()
 			select {
 			case <-mo.started:
+				m.mons.refillSoon()
 			case <-mo.gone:
-			case <-timeout.C:
+			case <-t.C:
 			}
 		}()
 		return ctx.Err()
@@ -854,15 +862,30 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 		return err
 	}
 	defer unlock()
+	// Its monitor may have recorded the exit and not yet reported it (or,
+	// adopted, be tidying up): a removal right after a die event waits for
+	// that, briefly, rather than refusing.
+	if c.Status() == "exited" && !m.settled(c) {
+		m.awaitSettled(ctx, c, 2*time.Second)
+	}
 	// Running, or its monitor may yet run it: a start that gave up waiting
 	// (its client left, or 30 s passed), a restart policy's back-off.
 	if c.Running() || !m.settled(c) {
 		if !force {
+			if c.Status() == "exited" {
+				return errdefs.NewConflict(fmt.Errorf("cannot remove container %q: its monitor is still restarting or starting it: stop the container before removing or force remove", "/"+c.Name))
+			}
 			return errdefs.NewConflict(fmt.Errorf("cannot remove container %q: container is running: stop the container before removing or force remove", "/"+c.Name))
 		}
 		markStopped(c.Bundle) // no restart
-		for deadline := time.Now().Add(30 * time.Second); ; {
+		for deadline, begun := time.Now().Add(30*time.Second), time.Now(); ; {
 			signal(c, syscall.SIGKILL) // its app, once it has one
+			if c.State.Pid <= 0 && time.Since(begun) > 2*time.Second {
+				// No app to kill after 2 s: a launch that hangs (a mount
+				// that blocks). The monitor and the container's init are
+				// its process group; the init's end ends the container.
+				m.killMonitor(c)
+			}
 			if m.waitShim(ctx, c, time.Second) && m.settled(c) {
 				break
 			}
@@ -871,6 +894,9 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 			}
 			time.Sleep(20 * time.Millisecond)
 			if c, err = m.load(c.ID); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return errNoSuchContainer(ref)
+				}
 				return err
 			}
 		}
@@ -905,9 +931,12 @@ func (m *Manager) getLocked(ctx context.Context, ref string) (Container, func(),
 		return Container{}, nil, err
 	}
 	cur, err := m.load(c.ID)
-	if err != nil { // removed while we waited
+	if errors.Is(err, fs.ErrNotExist) { // removed while we waited
+		err = errNoSuchContainer(ref)
+	}
+	if err != nil {
 		unlock()
-		return Container{}, nil, errNoSuchContainer(ref)
+		return Container{}, nil, err
 	}
 	return cur, unlock, nil
 }
@@ -915,6 +944,50 @@ func (m *Manager) getLocked(ctx context.Context, ref string) (Container, func(),
 func errNoSuchContainer(ref string) error {
 	//lint:ignore ST1005 Docker's own wording, which docker CLI users and scripts match
 	return errdefs.NewNotFound(fmt.Errorf("No such container: %s", ref))
+}
+
+// awaitSettled waits, at most d, until c's monitor settles (see settled).
+func (m *Manager) awaitSettled(ctx context.Context, c Container, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var reported, gone <-chan struct{}
+	if mo := m.mons.of(c.ID); mo != nil && (c.State.ShimPid == 0 || mo.cmd.Process.Pid == c.State.ShimPid) {
+		reported, gone = mo.exited, mo.gone
+	} else {
+		var stop func()
+		gone, stop = processGone(c.State.ShimPid)
+		defer stop()
+	}
+	select {
+	case <-reported:
+	case <-gone:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// killMonitor is the last resort of a forced removal whose container has
+// no app to kill: it kills what is in the container's cgroup (an init
+// that hangs), then the monitor (a session leader: its process group). An
+// init still waiting ends when its monitor does.
+func (m *Manager) killMonitor(c Container) {
+	if cg, err := cgroup.Open(c.ID); err == nil {
+		cg.KillAll()
+	}
+	pid := c.State.ShimPid
+	if mo := m.mons.of(c.ID); mo != nil {
+		select {
+		case <-mo.gone:
+			return // reaped: its pid may be another process's now
+		default:
+		}
+		pid = mo.cmd.Process.Pid
+	} else if !shimAlive(pid) {
+		return
+	}
+	if pid > 0 {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
 }
 
 // settled reports whether c's monitor can no longer run its app: it
