@@ -820,7 +820,9 @@ func TestStartAndRemoveRace(t *testing.T) {
 	// client's patience grows until some starts went on (those the
 	// removal refused); the rounds that did not prove nothing.
 	wentOn, rounds := 0, 0
-	defer func() { t.Logf("cancelled starts that went on (their removal refused): %d, in %d rounds", wentOn, rounds) }()
+	defer func() {
+		t.Logf("cancelled starts that went on (their removal refused): %d, in %d rounds", wentOn, rounds)
+	}()
 	for i := 0; i < 40 && wentOn < 3; i++ {
 		rounds = i + 1
 		id := strings.TrimSpace(d.mustFlick(t, "create", img, "sleep", marker).Stdout)
