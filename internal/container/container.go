@@ -667,6 +667,18 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 		return err
 	}
 	defer func() { unlock() }()
+	if c.Status() == "exited" && !m.settled(c) {
+		// Its monitor recorded an exit and has not reported the end: it
+		// is about to restart the container (a restart policy) or to end.
+		// A second monitor must not start it meanwhile.
+		m.awaitSettled(ctx, c, 2*time.Second)
+		if c, err = m.load(c.ID); err != nil {
+			return err
+		}
+		if !c.Running() && !m.settled(c) {
+			return errdefs.NewConflict(fmt.Errorf("container %s: its monitor is still restarting or stopping it: try again", c.Name))
+		}
+	}
 	if c.Running() {
 		return nil // Docker: starting a running container is a no-op
 	}
@@ -946,8 +958,10 @@ func errNoSuchContainer(ref string) error {
 	return errdefs.NewNotFound(fmt.Errorf("No such container: %s", ref))
 }
 
-// awaitSettled waits, at most d, until c's monitor settles (see settled).
+// awaitSettled waits, at most d, until c's monitor settles (see settled)
+// or c's state changes (a restart policy's monitor writes "restarting").
 func (m *Manager) awaitSettled(ctx context.Context, c Container, d time.Duration) {
+	changed := m.notify.changed(c.ID)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	var reported, gone <-chan struct{}
@@ -961,6 +975,7 @@ func (m *Manager) awaitSettled(ctx context.Context, c Container, d time.Duration
 	select {
 	case <-reported:
 	case <-gone:
+	case <-changed:
 	case <-t.C:
 	case <-ctx.Done():
 	}
