@@ -671,8 +671,7 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 		// Its monitor recorded an exit and has not reported the end: it
 		// is about to restart the container (a restart policy) or to end.
 		// A second monitor must not start it meanwhile.
-		m.awaitSettled(ctx, c, 2*time.Second)
-		if c, err = m.load(c.ID); err != nil {
+		if c, err = m.awaitSettled(ctx, c, 2*time.Second); err != nil {
 			return err
 		}
 		if !c.Running() && !m.settled(c) {
@@ -878,7 +877,9 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 	// adopted, be tidying up): a removal right after a die event waits for
 	// that, briefly, rather than refusing.
 	if c.Status() == "exited" && !m.settled(c) {
-		m.awaitSettled(ctx, c, 2*time.Second)
+		if c, err = m.awaitSettled(ctx, c, 2*time.Second); err != nil {
+			return err
+		}
 	}
 	// Running, or its monitor may yet run it: a start that gave up waiting
 	// (its client left, or 30 s passed), a restart policy's back-off.
@@ -958,26 +959,45 @@ func errNoSuchContainer(ref string) error {
 	return errdefs.NewNotFound(fmt.Errorf("No such container: %s", ref))
 }
 
-// awaitSettled waits, at most d, until c's monitor settles (see settled)
-// or c's state changes (a restart policy's monitor writes "restarting").
-func (m *Manager) awaitSettled(ctx context.Context, c Container, d time.Duration) {
-	changed := m.notify.changed(c.ID)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	var reported, gone <-chan struct{}
-	if mo := m.mons.of(c.ID); mo != nil && (c.State.ShimPid == 0 || mo.cmd.Process.Pid == c.State.ShimPid) {
-		reported, gone = mo.exited, mo.gone
-	} else {
-		var stop func()
-		gone, stop = processGone(c.State.ShimPid)
-		defer stop()
-	}
-	select {
-	case <-reported:
-	case <-gone:
-	case <-changed:
-	case <-t.C:
-	case <-ctx.Done():
+// awaitSettled waits, at most d, while c has exited but its monitor has
+// not settled (see settled): until the monitor reports or ends, or the
+// state moves on (a restart policy's monitor writes "restarting"). It
+// returns the container as it is then.
+func (m *Manager) awaitSettled(ctx context.Context, c Container, d time.Duration) (Container, error) {
+	deadline := time.Now().Add(d)
+	for {
+		changed := m.notify.changed(c.ID) // before the look
+		cur, err := m.load(c.ID)
+		if errors.Is(err, fs.ErrNotExist) {
+			return c, errNoSuchContainer(c.ID)
+		} else if err != nil {
+			return c, err
+		}
+		c = cur
+		left := time.Until(deadline)
+		if c.Status() != "exited" || m.settled(c) || left <= 0 || ctx.Err() != nil {
+			return c, nil
+		}
+		if changed == nil {
+			left = min(left, 50*time.Millisecond) // no inotify: a poll
+		}
+		var reported, gone <-chan struct{}
+		stop := func() {}
+		if mo := m.mons.of(c.ID); mo != nil && (c.State.ShimPid == 0 || mo.cmd.Process.Pid == c.State.ShimPid) {
+			reported, gone = mo.exited, mo.gone
+		} else {
+			gone, stop = processGone(c.State.ShimPid)
+		}
+		t := time.NewTimer(left)
+		select {
+		case <-reported:
+		case <-gone:
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		stop()
 	}
 }
 
