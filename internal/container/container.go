@@ -669,9 +669,11 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	defer func() { unlock() }()
 	if c.Status() == "exited" && !m.settled(c) {
 		// Its monitor recorded an exit and has not reported the end: it
-		// is about to restart the container (a restart policy) or to end.
-		// A second monitor must not start it meanwhile.
-		if c, err = m.awaitSettled(ctx, c, 2*time.Second); err != nil {
+		// is about to restart the container (a restart policy) or to end
+		// (an earlier daemon's monitor may still be removing the cgroup it
+		// ran the container in, which the one made now must not be). A
+		// second monitor must not start it meanwhile.
+		if c, err = m.awaitSettled(ctx, c, 10*time.Second, true); err != nil {
 			return err
 		}
 		if !c.Running() && !m.settled(c) {
@@ -692,13 +694,6 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 		// reboot, so the stop mark must stay gone.
 		if err := durable.FsyncDir(c.Bundle); err != nil {
 			return err
-		}
-	}
-	if pid := c.State.ShimPid; pid > 0 && m.mons.of(c.ID) == nil {
-		// A monitor an earlier daemon launched may still be removing the
-		// cgroup it ran the container in: the one made now must not be it.
-		for deadline := time.Now().Add(10 * time.Second); shimAlive(pid) && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
 		}
 	}
 	os.Remove(filepath.Join(c.Bundle, bundle.StateFile))
@@ -815,27 +810,14 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 	return nil
 }
 
-// waitShim waits until the monitor has exited (so state.json is final).
+// waitShim waits, at most d, until c's monitor has settled (so state.json
+// is final).
 func (m *Manager) waitShim(ctx context.Context, c Container, d time.Duration) bool {
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	exited := m.exitedCh(c.ID)
-	for {
-		st, _ := bundle.ReadState(c.Bundle)
-		c.State = st
-		if m.monitorDone(c) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-deadline.C:
-			return false
-		case <-exited:
-			exited = nil
-		case <-time.After(20 * time.Millisecond):
-		}
+	c, err := m.awaitSettled(ctx, c, d, false)
+	if err != nil {
+		return errdefs.Is(err, errdefs.NotFound) // removed: nothing runs it
 	}
+	return m.settled(c)
 }
 
 // Kill sends a signal (default SIGKILL); KILL and TERM also mark the
@@ -877,7 +859,7 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 	// adopted, be tidying up): a removal right after a die event waits for
 	// that, briefly, rather than refusing.
 	if c.Status() == "exited" && !m.settled(c) {
-		if c, err = m.awaitSettled(ctx, c, 2*time.Second); err != nil {
+		if c, err = m.awaitSettled(ctx, c, 2*time.Second, true); err != nil {
 			return err
 		}
 	}
@@ -899,18 +881,14 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 				// its process group; the init's end ends the container.
 				m.killMonitor(c)
 			}
-			if m.waitShim(ctx, c, time.Second) && m.settled(c) {
+			if c, err = m.awaitSettled(ctx, c, time.Second, false); err != nil {
+				return err
+			}
+			if m.settled(c) {
 				break
 			}
 			if ctx.Err() != nil || time.Now().After(deadline) {
 				return errdefs.NewUnavailable(fmt.Errorf("container %s did not stop", c.Name))
-			}
-			time.Sleep(20 * time.Millisecond)
-			if c, err = m.load(c.ID); err != nil {
-				if errors.Is(err, fs.ErrNotExist) {
-					return errNoSuchContainer(ref)
-				}
-				return err
 			}
 		}
 	}
@@ -959,11 +937,12 @@ func errNoSuchContainer(ref string) error {
 	return errdefs.NewNotFound(fmt.Errorf("No such container: %s", ref))
 }
 
-// awaitSettled waits, at most d, while c has exited but its monitor has
-// not settled (see settled): until the monitor reports or ends, or the
-// state moves on (a restart policy's monitor writes "restarting"). It
-// returns the container as it is then.
-func (m *Manager) awaitSettled(ctx context.Context, c Container, d time.Duration) (Container, error) {
+// awaitSettled waits, at most d, until c's monitor settles (see settled)
+// or, with moved, until c's state is no longer "exited" either (a restart
+// policy's monitor writes "restarting"), looking again at each change of
+// its state and at its monitor's report or end. It returns the container
+// as it is then.
+func (m *Manager) awaitSettled(ctx context.Context, c Container, d time.Duration, moved bool) (Container, error) {
 	deadline := time.Now().Add(d)
 	for {
 		changed := m.notify.changed(c.ID) // before the look
@@ -975,23 +954,16 @@ func (m *Manager) awaitSettled(ctx context.Context, c Container, d time.Duration
 		}
 		c = cur
 		left := time.Until(deadline)
-		if c.Status() != "exited" || m.settled(c) || left <= 0 || ctx.Err() != nil {
+		if m.settled(c) || (moved && c.Status() != "exited") || left <= 0 || ctx.Err() != nil {
 			return c, nil
 		}
 		if changed == nil {
 			left = min(left, 50*time.Millisecond) // no inotify: a poll
 		}
-		var reported, gone <-chan struct{}
-		stop := func() {}
-		if mo := m.mons.of(c.ID); mo != nil && (c.State.ShimPid == 0 || mo.cmd.Process.Pid == c.State.ShimPid) {
-			reported, gone = mo.exited, mo.gone
-		} else {
-			gone, stop = processGone(c.State.ShimPid)
-		}
+		end, stop := m.monitorEnd(c)
 		t := time.NewTimer(left)
 		select {
-		case <-reported:
-		case <-gone:
+		case <-end:
 		case <-changed:
 		case <-t.C:
 		case <-ctx.Done():
@@ -1025,23 +997,6 @@ func (m *Manager) killMonitor(c Container) {
 	}
 }
 
-// settled reports whether c's monitor can no longer run its app: it
-// reported the final exit, or it is gone. A monitor just launched (no
-// report yet) or between two runs of a restart policy has not settled.
-func (m *Manager) settled(c Container) bool {
-	if mo := m.mons.of(c.ID); mo != nil && (c.State.ShimPid == 0 || mo.cmd.Process.Pid == c.State.ShimPid) {
-		select {
-		case <-mo.gone:
-			return true
-		case <-mo.exited:
-			return true
-		default:
-			return false
-		}
-	}
-	return !shimAlive(c.State.ShimPid)
-}
-
 // Wait blocks until the container is not running (condition "not-running",
 // the default) or has been removed ("removed"), and returns the exit code.
 func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) {
@@ -1066,7 +1021,7 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 			return 0, err
 		}
 		c = cur
-		if cur.Status() == "exited" && m.monitorDone(cur) {
+		if cur.Status() == "exited" && m.settled(cur) {
 			if again, err := m.Get(c.ID); err == nil {
 				cur = again // the final state, not the one read before the report
 			}
@@ -1117,17 +1072,6 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 	}
 }
 
-// monitorEnd returns a channel closed when the monitor of c ends, if c has
-// exited and its monitor runs on (restarting it, or about to end: a
-// container adopted from an earlier daemon has no exit report, and the
-// monitor's end does not touch its bundle); else nil. stop lets it go.
-func (m *Manager) monitorEnd(c Container) (gone <-chan struct{}, stop func()) {
-	if c.Status() != "exited" || m.monitorDone(c) {
-		return nil, func() {}
-	}
-	return processGone(c.State.ShimPid)
-}
-
 // Logs streams a container's log entries.
 func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(logfile.Entry) error) error {
 	c, err := m.Get(ref)
@@ -1136,7 +1080,7 @@ func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(log
 	}
 	done := func() bool {
 		cur, err := m.Get(c.ID)
-		return err != nil || (cur.Status() == "exited" && m.monitorDone(cur))
+		return err != nil || (cur.Status() == "exited" && m.settled(cur))
 	}
 	if follow {
 		defer m.Follow(c.ID)()
@@ -1262,7 +1206,7 @@ func (m *Manager) dialControl(ctx context.Context, id string, h monitor.Control)
 			return conn, nil
 		}
 		c, gerr := m.Get(id)
-		if gerr != nil || (c.Status() == "exited" && m.monitorDone(c)) {
+		if gerr != nil || (c.Status() == "exited" && m.settled(c)) {
 			return nil, errdefs.NewConflict(fmt.Errorf("container %s is not running", id))
 		}
 		select {

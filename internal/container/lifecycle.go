@@ -148,7 +148,7 @@ func (m *Manager) Watch(ctx context.Context) {
 		// itself at once, with the exit status in hand; this is the
 		// fallback for detached --rm containers, 2 s after the exit.
 		at := c.State.FinishedAt.Add(2 * time.Second)
-		if time.Now().Before(at) || shimAlive(c.State.ShimPid) {
+		if time.Now().Before(at) || !m.settled(c) {
 			due[c.ID] = later(at, time.Now().Add(time.Second/2))
 			return
 		}

@@ -648,17 +648,47 @@ func (m *Manager) exitedCh(id string) <-chan struct{} {
 	return nil
 }
 
-// monitorDone reports whether c's state.json is final: its monitor said so,
-// or is gone.
-func (m *Manager) monitorDone(c Container) bool {
-	if mo := m.mons.of(c.ID); mo != nil && mo.cmd.Process.Pid == c.State.ShimPid {
+// monitorOf is the monitor this daemon launched for c's current run (or
+// for the start in progress, which has no state yet); nil if there is
+// none: never started, or run by an earlier daemon's monitor.
+func (m *Manager) monitorOf(c Container) *monitorProc {
+	if mo := m.mons.of(c.ID); mo != nil && (c.State.ShimPid == 0 || mo.cmd.Process.Pid == c.State.ShimPid) {
+		return mo
+	}
+	return nil
+}
+
+// settled reports whether c's monitor can no longer run its app, so that
+// its state.json is final: it reported the final exit, or it is gone. A
+// monitor just launched (no report yet) or between two runs of a restart
+// policy has not settled.
+func (m *Manager) settled(c Container) bool {
+	if mo := m.monitorOf(c); mo != nil {
 		select {
+		case <-mo.gone:
+			return true
 		case <-mo.exited:
 			return true
 		default:
+			return false
 		}
 	}
 	return !shimAlive(c.State.ShimPid)
+}
+
+// monitorEnd returns a channel closed when c's monitor settles, if c has
+// exited and its monitor has not (it is restarting the container, or about
+// to end: a container adopted from an earlier daemon has no exit report,
+// and the monitor's end does not touch its bundle, so that is its pidfd);
+// else nil. stop lets it go.
+func (m *Manager) monitorEnd(c Container) (end <-chan struct{}, stop func()) {
+	if c.Status() != "exited" || m.settled(c) {
+		return nil, func() {}
+	}
+	if mo := m.monitorOf(c); mo != nil {
+		return mo.exited, func() {} // closed by the report, or when the monitor's socket does
+	}
+	return processGone(c.State.ShimPid)
 }
 
 var errMonitorGone = errors.New("its monitor exited before starting it")

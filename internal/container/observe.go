@@ -188,7 +188,7 @@ func (m *Manager) Prune(ctx context.Context) (mcontainer.PruneReport, error) {
 		// up (its cgroup, the root's unmounts): that container is done,
 		// as the one a `run` just waited for. One whose monitor has not
 		// (a restart may follow) is left alone.
-		if c.Running() || !m.monitorDone(c) {
+		if c.Running() || !m.settled(c) {
 			continue
 		}
 		n, _ := snapshot.DiskUsage(filepath.Join(c.Bundle, "upper"))

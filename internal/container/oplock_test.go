@@ -60,7 +60,7 @@ func TestOpLocks(t *testing.T) {
 // exited while its monitor runs on (about to restart it, or to end) does
 // not launch a second monitor: it waits for the monitor's next word, and
 // finds the container restarting (a no-op, as for a running one) or, if
-// nothing comes, refuses.
+// nothing comes within 10 s, refuses.
 func TestStartWaitsForARestartingMonitor(t *testing.T) {
 	m := newTestManager(t)
 	shim := exec.Command("/bin/sh", "-c", "read x", "__shim") // shimAlive knows a monitor by its command line
