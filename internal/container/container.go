@@ -133,6 +133,10 @@ type Manager struct {
 	ops    opLocks      // one start, stop or removal of a container at a time
 	notify *notifier    // changes to bundles: Wait, Logs and Watch wait on it instead of polling
 	looks  atomic.Int64 // containers read (load): what a poll would show
+
+	// startTimeout bounds how long a start waits for its monitor's report
+	// (30 s; shorter in tests). The monitor goes on after that: launching.
+	startTimeout time.Duration
 }
 
 // New opens the container store.
@@ -146,7 +150,8 @@ func New(cfg Config) (*Manager, error) {
 		cfg.Logger = slog.Default()
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, cache: map[string]*cached{}, follows: map[string]*followers{},
-		mons: newMonitors(cfg.WarmMonitors, cfg.MonitorBinary, cfg.InitBinary, cfg.Logger), notify: newNotifier(cfg.Root, cfg.Logger)}
+		mons: newMonitors(cfg.WarmMonitors, cfg.MonitorBinary, cfg.InitBinary, cfg.Logger), notify: newNotifier(cfg.Root, cfg.Logger),
+		startTimeout: 30 * time.Second}
 	var err error
 	if m.initLayer, err = ensureInitLayer(cfg.Root); err != nil {
 		// Containers still run: init makes the mount points in each
@@ -683,6 +688,11 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	if c.Running() {
 		return nil // Docker: starting a running container is a no-op
 	}
+	if m.launching(c) != nil {
+		// A start that gave up waiting for its monitor: a second monitor
+		// must not start the container beside it.
+		return errdefs.NewConflict(fmt.Errorf("container %s: its monitor is still starting it (it did not report within %s): try again, or remove it with 'rm -f'", c.Name, m.startTimeout))
+	}
 	if m.cfg.HelpersErr != nil {
 		return errdefs.NewUnavailable(m.cfg.HelpersErr)
 	}
@@ -706,9 +716,8 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	const startTimeout = 30 * time.Second
-	deadline := time.Now().Add(startTimeout)
-	timeout := time.NewTimer(startTimeout)
+	deadline := time.Now().Add(m.startTimeout)
+	timeout := time.NewTimer(m.startTimeout)
 	defer timeout.Stop()
 	select {
 	case <-mo.started:
@@ -750,7 +759,7 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 		log, _ := os.ReadFile(filepath.Join(c.Bundle, bundle.ShimLogFile))
 		return fmt.Errorf("container %s: %w: %s", c.Name, errMonitorGone, strings.TrimSpace(string(log)))
 	default:
-		return errdefs.NewUnavailable(fmt.Errorf("container %s did not start within 30s", c.Name))
+		return errdefs.NewUnavailable(fmt.Errorf("container %s did not start within %s", c.Name, m.startTimeout))
 	}
 }
 
@@ -788,8 +797,41 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 	if err := markStopped(c.Bundle); err != nil {
 		return err
 	}
+	deadline := time.Now().Add(timeout)
 	if !c.Running() {
-		return nil
+		mo := m.launching(c)
+		if mo == nil {
+			return nil
+		}
+		// A start that gave up waiting for its monitor, which may start
+		// the app yet (the mark above cannot stop a warm init the daemon
+		// released): the app is stopped once it runs, and a monitor that
+		// outlives the timeout is killed, as an app would be.
+		unlock()
+		t := time.NewTimer(timeout)
+		select {
+		case <-mo.started:
+		case <-mo.gone:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if c, err = m.Get(c.ID); err != nil {
+			return nil // removed meanwhile
+		}
+		if !c.Running() {
+			if m.launching(c) == nil {
+				return nil // it failed to start, or the app ran and ended
+			}
+			m.killMonitor(c)
+			if !m.waitShim(ctx, c, 10*time.Second) {
+				return errdefs.NewUnavailable(fmt.Errorf("container %s did not stop", c.Name))
+			}
+			return nil
+		}
 	}
 	sig := syscall.SIGTERM
 	if s := c.Config.StopSignal; s != "" {
@@ -799,7 +841,7 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 	}
 	signal(c, sig)
 	unlock()
-	if m.waitShim(ctx, c, timeout) {
+	if m.waitShim(ctx, c, time.Until(deadline)) {
 		return nil
 	}
 	c, _ = m.Get(c.ID)

@@ -658,6 +658,24 @@ func (m *Manager) monitorOf(c Container) *monitorProc {
 	return nil
 }
 
+// launching is c's monitor if it has not reported its start yet and c
+// does not run: a start gave up waiting for it (Manager.startTimeout),
+// and it goes on; else nil.
+func (m *Manager) launching(c Container) *monitorProc {
+	mo := m.monitorOf(c)
+	if mo == nil || c.Running() {
+		return nil
+	}
+	select {
+	case <-mo.started:
+		return nil
+	case <-mo.gone:
+		return nil
+	default:
+		return mo
+	}
+}
+
 // settled reports whether c's monitor can no longer run its app, so that
 // its state.json is final: it reported the final exit, or it is gone. A
 // monitor just launched (no report yet) or between two runs of a restart
