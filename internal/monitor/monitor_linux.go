@@ -26,6 +26,7 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -280,7 +281,11 @@ func record(bdir string, spec bundle.Spec, st *bundle.State, code int, err error
 	return 1
 }
 
+// stopLooks counts stopped's looks: what a poll would show (tests).
+var stopLooks atomic.Int64
+
 func stopped(bdir string) bool {
+	stopLooks.Add(1)
 	_, err := os.Stat(filepath.Join(bdir, bundle.StopFile))
 	return err == nil
 }
@@ -298,15 +303,45 @@ func shouldRestart(bdir string, p bundle.RestartPolicy, code, count int) bool {
 	return false
 }
 
+// sleepUnlessStopped sleeps d, a restart's back-off (up to a minute), and
+// reports whether the container may run again: false as soon as a stop
+// marks it. It waits on inotify for the mark; without it, it looks every
+// 50 ms.
 func sleepUnlessStopped(bdir string, d time.Duration) bool {
 	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err == nil {
+		defer unix.Close(fd)
+		if _, err = unix.InotifyAddWatch(fd, bdir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_DELETE_SELF); err != nil {
+			fmt.Fprintln(os.Stderr, "flick monitor: watch for a stop:", err)
+		}
+	}
+	var buf [4096]byte
+	for {
+		// After the watch is set: a mark made in between is seen here.
 		if stopped(bdir) {
 			return false
 		}
-		time.Sleep(min(50*time.Millisecond, time.Until(deadline)))
+		left := time.Until(deadline)
+		if left <= 0 {
+			return true
+		}
+		if err != nil {
+			time.Sleep(min(50*time.Millisecond, left))
+			continue
+		}
+		ms := int((left + time.Millisecond - 1) / time.Millisecond)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, perr := unix.Poll(fds, ms); perr == nil && n > 0 {
+			// Whatever came (the mark, a log rotation's file, the bundle
+			// gone): look again.
+			if _, rerr := unix.Read(fd, buf[:]); rerr != nil && rerr != unix.EINTR && rerr != unix.EAGAIN {
+				err = rerr // the watch is broken: back to looking
+			}
+		} else if perr != nil && perr != unix.EINTR {
+			err = perr
+		}
 	}
-	return !stopped(bdir)
 }
 
 // runOnce starts init (or takes the pre-started one) and waits for it. A
