@@ -25,6 +25,21 @@ type Mount struct {
 	Source   string `json:"source"`
 	Target   string `json:"target"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	// Tmpfs: a tmpfs (--tmpfs, --mount type=tmpfs) with Options (Docker's:
+	// size=, mode=, uid=, gid=, nr_inodes=, exec, suid, dev, ro); no
+	// Source.
+	Tmpfs   bool     `json:"tmpfs,omitempty"`
+	Options []string `json:"options,omitempty"`
+	// CopyUp: a volume that gets what the image has at Target while it is
+	// empty, as Docker fills a new volume.
+	CopyUp bool `json:"copyUp,omitempty"`
+}
+
+// Rlimit is a --ulimit: a resource limit set before the app starts.
+type Rlimit struct {
+	Name string `json:"name"` // Docker's: nofile, nproc, core, ...
+	Soft int64  `json:"soft"`
+	Hard int64  `json:"hard"`
 }
 
 // Device is a host device node exposed in the container (--device).
@@ -61,6 +76,7 @@ type Spec struct {
 	Network        string   `json:"network"`         // none | host | bridge
 	NetNS          string   `json:"netns,omitempty"` // bridge: the prepared namespace init is started in
 	DNS            []string `json:"dns,omitempty"`
+	Rlimits        []Rlimit `json:"rlimits,omitempty"`
 
 	Caps       []string `json:"caps"`
 	Privileged bool     `json:"privileged,omitempty"`

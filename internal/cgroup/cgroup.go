@@ -589,6 +589,10 @@ func notAvailable(controller, why string) error {
 }
 
 // validate refuses what Docker refuses, before anything is created.
+// Validate checks r as New will, with Docker's messages: a container's
+// limits are refused when it is created, not when it first starts.
+func Validate(r Resources) error { return validate(r, runtime.NumCPU()) }
+
 func validate(r Resources, numCPU int) error {
 	bad := func(format string, a ...any) error {
 		return errdefs.NewInvalidArgument(fmt.Errorf(format, a...))

@@ -32,7 +32,7 @@ type runFlags struct {
 	pids                                               int64
 	env, envFiles, volumes, ports, devices             []string
 	capAdd, capDrop, addHosts, dns, secOpts, labels    []string
-	logOpts                                            []string
+	logOpts, tmpfs, ulimits                            []string
 }
 
 func (f *runFlags) add(fl *pflag.FlagSet) {
@@ -41,7 +41,9 @@ func (f *runFlags) add(fl *pflag.FlagSet) {
 	fl.StringVar(&f.name, "name", "", "container name (default: a generated one)")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "environment variable KEY=VALUE (repeatable; KEY alone takes it from this shell)")
 	fl.StringArrayVar(&f.envFiles, "env-file", nil, "file of KEY=VALUE lines")
-	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST-PATH:CTR-PATH[:ro] or named volume NAME:CTR-PATH[:ro]")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind mount HOST-PATH:CTR-PATH[:ro], named volume NAME:CTR-PATH[:ro], or an anonymous volume CTR-PATH")
+	fl.StringArrayVar(&f.tmpfs, "tmpfs", nil, "mount a tmpfs CTR-PATH[:OPTIONS], e.g. /run:size=16m (RAM, no flash wear)")
+	fl.StringArrayVar(&f.ulimits, "ulimit", nil, "resource limit NAME=SOFT[:HARD], e.g. nofile=1024:2048")
 	fl.StringArrayVarP(&f.ports, "publish", "p", nil, "publish a port [HOST-IP:][HOST-PORT:]CTR-PORT[/udp] on the host (bridge network)")
 	fl.StringVar(&f.restart, "restart", "no", "restart policy: no, always, unless-stopped, on-failure[:N]")
 	fl.StringVar(&f.network, "network", "", "network: bridge (the default: NAT, -p), host, none")
@@ -95,8 +97,34 @@ func (f *runFlags) request(image string, cmd []string) (mcontainer.CreateRequest
 			cfg.Labels[k] = v
 		}
 	}
-	hc := &mcontainer.HostConfig{AutoRemove: f.rm, Binds: f.volumes, NetworkMode: mcontainer.NetworkMode(f.network),
+	hc := &mcontainer.HostConfig{AutoRemove: f.rm, NetworkMode: mcontainer.NetworkMode(f.network),
 		ReadonlyRootfs: f.readOnly, Privileged: f.privileged, CapAdd: f.capAdd, CapDrop: f.capDrop, ExtraHosts: f.addHosts, SecurityOpt: f.secOpts}
+	for _, v := range f.volumes {
+		if strings.HasPrefix(v, "/") && !strings.Contains(v, ":") {
+			// A container path alone: an anonymous volume, as docker's CLI
+			// sends it.
+			if cfg.Volumes == nil {
+				cfg.Volumes = map[string]struct{}{}
+			}
+			cfg.Volumes[v] = struct{}{}
+			continue
+		}
+		hc.Binds = append(hc.Binds, v)
+	}
+	for _, t := range f.tmpfs {
+		if hc.Tmpfs == nil {
+			hc.Tmpfs = map[string]string{}
+		}
+		dst, opts, _ := strings.Cut(t, ":")
+		hc.Tmpfs[dst] = opts
+	}
+	for _, u := range f.ulimits {
+		l, err := units.ParseUlimit(u)
+		if err != nil {
+			return mcontainer.CreateRequest{}, usageError{fmt.Errorf("invalid --ulimit %q: %v", u, err)}
+		}
+		hc.Ulimits = append(hc.Ulimits, l)
+	}
 	if f.tty {
 		// The terminal starts at this size, so the app never sees 0x0
 		// (Docker's CLI sends the same).
@@ -302,11 +330,15 @@ func demux(r io.Reader, stdout, stderr io.Writer) error {
 
 func (a *app) psCmd() *cobra.Command {
 	var all, quiet, jsonOut bool
+	var filterArgs []string
+	var last int
 	cmd := &cobra.Command{
 		Use:   "ps [OPTIONS]",
 		Short: "List containers",
 		Example: `  flick ps
-  flick ps -a --json | jq '.[] | {Names, State}'`,
+  flick ps -a --json | jq '.[] | {Names, State}'
+  flick ps -q -f status=exited          # what 'flick container prune' would remove
+  flick ps -f name=sensor -f label=app=edge`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
@@ -317,6 +349,21 @@ func (a *app) psCmd() *cobra.Command {
 			q := url.Values{}
 			if all {
 				q.Set("all", "1")
+			}
+			if last > 0 {
+				q.Set("limit", strconv.Itoa(last))
+			}
+			if len(filterArgs) > 0 {
+				f := map[string][]string{}
+				for _, kv := range filterArgs {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok {
+						return usageError{fmt.Errorf("invalid --filter %q: want KEY=VALUE, e.g. status=exited", kv)}
+					}
+					f[k] = append(f[k], v)
+				}
+				b, _ := json.Marshal(f)
+				q.Set("filters", string(b))
 			}
 			if err := c.JSON(cmd.Context(), http.MethodGet, "/containers/json", q, nil, &list); err != nil {
 				return err
@@ -346,6 +393,8 @@ func (a *app) psCmd() *cobra.Command {
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "show stopped containers too")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print IDs only")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON (the Docker API's list)")
+	cmd.Flags().StringArrayVarP(&filterArgs, "filter", "f", nil, "filter KEY=VALUE, as docker ps: id, name, label, status, exited, ancestor, before, since, volume, network")
+	cmd.Flags().IntVarP(&last, "last", "n", 0, "show the N most recently created containers (any state)")
 	return cmd
 }
 

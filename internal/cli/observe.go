@@ -219,18 +219,19 @@ func (a *app) volumeCmd() *cobra.Command {
 	}
 	rm.Flags().BoolVarP(&force, "force", "f", false, "no error if the volume does not exist")
 	prune := &cobra.Command{
-		Use: "prune -a", Short: "Remove every volume no container uses",
+		Use: "prune [-a]", Short: "Remove the anonymous volumes no container uses (-a: named ones too)",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !all {
-				return usageError{fmt.Errorf("every Flick volume is named: pass -a to remove the unused ones")}
-			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
+			q := url.Values{}
+			if all {
+				q.Set("filters", `{"all":["true"]}`)
+			}
 			var rep mvolume.PruneReport
-			if err := c.JSON(cmd.Context(), http.MethodPost, "/volumes/prune", url.Values{"filters": {`{"all":["true"]}`}}, nil, &rep); err != nil {
+			if err := c.JSON(cmd.Context(), http.MethodPost, "/volumes/prune", q, nil, &rep); err != nil {
 				return err
 			}
 			for _, v := range rep.VolumesDeleted {

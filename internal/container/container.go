@@ -42,7 +42,9 @@ import (
 	"github.com/flick-edge/flick/internal/snapshot"
 	mcontainer "github.com/moby/moby/api/types/container"
 	mevents "github.com/moby/moby/api/types/events"
+	mnetwork "github.com/moby/moby/api/types/network"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,6 +61,11 @@ type Record struct {
 	Config     *mcontainer.Config     `json:"config"`
 	HostConfig *mcontainer.HostConfig `json:"hostConfig"`
 	Warnings   []string               `json:"warnings,omitempty"`
+	// Mounts are the container's volumes, binds and tmpfs mounts, as
+	// inspect shows them; AnonVolumes the volumes made for it alone
+	// (removed with it by rm -v and --rm).
+	Mounts      []mcontainer.MountPoint `json:"mounts,omitempty"`
+	AnonVolumes []string                `json:"anonVolumes,omitempty"`
 }
 
 // Container is a record plus its current state.
@@ -133,6 +140,12 @@ type Manager struct {
 	ops    opLocks      // one start, stop or removal of a container at a time
 	notify *notifier    // changes to bundles: Wait, Logs and Watch wait on it instead of polling
 	looks  atomic.Int64 // containers read (load): what a poll would show
+
+	// gone keeps the final exit code of containers removed in the last
+	// minute, for a wait that finds its container removed before it
+	// looked again (another client, or a stop, removed a --rm one).
+	goneMu sync.Mutex
+	gone   map[string]goneExit
 
 	// startTimeout bounds how long a start waits for its monitor's report
 	// (30 s; shorter in tests). The monitor goes on after that: launching.
@@ -209,12 +222,12 @@ func (m *Manager) load(id string) (Container, error) {
 	m.cacheMu.Lock()
 	ent := m.cache[id]
 	m.cacheMu.Unlock()
-	if ent == nil {
+	if ent == nil || ent.recIno != st.Ino {
 		raw, err := os.ReadFile(filepath.Join(b, "container.json"))
 		if err != nil {
 			return Container{}, err
 		}
-		ent = &cached{}
+		ent = &cached{recIno: st.Ino}
 		if err := json.Unmarshal(raw, &ent.rec); err != nil {
 			return Container{}, err
 		}
@@ -236,6 +249,7 @@ func (m *Manager) load(id string) (Container, error) {
 // cached is one container as last read.
 type cached struct {
 	rec    Record
+	recIno uint64 // which container.json rec was read from (a rename replaces it)
 	state  bundle.State
 	key    stateKey // which state.json state was read from
 	loaded bool
@@ -367,8 +381,10 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 	}
 	spec, warnings, err := m.spec(&rec, img)
 	if err != nil {
+		m.removeAnonVolumes(rec)
 		return Container{}, err
 	}
+	rec.Config = withImageDefaults(rec.Config, img.Config.Image.Config, spec)
 	rec.Warnings = warnings
 	// The bundle is built under a hidden name and renamed into place whole,
 	// so a power cut leaves the container complete or absent (Recover
@@ -382,6 +398,7 @@ func (m *Manager) Create(ctx context.Context, req CreateRequest) (Container, err
 	}
 	fail := func(err error) (Container, error) {
 		os.RemoveAll(stage)
+		m.removeAnonVolumes(rec)
 		return Container{}, err
 	}
 	if err := writeEtc(stage, spec, req.HostConfig); err != nil {
@@ -438,7 +455,7 @@ func (m *Manager) spec(rec *Record, img image.Image) (bundle.Spec, []string, err
 		return s, nil, errdefs.NewInvalidArgument(errors.New("no command specified: the image has no CMD or ENTRYPOINT; give one after the image name"))
 	}
 	rec.Path, rec.Args = s.Args[0], s.Args[1:]
-	s.Env = append(append([]string{}, ic.Env...), cfg.Env...)
+	s.Env = mergeEnv(ic.Env, cfg.Env)
 	s.Cwd = ic.WorkingDir
 	if cfg.WorkingDir != "" {
 		s.Cwd = cfg.WorkingDir
@@ -482,19 +499,19 @@ func (m *Manager) spec(rec *Record, img image.Image) (bundle.Spec, []string, err
 	default:
 		return s, nil, errdefs.NewNotImplemented(fmt.Errorf("network %q: Flick supports --network none, host (and bridge, coming); user-defined and overlay networks are out of scope", nm))
 	}
-	if len(hc.PortBindings) > 0 && s.Network != "bridge" {
-		return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("port publishing (-p) needs the bridge network; with --network %s the app's ports are %s", s.Network,
-			map[string]string{"host": "the host's already", "none": "unreachable"}[s.Network]))
+	hc.NetworkMode = mcontainer.NetworkMode(s.Network) // "default" is recorded as what it is, as Docker does
+	if len(hc.PortBindings) > 0 && s.Network == "host" {
+		// Docker's answer too: the app's ports are the host's already.
+		warnings = append(warnings, "Published ports are discarded when using host network mode")
+		hc.PortBindings = nil
+	} else if len(hc.PortBindings) > 0 && s.Network != "bridge" {
+		return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("port publishing (-p) needs the bridge network; with --network %s the app's ports are unreachable", s.Network))
 	}
 	if _, err := portMappings(hc); err != nil {
 		return s, nil, err
 	}
-	for _, bind := range hc.Binds {
-		mt, err := m.parseBind(bind)
-		if err != nil {
-			return s, nil, err
-		}
-		s.Mounts = append(s.Mounts, mt)
+	if err := m.mounts(rec, ic.Volumes, &s); err != nil {
+		return s, nil, err
 	}
 	for _, d := range hc.Devices {
 		if _, err := os.Stat(d.PathOnHost); err != nil {
@@ -527,6 +544,27 @@ func (m *Manager) spec(rec *Record, img image.Image) (bundle.Spec, []string, err
 		CPUShares: hc.CPUShares}
 	if hc.PidsLimit != nil {
 		s.Resources.PidsLimit = *hc.PidsLimit
+	}
+	if err := cgroup.Validate(cgroup.Resources(s.Resources)); err != nil {
+		return s, nil, err
+	}
+	for _, u := range hc.Ulimits {
+		if u == nil {
+			continue
+		}
+		if _, ok := bundle.RlimitResources[u.Name]; !ok {
+			return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("invalid ulimit type: %s", u.Name))
+		}
+		if u.Soft > u.Hard && u.Hard >= 0 {
+			return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("invalid ulimit argument: %s=%d:%d: the soft limit is above the hard one", u.Name, u.Soft, u.Hard))
+		}
+		s.Rlimits = append(s.Rlimits, bundle.Rlimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
+	}
+	if hc.Init != nil && *hc.Init {
+		warnings = append(warnings, "Flick has no --init process yet: the app runs as PID 1 (it must reap the children it spawns)")
+	}
+	if hc := cfg.Healthcheck; hc != nil && len(hc.Test) > 0 && hc.Test[0] != "NONE" {
+		warnings = append(warnings, "Flick does not run health checks (--health-cmd, HEALTHCHECK): the container's health is not reported")
 	}
 	if lc := hc.LogConfig; lc.Type != "" && lc.Type != "json-file" && lc.Type != "local" {
 		return s, nil, errdefs.NewNotImplemented(fmt.Errorf("log driver %q: Flick keeps size-capped json-file logs on the device (cloud log drivers are out of scope)", lc.Type))
@@ -564,47 +602,6 @@ func (m *Manager) spec(rec *Record, img image.Image) (bundle.Spec, []string, err
 		s.ConsoleSize = consoleSize(hc.ConsoleSize)
 	}
 	return s, warnings, nil
-}
-
-// parseBind parses -v SRC:DST[:ro|rw]; a SRC that is not a path is a named
-// volume under the data root, created on first use.
-func (m *Manager) parseBind(bind string) (bundle.Mount, error) {
-	parts := strings.Split(bind, ":")
-	if len(parts) < 2 || len(parts) > 3 {
-		return bundle.Mount{}, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume specification: '%s' (want SRC:DST[:ro])", bind))
-	}
-	src, dst := parts[0], parts[1]
-	mt := bundle.Mount{Target: dst}
-	if len(parts) == 3 {
-		for _, o := range strings.Split(parts[2], ",") {
-			switch o {
-			case "ro":
-				mt.ReadOnly = true
-			case "rw", "z", "Z", "rprivate", "private":
-			default:
-				return mt, errdefs.NewInvalidArgument(fmt.Errorf("invalid mode: %s in volume '%s'", o, bind))
-			}
-		}
-	}
-	if !filepath.IsAbs(dst) || filepath.Clean(dst) == "/" {
-		return mt, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume specification: '%s': the container path must be absolute and not /", bind))
-	}
-	if filepath.IsAbs(src) {
-		if err := os.MkdirAll(src, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return mt, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume source %s: %v", src, err))
-		}
-		mt.Source = filepath.Clean(src)
-		return mt, nil
-	}
-	if !nameRE().MatchString(src) {
-		return mt, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume specification: '%s': %q is neither an absolute host path nor a volume name", bind, src))
-	}
-	dir := filepath.Join(m.cfg.Volumes, src, "_data")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return mt, err
-	}
-	mt.Source = dir
-	return mt, nil
 }
 
 func writeEtc(bundle string, s bundle.Spec, hc *mcontainer.HostConfig) error {
@@ -707,14 +704,24 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 		}
 	}
 	os.Remove(filepath.Join(c.Bundle, bundle.StateFile))
+	// A --rm container that cannot start goes at once, as Docker's: its
+	// client waits for the removal.
+	failed := func(err error) error {
+		if c.HostConfig != nil && c.HostConfig.AutoRemove {
+			if rerr := m.removeSettled(c, true); rerr != nil {
+				m.log.Warn("remove a --rm container that failed to start", "id", c.ID, "err", rerr)
+			}
+		}
+		return err
+	}
 	spec, err := m.attachNetwork(c)
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	m.expectStart(c.ID)
 	mo, err := m.mons.launch(c.Bundle, spec)
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	deadline := time.Now().Add(m.startTimeout)
 	timeout := time.NewTimer(m.startTimeout)
@@ -841,15 +848,29 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 	}
 	signal(c, sig)
 	unlock()
-	if m.waitShim(ctx, c, time.Until(deadline)) {
-		return nil
+	if !m.waitShim(ctx, c, time.Until(deadline)) {
+		c, _ = m.Get(c.ID)
+		signal(c, syscall.SIGKILL)
+		if !m.waitShim(ctx, c, 10*time.Second) {
+			return errdefs.NewUnavailable(fmt.Errorf("container %s did not stop", c.Name))
+		}
 	}
-	c, _ = m.Get(c.ID)
-	signal(c, syscall.SIGKILL)
-	if !m.waitShim(ctx, c, 10*time.Second) {
-		return errdefs.NewUnavailable(fmt.Errorf("container %s did not stop", c.Name))
-	}
+	m.removeStopped(ctx, c)
 	return nil
+}
+
+// removeStopped removes a --rm container that stop or kill ended, before
+// they return: `stop app && run --name app ...` must find the name free
+// (Docker's removal happens after its stop returns, and that script fails
+// there now and then). Attached clients first read the log to its end.
+func (m *Manager) removeStopped(ctx context.Context, c Container) {
+	if c.HostConfig == nil || !c.HostConfig.AutoRemove {
+		return
+	}
+	m.awaitFollowers(ctx, c.ID, 2*time.Second)
+	if err := m.Remove(ctx, c.ID, false, false); err != nil && !errdefs.Is(err, errdefs.NotFound) && !errdefs.Is(err, errdefs.Conflict) {
+		m.log.Warn("remove a stopped --rm container", "name", c.Name, "err", err)
+	}
 }
 
 // waitShim waits, at most d, until c's monitor has settled (so state.json
@@ -934,16 +955,98 @@ func (m *Manager) Remove(ctx context.Context, ref string, force, volumes bool) e
 			}
 		}
 	}
+	return m.removeSettled(c, volumes)
+}
+
+// Rename gives a container a new name (docker rename).
+func (m *Manager) Rename(ctx context.Context, ref, name string) error {
+	name = strings.TrimPrefix(name, "/")
+	if !nameRE().MatchString(name) {
+		return errdefs.NewInvalidArgument(fmt.Errorf("invalid container name (%s), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
+	}
+	c, unlock, err := m.getLocked(ctx, ref)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	m.mu.Lock() // as Create: names are checked and taken under it
+	defer m.mu.Unlock()
+	if c.Name == name {
+		return errdefs.NewInvalidArgument(fmt.Errorf("renaming a container with the same name as its current name"))
+	}
+	all, err := m.List()
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.Name == name {
+			//lint:ignore ST1005 Docker's own wording, which docker CLI users and scripts match
+			return errdefs.NewConflict(fmt.Errorf("Conflict. The container name \"/%s\" is already in use by container \"%s\". You have to remove (or rename) that container to be able to reuse that name", name, o.ID))
+		}
+	}
+	old := c.Name
+	c.Record.Name = name
+	raw, err := json.Marshal(c.Record)
+	if err != nil {
+		return err
+	}
+	if err := durable.WriteFile(filepath.Join(c.Bundle, "container.json"), raw, 0o600); err != nil {
+		return fmt.Errorf("rename container %s: %w", old, err)
+	}
+	m.forget(c.ID)
+	m.emit(c, mevents.ActionRename, map[string]string{"oldName": "/" + old})
+	return nil
+}
+
+type goneExit struct {
+	code int
+	at   time.Time
+}
+
+// exitOfRemoved is the final exit code of a container removed in the last
+// minute.
+func (m *Manager) exitOfRemoved(id string) (int, bool) {
+	m.goneMu.Lock()
+	defer m.goneMu.Unlock()
+	g, ok := m.gone[id]
+	return g.code, ok
+}
+
+func (m *Manager) recordRemoved(c Container) {
+	m.goneMu.Lock()
+	defer m.goneMu.Unlock()
+	if m.gone == nil {
+		m.gone = map[string]goneExit{}
+	}
+	now := time.Now()
+	for id, g := range m.gone {
+		if now.Sub(g.at) > time.Minute {
+			delete(m.gone, id)
+		}
+	}
+	m.gone[c.ID] = goneExit{c.State.ExitCode, now}
+}
+
+// removeSettled removes c, whose monitor (if any) has settled, with the
+// container's lock held.
+func (m *Manager) removeSettled(c Container, volumes bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if cur, err := m.load(c.ID); err == nil {
 		m.observeOne(cur) // its start and death, if no tick saw them yet
+		c.State = cur.State
 	}
 	if err := m.detachNetwork(c); err != nil {
 		return err
 	}
 	if err := m.removeBundle(c); err != nil {
 		return fmt.Errorf("remove container %s: %w", c.Name, err)
+	}
+	m.recordRemoved(c)
+	if volumes || (c.HostConfig != nil && c.HostConfig.AutoRemove) {
+		// As Docker: rm -v, and --rm, take the anonymous volumes along;
+		// named ones stay.
+		m.removeAnonVolumes(c.Record)
 	}
 	m.forget(c.ID)
 	m.mons.forget(c.ID)
@@ -1058,6 +1161,9 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 		cur, err := m.Get(c.ID)
 		if err != nil {
 			if condition == "removed" && errdefs.Is(err, errdefs.NotFound) {
+				if code, ok := m.exitOfRemoved(c.ID); ok {
+					return code, nil
+				}
 				return c.State.ExitCode, nil
 			}
 			return 0, err
@@ -1148,6 +1254,37 @@ func (m *Manager) Logs(ctx context.Context, ref string, follow bool, fn func(log
 // followers to read the log to the end. An attach takes it before it
 // answers the client, which may then start the container: the container
 // can exit and be removed before the attach's follower has begun.
+// AwaitRun waits until the container has started after since (docker
+// start -a attaches to a stopped container, then starts it): a run that
+// started and ended meanwhile counts.
+func (m *Manager) AwaitRun(ctx context.Context, id string, since time.Time) error {
+	for {
+		changed := m.notify.changed(id) // before the look
+		c, err := m.load(id)
+		if errors.Is(err, fs.ErrNotExist) {
+			return errNoSuchContainer(id)
+		} else if err != nil {
+			return err
+		}
+		if c.State.StartedAt.After(since) {
+			return nil
+		}
+		poll := time.Second
+		if changed == nil {
+			poll = 50 * time.Millisecond
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
 func (m *Manager) Follow(id string) (release func()) {
 	m.followMu.Lock()
 	f := m.follows[id]
@@ -1346,4 +1483,79 @@ func (m *Manager) removeBundle(c Container) error {
 		})
 	}
 	return durable.RemoveAll(c.Bundle)
+}
+
+// mergeEnv is the image's environment with the container's KEY=VALUE
+// entries replacing those of the same key (in place) or added after, as
+// Docker merges them: a variable must not appear twice, or getenv finds
+// the image's value first.
+func mergeEnv(image, given []string) []string {
+	out := append([]string{}, image...)
+	at := map[string]int{}
+	for i, kv := range out {
+		k, _, _ := strings.Cut(kv, "=")
+		at[k] = i
+	}
+	for _, kv := range given {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := at[k]; ok {
+			out[i] = kv
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}
+
+// withImageDefaults is the container's config as Docker records it: what
+// was not given comes from the image (environment, command, entrypoint,
+// working directory, user, labels, exposed ports, volumes, stop signal),
+// so that inspect shows what the container runs with.
+func withImageDefaults(cfg *mcontainer.Config, ic ocispec.ImageConfig, s bundle.Spec) *mcontainer.Config {
+	out := *cfg
+	out.Env = s.Env
+	if len(out.Entrypoint) == 0 {
+		out.Entrypoint = ic.Entrypoint
+		if len(out.Cmd) == 0 {
+			out.Cmd = ic.Cmd
+		}
+	}
+	if out.WorkingDir == "" {
+		out.WorkingDir = ic.WorkingDir
+	}
+	if out.User == "" {
+		out.User = ic.User
+	}
+	if out.StopSignal == "" {
+		out.StopSignal = ic.StopSignal
+	}
+	if out.Hostname == "" {
+		out.Hostname = s.Hostname
+	}
+	if len(ic.Labels) > 0 {
+		labels := map[string]string{}
+		for k, v := range ic.Labels {
+			labels[k] = v
+		}
+		for k, v := range cfg.Labels {
+			labels[k] = v
+		}
+		out.Labels = labels
+	}
+	for p := range ic.ExposedPorts {
+		if out.ExposedPorts == nil {
+			out.ExposedPorts = mnetwork.PortSet{}
+		}
+		if port, err := mnetwork.ParsePort(p); err == nil {
+			out.ExposedPorts[port] = struct{}{}
+		}
+	}
+	for v := range ic.Volumes {
+		if out.Volumes == nil {
+			out.Volumes = map[string]struct{}{}
+		}
+		out.Volumes[v] = struct{}{}
+	}
+	return &out
 }

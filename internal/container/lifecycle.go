@@ -144,12 +144,12 @@ func (m *Manager) Watch(ctx context.Context) {
 			delete(due, c.ID)
 			return
 		}
-		// A client waiting for the removal (docker run --rm) removes it
-		// itself at once, with the exit status in hand; this is the
-		// fallback for detached --rm containers, 2 s after the exit.
-		at := c.State.FinishedAt.Add(2 * time.Second)
-		if time.Now().Before(at) || !m.settled(c) {
-			due[c.ID] = later(at, time.Now().Add(time.Second/2))
+		// Detached --rm containers go as soon as their monitor settles
+		// (a client waiting for the removal, docker run --rm, may remove
+		// it first: either way it gets the exit code); attached clients
+		// first read the log to its end, for up to 2 s.
+		if !m.settled(c) {
+			due[c.ID] = time.Now().Add(time.Second / 2)
 			return
 		}
 		delete(due, c.ID)
@@ -158,6 +158,7 @@ func (m *Manager) Watch(ctx context.Context) {
 		removals.Add(1)
 		go func() {
 			defer removals.Done()
+			m.awaitFollowers(ctx, c.ID, 2*time.Second)
 			err := m.Remove(ctx, c.ID, false, false)
 			if err != nil && !errdefs.Is(err, errdefs.NotFound) && !errdefs.Is(err, errdefs.Conflict) && ctx.Err() == nil {
 				m.log.Warn("auto-remove", "name", c.Name, "err", err)
@@ -244,10 +245,3 @@ func (m *Manager) Watch(ctx context.Context) {
 // sweepEvery is how often Watch looks at every container although inotify
 // tells it of changes.
 const sweepEvery = 10 * time.Second
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}

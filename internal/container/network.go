@@ -104,3 +104,25 @@ func (m *Manager) Endpoint(c Container) (network.Endpoint, bool) {
 	}
 	return net.Get(c.ID)
 }
+
+// Networks are the networks a container can join, as docker network ls
+// shows them: none and host always, and the bridge when the daemon has one.
+func (m *Manager) Networks() []mnetwork.Inspect {
+	nets := []mnetwork.Inspect{
+		{Network: mnetwork.Network{Name: "host", ID: "host", Driver: "host", Scope: "local", Labels: map[string]string{}, Options: map[string]string{}}},
+		{Network: mnetwork.Network{Name: "none", ID: "none", Driver: "null", Scope: "local", Labels: map[string]string{}, Options: map[string]string{}}},
+	}
+	if m.cfg.Network == nil {
+		return nets
+	}
+	n, err := m.cfg.Network()
+	if err != nil {
+		m.log.Warn("bridge network", "err", err)
+		return nets
+	}
+	name, subnet, gw := n.Bridge()
+	br := mnetwork.Network{Name: "bridge", ID: "bridge", Driver: "bridge", Scope: "local",
+		IPAM:    mnetwork.IPAM{Driver: "default", Config: []mnetwork.IPAMConfig{{Subnet: subnet, Gateway: gw}}},
+		Options: map[string]string{"com.docker.network.bridge.name": name}, Labels: map[string]string{}}
+	return append([]mnetwork.Inspect{{Network: br}}, nets...)
+}

@@ -3,6 +3,8 @@ package container
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -176,8 +178,9 @@ func (m *Manager) Top(ref string) (mcontainer.TopResponse, error) {
 	return resp, nil
 }
 
-// Prune removes every stopped container and reports what it freed.
-func (m *Manager) Prune(ctx context.Context) (mcontainer.PruneReport, error) {
+// Prune removes every stopped container that match accepts (nil: all) and
+// reports what it freed.
+func (m *Manager) Prune(ctx context.Context, match func(Container) bool) (mcontainer.PruneReport, error) {
 	var rep mcontainer.PruneReport
 	all, err := m.List()
 	if err != nil {
@@ -188,7 +191,7 @@ func (m *Manager) Prune(ctx context.Context) (mcontainer.PruneReport, error) {
 		// up (its cgroup, the root's unmounts): that container is done,
 		// as the one a `run` just waited for. One whose monitor has not
 		// (a restart may follow) is left alone.
-		if c.Running() || !m.settled(c) {
+		if c.Running() || !m.settled(c) || (match != nil && !match(c)) {
 			continue
 		}
 		n, _ := snapshot.DiskUsage(filepath.Join(c.Bundle, "upper"))
@@ -224,15 +227,59 @@ func (m *Manager) Volumes() ([]mvolume.Volume, error) {
 	return out, nil
 }
 
+// Volume is the named volume's record, as docker volume inspect shows it.
+func (m *Manager) Volume(name string) (mvolume.Volume, error) {
+	vols, err := m.Volumes()
+	if err != nil {
+		return mvolume.Volume{}, err
+	}
+	for _, v := range vols {
+		if v.Name == name {
+			return v, nil
+		}
+	}
+	return mvolume.Volume{}, errdefs.NewNotFound(fmt.Errorf("get %s: no such volume", name))
+}
+
+// CreateVolume makes a named volume (anonymous, with a generated name, if
+// name is empty); making one that exists is no error, as with Docker.
+func (m *Manager) CreateVolume(name, driver string) (mvolume.Volume, error) {
+	if driver != "" && driver != "local" {
+		return mvolume.Volume{}, errdefs.NewNotImplemented(fmt.Errorf("volume driver %q: Flick has local volumes (volume plugins are out of scope)", driver))
+	}
+	if name == "" {
+		var b [32]byte
+		rand.Read(b[:])
+		name = hex.EncodeToString(b[:])
+	}
+	if !nameRE().MatchString(name) {
+		return mvolume.Volume{}, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
+	}
+	if _, err := m.volumeDir(name); err != nil {
+		return mvolume.Volume{}, err
+	}
+	return m.Volume(name)
+}
+
+// VolumeUsers names the containers that mount the volume.
+func (m *Manager) VolumeUsers(name string) []string { return m.volumeUsers(name) }
+
 func (m *Manager) volumeUsers(name string) []string {
 	all, _ := m.List()
 	var users []string
 	src := filepath.Join(m.cfg.Volumes, name, "_data")
 	for _, c := range all {
-		for _, b := range c.HostConfig.Binds {
+		used := false
+		for _, mp := range c.Mounts {
+			used = used || mp.Name == name || mp.Source == src
+		}
+		for _, b := range c.HostConfig.Binds { // records from before Mounts
 			if s, _, _ := strings.Cut(b, ":"); s == name || s == src {
-				users = append(users, c.Name)
+				used = true
 			}
+		}
+		if used {
+			users = append(users, c.Name)
 		}
 	}
 	return users
@@ -256,15 +303,16 @@ func (m *Manager) RemoveVolume(name string, force bool) error {
 	return os.RemoveAll(dir)
 }
 
-// PruneVolumes removes named volumes no container uses.
-func (m *Manager) PruneVolumes() (mvolume.PruneReport, error) {
+// PruneVolumes removes the volumes no container uses: anonymous ones, and
+// named ones too with all (Docker since API 1.42: volume prune -a).
+func (m *Manager) PruneVolumes(all bool) (mvolume.PruneReport, error) {
 	var rep mvolume.PruneReport
 	vols, err := m.Volumes()
 	if err != nil {
 		return rep, err
 	}
 	for _, v := range vols {
-		if len(m.volumeUsers(v.Name)) > 0 {
+		if (!all && !anonName(v.Name)) || len(m.volumeUsers(v.Name)) > 0 {
 			continue
 		}
 		n, _ := snapshot.DiskUsage(filepath.Join(m.cfg.Volumes, v.Name))

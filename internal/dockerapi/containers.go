@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +41,10 @@ func (s *Server) containerRoutes() {
 	m.HandleFunc("POST /containers/{id}/attach", s.containerAttach)
 	m.HandleFunc("POST /containers/{id}/resize", s.containerResize)
 	m.HandleFunc("DELETE /containers/{id}", s.containerDelete)
+	m.HandleFunc("POST /containers/{id}/rename", s.containerRename)
+	// A reference with a slash (an image name: docker inspect tries a
+	// container first) is no container: 404, so the client looks further.
+	m.HandleFunc("GET /containers/", s.noSuchContainer)
 	s.observeRoutes()
 	s.execRoutes()
 	m.HandleFunc("GET /events", s.events)
@@ -188,16 +194,34 @@ func (s *Server) containerList(w http.ResponseWriter, r *http.Request) {
 	if !s.containers(w) {
 		return
 	}
-	all := boolParam(r.URL.Query().Get("all"))
+	q := r.URL.Query()
 	list, err := s.cfg.Containers.List()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
+	cf, err := newContainerFilter(q.Get("filters"), psFilterKeys, list)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	limit := -1
+	if l := q.Get("limit"); l != "" {
+		if limit, err = strconv.Atoi(l); err != nil {
+			writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("invalid limit %q", l)))
+			return
+		}
+	}
+	// As Docker: -n/-l and a status or exit filter list stopped ones too.
+	all := boolParam(q.Get("all")) || limit > 0 || cf.listsStopped()
+	newestFirst(list)
 	out := []mcontainer.Summary{}
 	for _, c := range list {
-		if !all && !c.Running() {
+		if !all && !c.Running() || !cf.match(c) {
 			continue
+		}
+		if limit > 0 && len(out) == limit {
+			break
 		}
 		sum := mcontainer.Summary{ID: c.ID, Names: []string{"/" + c.Name}, Image: c.Image, ImageID: c.ImageID.String(),
 			Command: strings.Join(append([]string{c.Path}, c.Args...), " "), Created: c.Created.Unix(),
@@ -253,10 +277,18 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 		HostConfig: c.HostConfig, Config: c.Config,
 		NetworkSettings: &mcontainer.NetworkSettings{Ports: mnetwork.PortMap{}, Networks: map[string]*mnetwork.EndpointSettings{}},
 	}
-	if ep, ok := s.cfg.Containers.Endpoint(c); ok {
+	resp.Mounts = c.Mounts
+	if resp.Mounts == nil {
+		resp.Mounts = []mcontainer.MountPoint{}
+	}
+	legacy := legacyNetworkSettings{NetworkSettings: resp.NetworkSettings}
+	if ep, ok := s.cfg.Containers.Endpoint(c); ok && c.Running() {
 		resp.NetworkSettings.SandboxKey = ep.NetNSPath
-		resp.NetworkSettings.Networks["bridge"] = &mnetwork.EndpointSettings{IPAddress: ep.IP, Gateway: ep.Gateway,
-			IPPrefixLen: ep.PrefixLen, MacAddress: macOf(ep.MAC), EndpointID: ep.ID}
+		es := &mnetwork.EndpointSettings{IPAddress: ep.IP, Gateway: ep.Gateway,
+			IPPrefixLen: ep.PrefixLen, MacAddress: macOf(ep.MAC), EndpointID: ep.ID, NetworkID: "bridge"}
+		resp.NetworkSettings.Networks["bridge"] = es
+		legacy.IPAddress, legacy.IPPrefixLen, legacy.MacAddress = addrString(ep.IP), ep.PrefixLen, es.MacAddress.String()
+		legacy.Gateway = addrString(ep.Gateway)
 		for _, p := range ep.Ports {
 			port, ok := mnetwork.PortFrom(p.ContainerPort, mnetwork.IPProtocol(p.Proto))
 			if ok {
@@ -264,7 +296,32 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	writeJSON(w, 200, resp)
+	// The API served (APIVersion) predates 1.52: its clients read the
+	// default network's address at the top of NetworkSettings, and
+	// scripts use {{.NetworkSettings.IPAddress}}.
+	writeJSON(w, 200, inspectBefore152{InspectResponse: resp, NetworkSettings: &legacy})
+}
+
+// legacyNetworkSettings is NetworkSettings with the default network's
+// fields that API 1.52 dropped from its top level.
+type legacyNetworkSettings struct {
+	*mcontainer.NetworkSettings
+	Gateway     string
+	IPAddress   string
+	IPPrefixLen int
+	MacAddress  string
+}
+
+type inspectBefore152 struct {
+	mcontainer.InspectResponse
+	NetworkSettings *legacyNetworkSettings
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }
 
 // Docker's multiplexed stream: an 8-byte header (stream, 0, 0, 0, size
@@ -408,7 +465,8 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wantOut, wantErr := boolParam(q.Get("stdout")), boolParam(q.Get("stderr"))
-	from := time.Now().Add(-50 * time.Millisecond)
+	attached := time.Now()
+	from := attached.Add(-50 * time.Millisecond)
 	if c.Status() == "created" {
 		from = time.Time{}
 	}
@@ -435,6 +493,21 @@ func (s *Server) containerAttach(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}()
+	}
+	if c.Status() == "exited" {
+		// docker start -a: attached before the start, so the output is
+		// the next run's, to its end (an earlier run's end must not end
+		// the stream at once).
+		// Bounded: a client that leaves with a half-close is not seen
+		// until something is written to it.
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Minute)
+		err := s.cfg.Containers.AwaitRun(wctx, c.ID, attached)
+		wcancel()
+		if err != nil {
+			s.log.Debug("attach ended before a start", "container", c.ID, "err", err)
+			return
+		}
+		from = attached
 	}
 	read := 0 // log entries read, for the debug line
 	err = s.cfg.Containers.Logs(ctx, c.ID, true, func(e logfile.Entry) error {
@@ -479,8 +552,109 @@ func (s *Server) observeRoutes() {
 	m.HandleFunc("GET /containers/{id}/top", s.containerTop)
 	m.HandleFunc("POST /containers/prune", s.containerPrune)
 	m.HandleFunc("GET /volumes", s.volumeList)
+	m.HandleFunc("GET /volumes/{name}", s.volumeInspect)
+	m.HandleFunc("POST /volumes/create", s.volumeCreate)
 	m.HandleFunc("DELETE /volumes/{name}", s.volumeDelete)
 	m.HandleFunc("POST /volumes/prune", s.volumePrune)
+	m.HandleFunc("GET /networks", s.networkList)
+	m.HandleFunc("GET /networks/{id}", s.networkInspect)
+	m.HandleFunc("POST /networks/prune", s.networkPrune)
+}
+
+func (s *Server) containerRename(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	if err := s.cfg.Containers.Rename(r.Context(), r.PathValue("id"), r.URL.Query().Get("name")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) noSuchContainer(w http.ResponseWriter, r *http.Request) {
+	ref := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/containers/"), "/json")
+	//lint:ignore ST1005 Docker's own wording, which the docker CLI matches
+	writeError(w, errdefs.NewNotFound(fmt.Errorf("No such container: %s", ref)))
+}
+
+func (s *Server) volumeInspect(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	v, err := s.cfg.Containers.Volume(r.PathValue("name"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, 200, v)
+}
+
+func (s *Server) volumeCreate(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	var req mvolume.CreateRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("bad volume request: %w", err)))
+		return
+	}
+	if len(req.DriverOpts) > 0 {
+		writeError(w, errdefs.NewNotImplemented(errors.New("volume driver options (-o): Flick's volumes are directories under its data root")))
+		return
+	}
+	v, err := s.cfg.Containers.CreateVolume(req.Name, req.Driver)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, v)
+}
+
+// Networks: Flick has none, host and (unless the daemon runs --bridge none)
+// the default bridge; user-defined networks are out of scope.
+func (s *Server) networkList(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := []mnetwork.Inspect{}
+	for _, n := range s.cfg.Containers.Networks() {
+		if names := f["name"]; len(names) > 0 && !anyOf(names, func(x string) bool { return strings.Contains(n.Name, x) }) {
+			continue
+		}
+		if ids := f["id"]; len(ids) > 0 && !anyOf(ids, func(x string) bool { return strings.HasPrefix(n.ID, x) }) {
+			continue
+		}
+		if ds := f["driver"]; len(ds) > 0 && !anyOf(ds, func(x string) bool { return x == n.Driver }) {
+			continue
+		}
+		out = append(out, n)
+	}
+	writeJSON(w, 200, out)
+}
+
+func (s *Server) networkInspect(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	id := r.PathValue("id")
+	for _, n := range s.cfg.Containers.Networks() {
+		if n.ID == id || n.Name == id {
+			writeJSON(w, 200, n)
+			return
+		}
+	}
+	writeError(w, errdefs.NewNotFound(fmt.Errorf("network %s not found", id)))
+}
+
+func (s *Server) networkPrune(w http.ResponseWriter, _ *http.Request) {
+	// The three networks are built in: nothing to prune.
+	writeJSON(w, 200, mnetwork.PruneReport{NetworksDeleted: []string{}})
 }
 
 func (s *Server) containerStats(w http.ResponseWriter, r *http.Request) {
@@ -529,7 +703,17 @@ func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
 	if !s.containers(w) {
 		return
 	}
-	rep, err := s.cfg.Containers.Prune(r.Context())
+	list, err := s.cfg.Containers.List()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	cf, err := newContainerFilter(r.URL.Query().Get("filters"), pruneFilterKeys, list)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rep, err := s.cfg.Containers.Prune(r.Context(), cf.match)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -566,22 +750,31 @@ func (s *Server) volumeDelete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// volumePrune: Flick's volumes are all named, and since API 1.42 a prune
-// removes named volumes only with the all=true filter (docker volume prune -a).
+// volumePrune removes unused anonymous volumes, and named ones with the
+// all=true filter (docker volume prune -a), as Docker since API 1.42.
 func (s *Server) volumePrune(w http.ResponseWriter, r *http.Request) {
 	if !s.containers(w) {
 		return
 	}
-	rep := mvolume.PruneReport{VolumesDeleted: []string{}}
-	if strings.Contains(r.URL.Query().Get("filters"), `"all"`) && strings.Contains(r.URL.Query().Get("filters"), "true") {
-		var err error
-		if rep, err = s.cfg.Containers.PruneVolumes(); err != nil {
-			writeError(w, err)
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	for k := range f {
+		if k != "all" {
+			writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("invalid filter '%s' (Flick's volume prune takes all=true)", k)))
 			return
 		}
-		if rep.VolumesDeleted == nil {
-			rep.VolumesDeleted = []string{}
-		}
+	}
+	all, _ := f.one("all")
+	rep, err := s.cfg.Containers.PruneVolumes(all == "true" || all == "1")
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if rep.VolumesDeleted == nil {
+		rep.VolumesDeleted = []string{}
 	}
 	writeJSON(w, 200, rep)
 }

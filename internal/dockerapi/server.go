@@ -82,6 +82,11 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /images/json", s.imageList)
 	m.HandleFunc("POST /images/prune", s.imagePrune)
 	m.HandleFunc("GET /system/df", s.systemDF)
+	// No builds, so no build cache: pruning it (docker system prune) is
+	// done at once.
+	m.HandleFunc("POST /build/prune", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"CachesDeleted": []string{}, "SpaceReclaimed": 0})
+	})
 	m.HandleFunc("GET /flick/v1/system/check", s.systemCheck)
 	s.containerRoutes()
 	// Image names contain slashes, so /images/{name}/json and friends are
@@ -199,7 +204,7 @@ func (s *Server) unsupported(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errdefs.NewNotImplemented(fmt.Errorf("%s are not supported by Flick, an edge engine that leaves them out on purpose (see docs/SCOPE.md)", what)))
 		return
 	}
-	writeError(w, errdefs.NewNotImplemented(fmt.Errorf("flick does not support %s %s yet (see docs/SCOPE.md for what it serves)", r.Method, r.URL.Path)))
+	writeError(w, errdefs.NewNotImplemented(fmt.Errorf("flick does not support %s %s yet: it serves the Docker API for containers, images, volumes, exec, logs and events (its docs/SCOPE.md says what else is left out, and why)", r.Method, r.URL.Path)))
 }
 
 func (s *Server) ping(w http.ResponseWriter, r *http.Request) {

@@ -4,10 +4,17 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/flick-edge/flick/internal/bundle"
+	"github.com/flick-edge/flick/internal/container"
 	"github.com/flick-edge/flick/internal/image"
+	"github.com/flick-edge/flick/internal/snapshot"
+	mcontainer "github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/swarm"
+	mvolume "github.com/moby/moby/api/types/volume"
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -105,6 +112,18 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
 	for _, c := range insecure {
 		info.RegistryConfig.InsecureRegistryCIDRs = appendCIDR(info.RegistryConfig.InsecureRegistryCIDRs, c)
 	}
+	info.Swarm.LocalNodeState = swarm.LocalNodeStateInactive // swarm is out of scope, never on
+	if s.cfg.Containers != nil {
+		cs, _ := s.cfg.Containers.List()
+		info.Containers = len(cs)
+		for _, c := range cs {
+			if c.Running() {
+				info.ContainersRunning++
+			} else {
+				info.ContainersStopped++
+			}
+		}
+	}
 	writeJSON(w, http.StatusOK, info)
 }
 
@@ -135,12 +154,38 @@ func (s *Server) systemDF(w http.ResponseWriter, _ *http.Request) {
 	}
 	out := legacyDiskUsage{LayersSize: u.LayersSize, Images: []mimage.Summary{}, Containers: []any{}, Volumes: []any{}, BuildCache: []any{},
 		ImageUsage: &mimage.DiskUsage{TotalCount: int64(len(u.Images)), TotalSize: u.LayersSize}}
+	var cs []container.Container
+	if s.cfg.Containers != nil {
+		cs, _ = s.cfg.Containers.List()
+	}
+	uses := map[string]int64{}
+	for _, c := range cs {
+		uses[c.ImageID.String()]++
+		rw, _ := snapshot.DiskUsage(filepath.Join(c.Bundle, bundle.UpperDir))
+		sum := mcontainer.Summary{ID: c.ID, Names: []string{"/" + c.Name}, Image: c.Image, ImageID: c.ImageID.String(),
+			Command: strings.Join(append([]string{c.Path}, c.Args...), " "), Created: c.Created.Unix(),
+			State: mcontainer.ContainerState(c.Status()), Status: humanStatus(c), SizeRw: rw, Labels: c.Config.Labels, Mounts: c.Mounts}
+		out.Containers = append(out.Containers, sum)
+	}
 	for _, img := range u.Images {
 		sm := summary(img, u.Shared[img.ID])
-		sm.Containers = 0
+		sm.Containers = uses[img.ID.String()]
 		out.Images = append(out.Images, sm)
 		out.ImageUsage.Items = append(out.ImageUsage.Items, sm)
-		out.ImageUsage.Reclaimable += img.Size - u.Shared[img.ID]
+		if sm.Containers == 0 {
+			out.ImageUsage.Reclaimable += img.Size - u.Shared[img.ID]
+		} else {
+			out.ImageUsage.ActiveCount++
+		}
+	}
+	if s.cfg.Containers != nil {
+		vols, _ := s.cfg.Containers.Volumes()
+		for _, v := range vols {
+			n, _ := snapshot.DiskUsage(v.Mountpoint)
+			refs := int64(len(s.cfg.Containers.VolumeUsers(v.Name)))
+			v.UsageData = &mvolume.UsageData{Size: n, RefCount: refs}
+			out.Volumes = append(out.Volumes, v)
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -20,6 +20,7 @@ type imageConfig struct {
 	oci               *bool
 	cmd               []string
 	env               []string
+	volumes           []string
 }
 
 // WithPlatform sets the image's os, architecture and variant (variant may be
@@ -45,6 +46,11 @@ func WithCmd(cmd ...string) ImageOption {
 // ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"].
 func WithEnv(env ...string) ImageOption {
 	return func(c *imageConfig) { c.env = append([]string(nil), env...) }
+}
+
+// WithVolumes declares VOLUME paths in the image config.
+func WithVolumes(paths ...string) ImageOption {
+	return func(c *imageConfig) { c.volumes = append(c.volumes, paths...) }
 }
 
 // DefaultPath is the PATH in the default Env of an image config.
@@ -83,7 +89,7 @@ func Image(layers []v1.Layer, opts ...ImageOption) (v1.Image, error) {
 		OS:           c.os,
 		Variant:      c.variant,
 		Created:      v1.Time{Time: Epoch},
-		Config:       v1.Config{Cmd: c.cmd, Env: c.env},
+		Config:       v1.Config{Cmd: c.cmd, Env: c.env, Volumes: volumeSet(c.volumes)},
 		RootFS:       v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{}},
 	}
 	m := v1.Manifest{
@@ -228,4 +234,15 @@ func Index(imgs []v1.Image, oci bool) (v1.ImageIndex, error) {
 		return nil, fmt.Errorf("imagegen: index: %w", err)
 	}
 	return idx, nil
+}
+
+func volumeSet(paths []string) map[string]struct{} {
+	if len(paths) == 0 {
+		return nil
+	}
+	set := map[string]struct{}{}
+	for _, p := range paths {
+		set[p] = struct{}{}
+	}
+	return set
 }

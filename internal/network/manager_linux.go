@@ -135,6 +135,12 @@ func (m *Manager) setup(enableForwarding bool) error {
 }
 
 // Close releases the Manager's netlink sockets; the network stays.
+// Bridge names the bridge and its subnet and gateway, for docker network
+// inspect.
+func (m *Manager) Bridge() (name string, subnet netip.Prefix, gateway netip.Addr) {
+	return m.cfg.Bridge, m.cfg.Subnet, m.gw
+}
+
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

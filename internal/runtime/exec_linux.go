@@ -147,6 +147,7 @@ const execStdioFD = 8
 // applies the container's sandbox (with the exec's user) and execs the
 // command. It never returns.
 func ExecInitMain(specPath string) {
+	defaultSignalsAtExec()
 	unix.CloseOnExec(initErrorFD)
 	unix.CloseOnExec(5)
 	unix.CloseOnExec(execInitConsoleFD) // -t only

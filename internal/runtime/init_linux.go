@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"syscall"
 
 	"github.com/cyphar/filepath-securejoin"
 	"github.com/flick-edge/flick/internal/bundle"
@@ -33,6 +35,7 @@ func InitMain(bdir string) {
 	// One thread does everything and execs: a network namespace joined
 	// with setns is the calling thread's alone.
 	goruntime.LockOSThread()
+	defaultSignalsAtExec()
 	unix.CloseOnExec(initErrorFD)
 	unix.CloseOnExec(initConsoleFD) // -t only; EBADF otherwise, harmless
 	errPipe := os.NewFile(initErrorFD, "init-error")
@@ -227,6 +230,16 @@ func prepare(bdir string, spec bundle.Spec, st *staged, keepsNetNS bool) (string
 	if err != nil {
 		return "", nil, &execError{127, err}
 	}
+	if keepsNetNS && spec.Network != "host" {
+		// Its own network namespace (--network none): loopback up, as
+		// Docker's; the bridge's namespace comes configured.
+		if err := loopbackUp(); err != nil {
+			return "", nil, fmt.Errorf("loopback: %w", err)
+		}
+	}
+	if err := setRlimits(spec.Rlimits); err != nil {
+		return "", nil, &execError{126, err}
+	}
 	if err := sandbox.Apply(id, spec.Caps, sandbox.Options{Privileged: spec.Privileged, NoNewPrivileges: spec.NoNewPrivs, Seccomp: spec.Seccomp}); err != nil {
 		return "", nil, fmt.Errorf("apply sandbox: %w", err)
 	}
@@ -382,7 +395,62 @@ func mountDev(root string, spec bundle.Spec) error {
 			return err
 		}
 	}
+	if spec.Privileged {
+		return hostDevices(root)
+	}
 	return nil
+}
+
+// hostDevices makes every device node of the host's /dev in the
+// container's (a --privileged container's tmpfs, without nodev), as Docker
+// gives a privileged container the host's devices: serial ports, USB
+// buses, GPIO chips, disks. Nodes are made, not bound, with the host's
+// modes and owners; what Docker leaves out is left out here too (pts, shm,
+// mqueue, fd, console), and a node in place already (null, zero, ...) is
+// kept.
+func hostDevices(root string) error {
+	return filepath.WalkDir("/dev", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == "/dev" {
+				return err
+			}
+			return nil // a node that went away meanwhile
+		}
+		if d.IsDir() {
+			switch d.Name() {
+			case "pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev":
+				if p != "/dev" {
+					return filepath.SkipDir
+				}
+			}
+			return nil
+		}
+		if d.Name() == "console" || d.Type()&fs.ModeDevice == 0 {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		dst := filepath.Join(root, p)
+		if _, err := os.Lstat(dst); err == nil {
+			return nil
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mknod(dst, st.Mode, int(st.Rdev)); err != nil {
+			return fmt.Errorf("--privileged: make %s: %w", p, err)
+		}
+		if err := os.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
+			return err
+		}
+		return unix.Chmod(dst, st.Mode&0o7777) // the umask narrowed mknod's
+	})
 }
 
 // mountSys mounts root's /sys: a read-only sysfs of the container's
@@ -437,9 +505,20 @@ func bindDevice(root, host, ctr string) error {
 
 func mountUser(root string, spec bundle.Spec) error {
 	for _, mt := range spec.Mounts {
+		if mt.Tmpfs {
+			if err := mountTmpfs(root, mt); err != nil {
+				return err
+			}
+			continue
+		}
 		fi, err := os.Stat(mt.Source)
 		if err != nil {
 			return fmt.Errorf("volume source %s: %w", mt.Source, err)
+		}
+		if mt.CopyUp && fi.IsDir() {
+			if err := copyUp(root, mt); err != nil {
+				return fmt.Errorf("fill volume %s from the image's %s: %w", mt.Source, mt.Target, err)
+			}
 		}
 		t, err := target(root, mt.Target, fi.IsDir())
 		if err != nil {
@@ -453,6 +532,36 @@ func mountUser(root string, spec bundle.Spec) error {
 				return fmt.Errorf("read-only %s: %w", mt.Target, err)
 			}
 		}
+	}
+	return nil
+}
+
+// mountTmpfs mounts a --tmpfs: noexec, nosuid and nodev unless its options
+// say otherwise, as Docker's.
+func mountTmpfs(root string, mt bundle.Mount) error {
+	o, err := bundle.ParseTmpfs(mt.Options)
+	if err != nil {
+		return fmt.Errorf("tmpfs %s: %w", mt.Target, err)
+	}
+	var flags uintptr
+	if !o.Exec {
+		flags |= unix.MS_NOEXEC
+	}
+	if !o.Suid {
+		flags |= unix.MS_NOSUID
+	}
+	if !o.Dev {
+		flags |= unix.MS_NODEV
+	}
+	if o.ReadOnly {
+		flags |= unix.MS_RDONLY
+	}
+	t, err := target(root, mt.Target, true)
+	if err != nil {
+		return fmt.Errorf("tmpfs target %s: %w", mt.Target, err)
+	}
+	if err := unix.Mount("tmpfs", t, "tmpfs", flags, o.Data); err != nil {
+		return fmt.Errorf("mount tmpfs on %s (%s): %w", mt.Target, o.Data, err)
 	}
 	return nil
 }

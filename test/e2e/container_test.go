@@ -718,6 +718,21 @@ func TestBridgeNetwork(t *testing.T) {
 		t.Fatalf("port clash: %s", r)
 	}
 	d.flick(t, "rm", "-f", "clash")
+	// The same with --rm: the start fails, the container goes, and the
+	// client says why (it used to hang on a created container).
+	if r := d.docker(t, "run", "--rm", "--name", "clash2", "-p", "18080:80", img, "true"); r.Code != 125 || !strings.Contains(r.Stderr, "port is already allocated") {
+		t.Fatalf("--rm port clash: %s", r)
+	}
+	if r := d.docker(t, "ps", "-aq", "-f", "name=clash2"); strings.TrimSpace(r.Stdout) != "" {
+		t.Fatalf("a --rm container that could not start is left: %s", r)
+	}
+	// Scripts read the address at the top of NetworkSettings.
+	if r := d.docker(t, "inspect", "-f", "{{.NetworkSettings.IPAddress}} {{.HostConfig.NetworkMode}}", "web"); strings.TrimSpace(r.Stdout) != ip+" bridge" {
+		t.Fatalf("inspect of the address: %s", r)
+	}
+	if r := d.docker(t, "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}}{{end}}", "bridge"); strings.TrimSpace(r.Stdout) != "10.213.0.0/24" {
+		t.Fatalf("network inspect bridge: %s", r)
+	}
 	d.mustFlick(t, "rm", "-f", "web")
 	if links, _ := inNS("ip", "-o", "link"); strings.Count(links, "veth") != 0 {
 		t.Fatalf("veths left after removal:\n%s", links)

@@ -1,0 +1,23 @@
+package dockerapi
+
+import (
+	"testing"
+	"time"
+)
+
+func TestUntilTime(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"24h":                  now.Add(-24 * time.Hour),
+		"1795003200":           time.Unix(1795003200, 0),
+		"2026-11-01T10:00:00Z": time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC),
+	} {
+		got, err := untilTime(in, now)
+		if err != nil || !got.Equal(want) {
+			t.Errorf("untilTime(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := untilTime("yesterday", now); err == nil {
+		t.Error("untilTime accepted 'yesterday'")
+	}
+}
