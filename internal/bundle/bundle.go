@@ -176,10 +176,13 @@ const (
 	SpecFile  = "spec.json"
 	StateFile = "state.json"
 	LogFile   = "container.log"
-	RootDir   = "rootfs"
-	UpperDir  = "upper"
-	WorkDir   = "work"
-	StopFile  = "stopped" // present: the user stopped it; the monitor must not restart
+	// CopiedUpFile marks a container whose volumes were filled from its
+	// image (its first start).
+	CopiedUpFile = "copied-up"
+	RootDir      = "rootfs"
+	UpperDir     = "upper"
+	WorkDir      = "work"
+	StopFile     = "stopped" // present: the user stopped it; the monitor must not restart
 	// ShimLogFile is the monitor's own stderr: why it could not run the
 	// container when state.json cannot say.
 	ShimLogFile = "shim.log"

@@ -146,6 +146,9 @@ type Manager struct {
 	// looked again (another client, or a stop, removed a --rm one).
 	goneMu sync.Mutex
 	gone   map[string]goneExit
+	// restarts counts the restarts in progress by ID: a --rm container is
+	// not removed between their stop and start.
+	restarts map[string]int
 
 	// startTimeout bounds how long a start waits for its monitor's report
 	// (30 s; shorter in tests). The monitor goes on after that: launching.
@@ -154,10 +157,17 @@ type Manager struct {
 
 // New opens the container store.
 func New(cfg Config) (*Manager, error) {
-	for _, d := range []string{cfg.Root, cfg.Volumes} {
-		if err := durable.MkdirAll(d, 0o711); err != nil {
-			return nil, err
-		}
+	if err := durable.MkdirAll(cfg.Root, 0o711); err != nil {
+		return nil, err
+	}
+	// Volumes: root's alone. A volume filled from an image can hold its
+	// set-uid files, which a host user must not reach (containers reach
+	// their volumes through bind mounts, which need no way through here).
+	if err := durable.MkdirAll(cfg.Volumes, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(cfg.Volumes, 0o700); err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -829,6 +839,7 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 		if c, err = m.Get(c.ID); err != nil {
 			return nil // removed meanwhile
 		}
+		deadline = time.Now().Add(timeout) // the app's grace starts when it runs
 		if !c.Running() {
 			if m.launching(c) == nil {
 				return nil // it failed to start, or the app ran and ended
@@ -859,12 +870,45 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 	return nil
 }
 
+// Restart stops the container and starts it again. A --rm container is
+// not removed in between, as with Docker's restart.
+func (m *Manager) Restart(ctx context.Context, ref string, timeout time.Duration) error {
+	c, err := m.Get(ref)
+	if err != nil {
+		return err
+	}
+	m.goneMu.Lock()
+	if m.restarts == nil {
+		m.restarts = map[string]int{}
+	}
+	m.restarts[c.ID]++
+	m.goneMu.Unlock()
+	defer func() {
+		m.goneMu.Lock()
+		if m.restarts[c.ID]--; m.restarts[c.ID] == 0 {
+			delete(m.restarts, c.ID)
+		}
+		m.goneMu.Unlock()
+	}()
+	if err := m.Stop(ctx, c.ID, timeout); err != nil {
+		return err
+	}
+	return m.Start(ctx, c.ID)
+}
+
+// restarting says whether a restart of the container is in progress.
+func (m *Manager) restarting(id string) bool {
+	m.goneMu.Lock()
+	defer m.goneMu.Unlock()
+	return m.restarts[id] > 0
+}
+
 // removeStopped removes a --rm container that stop or kill ended, before
 // they return: `stop app && run --name app ...` must find the name free
 // (Docker's removal happens after its stop returns, and that script fails
 // there now and then). Attached clients first read the log to its end.
 func (m *Manager) removeStopped(ctx context.Context, c Container) {
-	if c.HostConfig == nil || !c.HostConfig.AutoRemove {
+	if c.HostConfig == nil || !c.HostConfig.AutoRemove || m.restarting(c.ID) {
 		return
 	}
 	m.awaitFollowers(ctx, c.ID, 2*time.Second)
@@ -1176,7 +1220,7 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 			if condition != "removed" {
 				return cur.State.ExitCode, nil
 			}
-			if cur.HostConfig != nil && cur.HostConfig.AutoRemove {
+			if cur.HostConfig != nil && cur.HostConfig.AutoRemove && !m.restarting(cur.ID) {
 				// Remove now rather than at the watcher's next tick, once
 				// the attached clients have read the log to its end (a
 				// container that fails at once, say for a missing user,

@@ -148,7 +148,7 @@ func (m *Manager) Watch(ctx context.Context) {
 		// (a client waiting for the removal, docker run --rm, may remove
 		// it first: either way it gets the exit code); attached clients
 		// first read the log to its end, for up to 2 s.
-		if !m.settled(c) {
+		if !m.settled(c) || m.restarting(c.ID) {
 			due[c.ID] = time.Now().Add(time.Second / 2)
 			return
 		}
@@ -159,6 +159,9 @@ func (m *Manager) Watch(ctx context.Context) {
 		go func() {
 			defer removals.Done()
 			m.awaitFollowers(ctx, c.ID, 2*time.Second)
+			if m.restarting(c.ID) {
+				return // looked at again when it exits
+			}
 			err := m.Remove(ctx, c.ID, false, false)
 			if err != nil && !errdefs.Is(err, errdefs.NotFound) && !errdefs.Is(err, errdefs.Conflict) && ctx.Err() == nil {
 				m.log.Warn("auto-remove", "name", c.Name, "err", err)

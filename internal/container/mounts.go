@@ -15,6 +15,7 @@ import (
 	mmount "github.com/moby/moby/api/types/mount"
 
 	"github.com/flick-edge/flick/internal/bundle"
+	"github.com/flick-edge/flick/internal/durable"
 	"github.com/flick-edge/flick/internal/errdefs"
 )
 
@@ -169,7 +170,7 @@ func (m *Manager) parseBind(bind string) (bundle.Mount, mcontainer.MountPoint, e
 	if !nameRE().MatchString(src) {
 		return mt, mp, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume specification: '%s': %q is neither an absolute host path nor a volume name", bind, src))
 	}
-	dir, err := m.volumeDir(src)
+	dir, err := m.volumeDir(src, true)
 	if err != nil {
 		return mt, mp, err
 	}
@@ -217,7 +218,7 @@ func (m *Manager) parseMount(rec *Record, spec mmount.Mount) (bundle.Mount, mcon
 		if !nameRE().MatchString(spec.Source) {
 			return mt, mp, errdefs.NewInvalidArgument(fmt.Errorf("invalid mount config for type \"volume\": invalid volume name %q", spec.Source))
 		}
-		dir, err := m.volumeDir(spec.Source)
+		dir, err := m.volumeDir(spec.Source, true)
 		if err != nil {
 			return mt, mp, err
 		}
@@ -252,10 +253,16 @@ func (m *Manager) parseMount(rec *Record, spec mmount.Mount) (bundle.Mount, mcon
 	return mt, mp, nil
 }
 
-// volumeDir is the data directory of the named volume, made if new.
-func (m *Manager) volumeDir(name string) (string, error) {
+// volumeDir is the data directory of the named volume, made if new; made
+// durably (synced before the container that uses it is committed) unless
+// only an --rm container uses it.
+func (m *Manager) volumeDir(name string, sync bool) (string, error) {
 	dir := filepath.Join(m.cfg.Volumes, name, "_data")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	mkdir := os.MkdirAll
+	if sync {
+		mkdir = durable.MkdirAll
+	}
+	if err := mkdir(dir, 0o755); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -264,11 +271,14 @@ func (m *Manager) volumeDir(name string) (string, error) {
 // anonVolume makes a volume for rec alone, named as Docker names them (64
 // hex digits), filled from the image at its target while empty.
 func (m *Manager) anonVolume(rec *Record) (bundle.Mount, mcontainer.MountPoint, error) {
-	var b [32]byte
-	rand.Read(b[:])
-	name := hex.EncodeToString(b[:])
-	dir, err := m.volumeDir(name)
+	name := newVolumeName()
+	dir, err := m.volumeDir(name, !rec.HostConfig.AutoRemove)
 	if err != nil {
+		return bundle.Mount{}, mcontainer.MountPoint{}, err
+	}
+	// Marked, for volume prune (which takes anonymous ones only, unless
+	// -a): a volume created by name, or without one, is not anonymous.
+	if err := os.WriteFile(filepath.Join(m.cfg.Volumes, name, anonMark), nil, 0o600); err != nil {
 		return bundle.Mount{}, mcontainer.MountPoint{}, err
 	}
 	rec.AnonVolumes = append(rec.AnonVolumes, name)
@@ -276,11 +286,15 @@ func (m *Manager) anonVolume(rec *Record) (bundle.Mount, mcontainer.MountPoint, 
 		mcontainer.MountPoint{Type: mmount.TypeVolume, Name: name, Source: dir, Driver: "local", RW: true}, nil
 }
 
-// removeAnonVolumes deletes the volumes made for rec alone.
+// removeAnonVolumes deletes the volumes made for rec alone, unless another
+// container mounts one by its name meanwhile. The caller holds m.mu.
 func (m *Manager) removeAnonVolumes(rec Record) {
 	for _, name := range rec.AnonVolumes {
 		if !nameRE().MatchString(name) {
 			continue // not one of ours: a record edited by hand
+		}
+		if users := m.volumeUsers(name); len(users) > 1 || len(users) == 1 && users[0] != rec.Name {
+			continue
 		}
 		if err := os.RemoveAll(filepath.Join(m.cfg.Volumes, name)); err != nil {
 			m.log.Warn("remove anonymous volume", "volume", name, "err", err)
@@ -288,12 +302,19 @@ func (m *Manager) removeAnonVolumes(rec Record) {
 	}
 }
 
-// anonName says whether a volume's name is one anonVolume gives (64 hex
-// digits, as Docker's anonymous volumes).
-func anonName(name string) bool {
-	if len(name) != 64 {
-		return false
-	}
-	_, err := hex.DecodeString(name)
+// anonMark, beside a volume's _data, marks an anonymous volume.
+const anonMark = "anonymous"
+
+// anonymous says whether the volume was made for one container alone.
+func (m *Manager) anonymous(name string) bool {
+	_, err := os.Lstat(filepath.Join(m.cfg.Volumes, name, anonMark))
 	return err == nil
+}
+
+// newVolumeName is a name as Docker gives volumes made without one: 64 hex
+// digits.
+func newVolumeName() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -12,10 +12,3 @@ func TestMergeEnv(t *testing.T) {
 		t.Fatalf("mergeEnv: %q, want %q", got, want)
 	}
 }
-
-func TestAnonName(t *testing.T) {
-	if !anonName("5604421ffa59e95adc4c12b31e248b6fb9bc56653ff05b4825f3260eecbdd28c") || anonName("data") ||
-		anonName("5604421ffa59e95adc4c12b31e248b6fb9bc56653ff05b4825f3260eecbdd28z") {
-		t.Fatal("anonName")
-	}
-}

@@ -3,8 +3,6 @@ package container
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -248,14 +246,12 @@ func (m *Manager) CreateVolume(name, driver string) (mvolume.Volume, error) {
 		return mvolume.Volume{}, errdefs.NewNotImplemented(fmt.Errorf("volume driver %q: Flick has local volumes (volume plugins are out of scope)", driver))
 	}
 	if name == "" {
-		var b [32]byte
-		rand.Read(b[:])
-		name = hex.EncodeToString(b[:])
+		name = newVolumeName()
 	}
 	if !nameRE().MatchString(name) {
 		return mvolume.Volume{}, errdefs.NewInvalidArgument(fmt.Errorf("invalid volume name %q: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name))
 	}
-	if _, err := m.volumeDir(name); err != nil {
+	if _, err := m.volumeDir(name, true); err != nil {
 		return mvolume.Volume{}, err
 	}
 	return m.Volume(name)
@@ -297,6 +293,8 @@ func (m *Manager) RemoveVolume(name string, force bool) error {
 		}
 		return errdefs.NewNotFound(fmt.Errorf("get %s: no such volume", name))
 	}
+	m.mu.Lock() // as Create: a container being created may take it
+	defer m.mu.Unlock()
 	if users := m.volumeUsers(name); len(users) > 0 {
 		return errdefs.NewConflict(fmt.Errorf("remove %s: volume is in use - %v", name, users))
 	}
@@ -306,13 +304,15 @@ func (m *Manager) RemoveVolume(name string, force bool) error {
 // PruneVolumes removes the volumes no container uses: anonymous ones, and
 // named ones too with all (Docker since API 1.42: volume prune -a).
 func (m *Manager) PruneVolumes(all bool) (mvolume.PruneReport, error) {
+	m.mu.Lock() // as Create: a container being created may take one
+	defer m.mu.Unlock()
 	var rep mvolume.PruneReport
 	vols, err := m.Volumes()
 	if err != nil {
 		return rep, err
 	}
 	for _, v := range vols {
-		if (!all && !anonName(v.Name)) || len(m.volumeUsers(v.Name)) > 0 {
+		if (!all && !m.anonymous(v.Name)) || len(m.volumeUsers(v.Name)) > 0 {
 			continue
 		}
 		n, _ := snapshot.DiskUsage(filepath.Join(m.cfg.Volumes, v.Name))

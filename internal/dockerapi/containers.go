@@ -131,11 +131,7 @@ func (s *Server) containerRestart(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	if err := s.cfg.Containers.Stop(r.Context(), c.ID, stopTimeout(r, c)); err != nil {
-		writeError(w, err)
-		return
-	}
-	if err := s.cfg.Containers.Start(r.Context(), c.ID); err != nil {
+	if err := s.cfg.Containers.Restart(r.Context(), c.ID, stopTimeout(r, c)); err != nil {
 		writeError(w, err)
 		return
 	}

@@ -147,7 +147,6 @@ const execStdioFD = 8
 // applies the container's sandbox (with the exec's user) and execs the
 // command. It never returns.
 func ExecInitMain(specPath string) {
-	defaultSignalsAtExec()
 	unix.CloseOnExec(initErrorFD)
 	unix.CloseOnExec(5)
 	unix.CloseOnExec(execInitConsoleFD) // -t only
@@ -211,6 +210,9 @@ func ExecInitMain(specPath string) {
 		fmt.Fprint(errPipe, err.Error())
 		os.Exit(127)
 	}
+	if err := setRlimits(spec.Rlimits); err != nil { // the container's --ulimit, as Docker's exec
+		fail(err)
+	}
 	caps := spec.Caps
 	if es.Privileged {
 		caps = capability.All()
@@ -218,6 +220,7 @@ func ExecInitMain(specPath string) {
 	if err := sandbox.Apply(id, caps, sandbox.Options{Privileged: spec.Privileged || es.Privileged, NoNewPrivileges: spec.NoNewPrivs, Seccomp: spec.Seccomp}); err != nil {
 		fail(err)
 	}
+	defaultIgnoredSignals()
 	if err := unix.Exec(path, es.Args, env); err != nil {
 		fmt.Fprint(errPipe, fmt.Errorf("exec %s: %w", es.Args[0], err).Error())
 		os.Exit(126)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -35,7 +36,6 @@ func InitMain(bdir string) {
 	// One thread does everything and execs: a network namespace joined
 	// with setns is the calling thread's alone.
 	goruntime.LockOSThread()
-	defaultSignalsAtExec()
 	unix.CloseOnExec(initErrorFD)
 	unix.CloseOnExec(initConsoleFD) // -t only; EBADF otherwise, harmless
 	errPipe := os.NewFile(initErrorFD, "init-error")
@@ -105,6 +105,7 @@ func InitMain(bdir string) {
 	}
 	// Exec replaces us; the error pipe is close-on-exec, so the shim reads
 	// EOF and knows the application started.
+	defaultIgnoredSignals()
 	if err := unix.Exec(path, spec.Args, env); err != nil {
 		code := 126
 		if errors.Is(err, unix.ENOENT) {
@@ -182,7 +183,7 @@ func prepare(bdir string, spec bundle.Spec, st *staged, keepsNetNS bool) (string
 	if err := mountSpecial(root, spec, done); err != nil {
 		return "", nil, err
 	}
-	if err := mountUser(root, spec); err != nil {
+	if err := mountUser(bdir, root, spec); err != nil {
 		return "", nil, err
 	}
 	if err := bindEtc(bdir, root); err != nil {
@@ -298,6 +299,12 @@ func target(root, p string, dir bool) (string, error) {
 	t, err := securejoin.SecureJoin(root, p)
 	if err != nil {
 		return "", err
+	}
+	if _, err := os.Lstat(t); err == nil {
+		// There already: nothing to make, and nothing opened (a device
+		// node, say a --privileged container's serial port, must not be:
+		// an open resets an Arduino, or blocks on a tty without CLOCAL).
+		return t, nil
 	}
 	if dir {
 		return t, os.MkdirAll(t, 0o755)
@@ -503,7 +510,12 @@ func bindDevice(root, host, ctr string) error {
 	return nil
 }
 
-func mountUser(root string, spec bundle.Spec) error {
+func mountUser(bdir, root string, spec bundle.Spec) error {
+	// Volumes are filled from the image at the container's first start,
+	// as Docker fills them at its create; a volume the app emptied stays
+	// empty through its restarts.
+	_, err := os.Lstat(filepath.Join(bdir, bundle.CopiedUpFile))
+	copied := err == nil
 	for _, mt := range spec.Mounts {
 		if mt.Tmpfs {
 			if err := mountTmpfs(root, mt); err != nil {
@@ -515,7 +527,7 @@ func mountUser(root string, spec bundle.Spec) error {
 		if err != nil {
 			return fmt.Errorf("volume source %s: %w", mt.Source, err)
 		}
-		if mt.CopyUp && fi.IsDir() {
+		if mt.CopyUp && !copied && fi.IsDir() {
 			if err := copyUp(root, mt); err != nil {
 				return fmt.Errorf("fill volume %s from the image's %s: %w", mt.Source, mt.Target, err)
 			}
@@ -531,6 +543,13 @@ func mountUser(root string, spec bundle.Spec) error {
 			if err := unix.Mount("", t, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_REC, ""); err != nil {
 				return fmt.Errorf("read-only %s: %w", mt.Target, err)
 			}
+		}
+	}
+	if !copied && slices.ContainsFunc(spec.Mounts, func(mt bundle.Mount) bool { return mt.CopyUp }) {
+		// Not synced: lost in a power cut, it costs a second look at
+		// volumes that are no longer empty.
+		if f, err := os.OpenFile(filepath.Join(bdir, bundle.CopiedUpFile), os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+			f.Close()
 		}
 	}
 	return nil
@@ -607,14 +626,22 @@ func pivot(root string) error {
 }
 
 func defaultEnv(spec bundle.Spec, home string) []string {
-	env := append([]string(nil), spec.Env...)
-	has := map[string]bool{}
-	for _, kv := range env {
+	// A key given twice (exec -e over the container's) keeps its first
+	// place and its last value: getenv finds the first.
+	var env []string
+	at := map[string]int{}
+	for _, kv := range spec.Env {
 		k, _, _ := strings.Cut(kv, "=")
-		has[k] = true
+		if i, ok := at[k]; ok {
+			env[i] = kv
+			continue
+		}
+		at[k] = len(env)
+		env = append(env, kv)
 	}
+	has := func(k string) bool { _, ok := at[k]; return ok }
 	add := func(k, v string) {
-		if !has[k] {
+		if !has(k) {
 			env = append(env, k+"="+v)
 		}
 	}
