@@ -21,7 +21,6 @@ type containerFilter struct {
 	before time.Time // created before this container
 	since  time.Time // created after this one
 	until  time.Time // prune: created before this time
-	byID   map[string]bool
 }
 
 // psFilterKeys and pruneFilterKeys are the keys each call takes.
