@@ -866,6 +866,7 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 			return errdefs.NewUnavailable(fmt.Errorf("container %s did not stop", c.Name))
 		}
 	}
+	m.emit(c, mevents.ActionStop, nil)
 	m.removeStopped(ctx, c)
 	return nil
 }
@@ -893,7 +894,11 @@ func (m *Manager) Restart(ctx context.Context, ref string, timeout time.Duration
 	if err := m.Stop(ctx, c.ID, timeout); err != nil {
 		return err
 	}
-	return m.Start(ctx, c.ID)
+	if err := m.Start(ctx, c.ID); err != nil {
+		return err
+	}
+	m.emit(c, mevents.ActionRestart, nil)
+	return nil
 }
 
 // restarting says whether a restart of the container is in progress.
@@ -1198,6 +1203,9 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 	var woke <-chan struct{}
 	stop := func() {}
 	defer func() { stop() }()
+	// next-exit on a container that is down (docker start -a waits, then
+	// starts it): the end of a run that starts after this one.
+	newRun, before := condition == "next-exit" && c.Status() == "exited", c.State.StartedAt
 	for {
 		// Subscribed before the look, so that a change in between wakes
 		// us: the monitor renames each new state.json in.
@@ -1213,7 +1221,7 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 			return 0, err
 		}
 		c = cur
-		if cur.Status() == "exited" && m.settled(cur) {
+		if cur.Status() == "exited" && m.settled(cur) && !(newRun && !cur.State.StartedAt.After(before)) {
 			if again, err := m.Get(c.ID); err == nil {
 				cur = again // the final state, not the one read before the report
 			}

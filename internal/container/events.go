@@ -16,19 +16,39 @@ type bus struct {
 	// last seen start/finish per container, to turn the monitors' state
 	// files into start, die and oom events.
 	seen map[string][2]time.Time
+	// recent keeps the last keptEvents events, for docker events --since
+	// (Docker keeps 1,024 in memory too).
+	recent []mevents.Message
 }
+
+const keptEvents = 1024
 
 // Subscribe returns a channel of events and a cancel function.
 func (m *Manager) Subscribe() (<-chan mevents.Message, func()) {
+	_, c, cancel := m.SubscribeSince(time.Time{})
+	return c, cancel
+}
+
+// SubscribeSince is Subscribe, plus the kept events from since on (none
+// for a zero since): together, every event once.
+func (m *Manager) SubscribeSince(since time.Time) ([]mevents.Message, <-chan mevents.Message, func()) {
 	c := make(chan mevents.Message, 256)
 	m.events.mu.Lock()
+	var past []mevents.Message
+	if !since.IsZero() {
+		for _, e := range m.events.recent {
+			if e.TimeNano >= since.UnixNano() {
+				past = append(past, e)
+			}
+		}
+	}
 	if m.events.subs == nil {
 		m.events.subs = map[chan mevents.Message]struct{}{}
 	}
 	m.events.subs[c] = struct{}{}
 	m.events.mu.Unlock()
 	var once sync.Once
-	return c, func() {
+	return past, c, func() {
 		once.Do(func() {
 			m.events.mu.Lock()
 			delete(m.events.subs, c)
@@ -49,6 +69,10 @@ func (m *Manager) emit(c Container, action mevents.Action, extra map[string]stri
 	msg := mevents.Message{Type: mevents.ContainerEventType, Action: action, Scope: "local",
 		Actor: mevents.Actor{ID: c.ID, Attributes: attrs}, Time: now.Unix(), TimeNano: now.UnixNano()}
 	m.events.mu.Lock()
+	if len(m.events.recent) == keptEvents {
+		m.events.recent = append(m.events.recent[:0], m.events.recent[1:]...)
+	}
+	m.events.recent = append(m.events.recent, msg)
 	for s := range m.events.subs {
 		select {
 		case s <- msg:

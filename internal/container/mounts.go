@@ -318,3 +318,30 @@ func newVolumeName() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// MountsOf is what inspect shows as c's mounts: its record's, or, for a
+// container created before records kept them, what its -v binds were.
+func (m *Manager) MountsOf(c Container) []mcontainer.MountPoint {
+	if c.Mounts != nil || c.HostConfig == nil {
+		return c.Mounts
+	}
+	var out []mcontainer.MountPoint
+	for _, b := range c.HostConfig.Binds {
+		parts := strings.Split(b, ":")
+		if len(parts) < 2 {
+			continue
+		}
+		mp := mcontainer.MountPoint{Destination: parts[1], RW: true}
+		if len(parts) == 3 {
+			mp.Mode = parts[2]
+			mp.RW = !hasOpt(strings.Split(parts[2], ","), "ro")
+		}
+		if filepath.IsAbs(parts[0]) {
+			mp.Type, mp.Source, mp.Propagation = mmount.TypeBind, parts[0], mmount.PropagationRPrivate
+		} else {
+			mp.Type, mp.Name, mp.Source, mp.Driver = mmount.TypeVolume, parts[0], filepath.Join(m.cfg.Volumes, parts[0], "_data"), "local"
+		}
+		out = append(out, mp)
+	}
+	return out
+}

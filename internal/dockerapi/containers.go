@@ -273,7 +273,7 @@ func (s *Server) containerInspect(w http.ResponseWriter, r *http.Request) {
 		HostConfig: c.HostConfig, Config: c.Config,
 		NetworkSettings: &mcontainer.NetworkSettings{Ports: mnetwork.PortMap{}, Networks: map[string]*mnetwork.EndpointSettings{}},
 	}
-	resp.Mounts = c.Mounts
+	resp.Mounts = s.cfg.Containers.MountsOf(c)
 	if resp.Mounts == nil {
 		resp.Mounts = []mcontainer.MountPoint{}
 	}
@@ -352,11 +352,20 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	follow, stamps := boolParam(q.Get("follow")), boolParam(q.Get("timestamps"))
-	var since time.Time
+	var since, until time.Time
 	if v := q.Get("since"); v != "" && v != "0" {
 		if sec, err := strconv.ParseFloat(v, 64); err == nil {
 			since = time.Unix(0, int64(sec*1e9))
 		}
+	}
+	if v := q.Get("until"); v != "" && v != "0" {
+		sec, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("invalid until %q: want a Unix time", v)))
+			return
+		}
+		until = time.Unix(0, int64(sec*1e9))
+		follow = false // nothing after until is wanted, so nothing to wait for
 	}
 	tail := -1
 	if v := q.Get("tail"); v != "" && v != "all" {
@@ -379,7 +388,8 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	emit := func(e logfile.Entry) error {
-		if (e.Stream == "stdout" && !wantOut) || (e.Stream == "stderr" && !wantErr) || e.Time.Before(since) {
+		if (e.Stream == "stdout" && !wantOut) || (e.Stream == "stderr" && !wantErr) || e.Time.Before(since) ||
+			(!until.IsZero() && e.Time.After(until)) {
 			return nil
 		}
 		line := []byte(e.Log)
@@ -720,19 +730,45 @@ func (s *Server) containerPrune(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, rep)
 }
 
-func (s *Server) volumeList(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) volumeList(w http.ResponseWriter, r *http.Request) {
 	if !s.containers(w) {
 		return
+	}
+	f, err := parseFilters(r.URL.Query().Get("filters"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	for k := range f {
+		switch k {
+		case "dangling", "name", "driver", "label":
+		default:
+			writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("invalid filter '%s'", k)))
+			return
+		}
 	}
 	vols, err := s.cfg.Containers.Volumes()
 	if err != nil {
 		writeError(w, err)
 		return
 	}
-	if vols == nil {
-		vols = []mvolume.Volume{}
+	out := []mvolume.Volume{}
+	for _, v := range vols {
+		if d, ok := f.one("dangling"); ok && (d == "true" || d == "1") != (len(s.cfg.Containers.VolumeUsers(v.Name)) == 0) {
+			continue
+		}
+		if ns := f["name"]; len(ns) > 0 && !anyOf(ns, func(n string) bool { return strings.Contains(v.Name, n) }) {
+			continue
+		}
+		if ds := f["driver"]; len(ds) > 0 && !anyOf(ds, func(d string) bool { return d == v.Driver }) {
+			continue
+		}
+		if len(f["label"]) > 0 {
+			continue // Flick's volumes carry no labels
+		}
+		out = append(out, v)
 	}
-	writeJSON(w, 200, mvolume.ListResponse{Volumes: vols, Warnings: []string{}})
+	writeJSON(w, 200, mvolume.ListResponse{Volumes: out, Warnings: []string{}})
 }
 
 func (s *Server) volumeDelete(w http.ResponseWriter, r *http.Request) {
@@ -946,14 +982,32 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	}
-	c, cancel := s.cfg.Containers.Subscribe()
+	var since time.Time
+	if v := r.URL.Query().Get("since"); v != "" {
+		sec, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("invalid since %q: want a Unix time", v)))
+			return
+		}
+		since = time.Unix(0, int64(sec*1e9))
+	}
+	past, c, cancel := s.cfg.Containers.SubscribeSince(since)
 	defer cancel()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	enc := json.NewEncoder(w)
+	// The kept events first (docker events --since: the last 1,024).
+	for _, m := range past {
+		if !until.IsZero() && m.TimeNano > until.UnixNano() {
+			break
+		}
+		if match(m) && enc.Encode(m) != nil {
+			return
+		}
+	}
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
-	enc := json.NewEncoder(w)
 	var stop <-chan time.Time
 	if !until.IsZero() {
 		stop = time.After(time.Until(until))

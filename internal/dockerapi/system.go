@@ -164,7 +164,7 @@ func (s *Server) systemDF(w http.ResponseWriter, _ *http.Request) {
 		rw, _ := snapshot.DiskUsage(filepath.Join(c.Bundle, bundle.UpperDir))
 		sum := mcontainer.Summary{ID: c.ID, Names: []string{"/" + c.Name}, Image: c.Image, ImageID: c.ImageID.String(),
 			Command: strings.Join(append([]string{c.Path}, c.Args...), " "), Created: c.Created.Unix(),
-			State: mcontainer.ContainerState(c.Status()), Status: humanStatus(c), SizeRw: rw, Labels: c.Config.Labels, Mounts: c.Mounts}
+			State: mcontainer.ContainerState(c.Status()), Status: humanStatus(c), SizeRw: rw, Labels: c.Config.Labels, Mounts: s.cfg.Containers.MountsOf(c)}
 		out.Containers = append(out.Containers, sum)
 	}
 	for _, img := range u.Images {

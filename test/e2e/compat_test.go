@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -220,7 +221,22 @@ func TestDockerPsInspectAndLifecycle(t *testing.T) {
 	if r := d.docker(t, "container", "prune", "-f", "--filter", "until=1h"); r.Code != 0 || names("-a") != "again up" {
 		t.Fatalf("prune until=1h removed a container younger than that: %s / %q", r, names("-a"))
 	}
-	time.Sleep(10 * time.Millisecond)
+
+	// Events are kept for --since, and stop and restart are reported.
+	d.docker(t, "restart", "-t", "1", "up")
+	since := strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
+	until := strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10)
+	ev := d.docker(t, "events", "--since", since, "--until", until, "--filter", "container=up", "--format", "{{.Action}}")
+	if got := strings.Join(strings.Fields(ev.Stdout), " "); !strings.Contains(got, "create start") || !strings.Contains(got, "stop") || !strings.Contains(got, "restart") {
+		t.Fatalf("events --since: %q", got)
+	}
+	// logs --until, volume ls filters.
+	if r := d.docker(t, "logs", "--until", "2000-01-01T00:00:00Z", "again"); r.Code != 0 || r.Stdout != "" {
+		t.Fatalf("logs --until before the container existed: %s", r)
+	}
+	if r := d.docker(t, "volume", "ls", "-q", "-f", "dangling=true"); strings.TrimSpace(r.Stdout) != "data" {
+		t.Fatalf("volume ls -f dangling=true: %s", r)
+	}
 	d.docker(t, "rm", "-f", "up")
 }
 

@@ -13,11 +13,13 @@ import (
 )
 
 // TestPowerCutDuringContainerChange cuts power while a gateway's apps are
-// changed: a new container is created (--restart on-failure) and an old one
-// removed. After the reboot every container listed is whole and starts; one
-// whose create had answered exists; one whose removal had answered is gone;
-// a third, untouched, is still there; and no partial bundle (.new-*,
-// .trash-*) is left after start-up.
+// changed: a new container is created (--restart on-failure, with a named
+// and an anonymous volume, whose directories must survive with it), an old
+// one removed and a third renamed. After the reboot every container listed
+// is whole and starts; one whose create had answered exists; one whose
+// removal had answered is gone; the renamed one is there under its new
+// name if the rename had answered, under one of the two otherwise; and no
+// partial bundle (.new-*, .trash-*) is left after start-up.
 //
 // Creating and removing touch only files in the data root, so
 // this workload runs on cutfs; starting needs an overlay upper, which FUSE
@@ -37,10 +39,11 @@ func TestPowerCutDuringContainerChange(t *testing.T) {
 		d.mustFlick(t, "create", "--name", "keeper", "--network", "none", ref, "true")
 
 		r.arm(n)
-		created := d.flick(t, "create", "--name", "new", "--network", "none", "--restart", "on-failure:3", ref, "true").Code == 0
+		created := d.flick(t, "create", "--name", "new", "--network", "none", "--restart", "on-failure:3", "-v", "appdata:/data", "-v", "/cache", ref, "true").Code == 0
 		removed := d.flick(t, "rm", "old").Code == 0
-		if n == 0 && (!created || !removed) {
-			t.Errorf("uncut workload failed: create %v, rm %v\n%s", created, removed, tailString(d.Log(), 2000))
+		renamed := d.docker(t, "rename", "keeper", "kept").Code == 0
+		if n == 0 && (!created || !removed || !renamed) {
+			t.Errorf("uncut workload failed: create %v, rm %v, rename %v\n%s", created, removed, renamed, tailString(d.Log(), 2000))
 		}
 		r.reboot()
 
@@ -61,8 +64,13 @@ func TestPowerCutDuringContainerChange(t *testing.T) {
 		if _, ok := names["old"]; removed && ok {
 			t.Errorf("N=%d: 'flick rm old' had answered, but after the cut the container is back", n)
 		}
-		if _, ok := names["keeper"]; !ok {
-			t.Errorf("N=%d: 'keeper' (untouched) is gone after the cut", n)
+		_, keeper := names["keeper"]
+		_, kept := names["kept"]
+		switch {
+		case renamed && !kept:
+			t.Errorf("N=%d: 'rename keeper kept' had answered, but after the cut there is no 'kept' (have %v)", n, keys(names))
+		case keeper == kept:
+			t.Errorf("N=%d: after a cut during its rename, the container is under both names or neither (have %v)", n, keys(names))
 		}
 		if left := dirEntries(t, filepath.Join(d.DataRoot, "containers")); hasHidden(left) {
 			t.Errorf("N=%d: partial bundles left after start-up: %v", n, left)
