@@ -484,7 +484,99 @@ func (a *app) containerCmds() []*cobra.Command {
 	rm.Flags().BoolVarP(&force, "force", "f", false, "kill and remove a running container")
 	rm.Flags().BoolVarP(&vols, "volumes", "v", false, "remove anonymous volumes too")
 	start := a.simple("start", "Start stopped containers", http.MethodPost, "/start", nil)
-	return []*cobra.Command{stop, restart, kill, rm, start, a.waitCmd(), a.containerInspectCmd()}
+	return []*cobra.Command{stop, restart, kill, rm, start, a.waitCmd(), a.containerInspectCmd(), a.updateCmd(), a.renameCmd()}
+}
+
+func (a *app) updateCmd() *cobra.Command {
+	var restart, memory, memorySwap string
+	var cpus float64
+	var shares, pids int64
+	cmd := &cobra.Command{
+		Use:   "update [OPTIONS] CONTAINER [CONTAINER...]",
+		Short: "Change containers' limits and restart policy, running or not",
+		Long: `Change a container's memory, CPU and process limits and its restart policy.
+A running container's limits change at once; a new restart policy applies at
+its app's next exit. Options not given keep their values.`,
+		Example: `  flick update --restart unless-stopped sensor
+  flick update --memory 128m --cpus 0.5 --pids-limit 100 sensor gateway-ui`,
+		Args: minArgs(1, "a container, e.g. 'flick update --restart always sensor'"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var uc mcontainer.UpdateConfig
+			if restart != "" {
+				name, max, _ := strings.Cut(restart, ":")
+				uc.RestartPolicy.Name = mcontainer.RestartPolicyMode(name)
+				if max != "" {
+					n, err := strconv.Atoi(max)
+					if err != nil || name != "on-failure" {
+						return usageError{fmt.Errorf("invalid restart policy %q: a count is only for on-failure:N", restart)}
+					}
+					uc.RestartPolicy.MaximumRetryCount = n
+				}
+			}
+			for _, m := range []struct {
+				flag string
+				to   *int64
+			}{{memory, &uc.Memory}, {memorySwap, &uc.MemorySwap}} {
+				if m.flag == "" {
+					continue
+				}
+				if m.flag == "-1" {
+					*m.to = -1
+					continue
+				}
+				n, err := units.RAMInBytes(m.flag)
+				if err != nil {
+					return usageError{fmt.Errorf("invalid size %q: %v", m.flag, err)}
+				}
+				*m.to = n
+			}
+			uc.NanoCPUs, uc.CPUShares = int64(cpus*1e9), shares
+			if cmd.Flags().Changed("pids-limit") {
+				uc.PidsLimit = &pids
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var failed error
+			for _, id := range args {
+				var resp mcontainer.UpdateResponse
+				if err := c.JSON(cmd.Context(), http.MethodPost, "/containers/"+id+"/update", nil, uc, &resp); err != nil {
+					fmt.Fprintln(a.stderr, "Error:", err)
+					failed = err
+					continue
+				}
+				for _, w := range resp.Warnings {
+					fmt.Fprintln(a.stderr, "WARNING:", w)
+				}
+				fmt.Fprintln(a.stdout, id)
+			}
+			return failed
+		},
+	}
+	cmd.Flags().StringVar(&restart, "restart", "", "restart policy: no, always, unless-stopped, on-failure[:N]")
+	cmd.Flags().StringVarP(&memory, "memory", "m", "", "memory limit, e.g. 128m")
+	cmd.Flags().StringVar(&memorySwap, "memory-swap", "", "memory plus swap limit (-1: unlimited swap)")
+	cmd.Flags().Float64Var(&cpus, "cpus", 0, "CPU limit, e.g. 0.5")
+	cmd.Flags().Int64Var(&shares, "cpu-shares", 0, "CPU weight against other containers")
+	cmd.Flags().Int64Var(&pids, "pids-limit", 0, "process limit (-1: none)")
+	return cmd
+}
+
+func (a *app) renameCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "rename CONTAINER NEW_NAME",
+		Short:   "Rename a container",
+		Example: "  flick rename sensor sensor-old",
+		Args:    exactArgs(2, "a container and its new name, e.g. 'flick rename sensor sensor-old'"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			return c.JSON(cmd.Context(), http.MethodPost, "/containers/"+args[0]+"/rename", url.Values{"name": {args[1]}}, nil, nil)
+		},
+	}
 }
 
 func (a *app) waitCmd() *cobra.Command {

@@ -550,11 +550,7 @@ func (m *Manager) spec(rec *Record, img image.Image) (bundle.Spec, []string, err
 	if s.Seccomp != "" && s.Seccomp != "unconfined" {
 		return s, nil, errdefs.NewNotImplemented(fmt.Errorf("seccomp profile %q: Flick has Docker's default profile and 'unconfined'", s.Seccomp))
 	}
-	s.Resources = bundle.Resources{MemoryBytes: hc.Memory, MemorySwapBytes: hc.MemorySwap, CPUs: float64(hc.NanoCPUs) / 1e9,
-		CPUShares: hc.CPUShares}
-	if hc.PidsLimit != nil {
-		s.Resources.PidsLimit = *hc.PidsLimit
-	}
+	s.Resources = specResources(hc)
 	if err := cgroup.Validate(cgroup.Resources(s.Resources)); err != nil {
 		return s, nil, err
 	}
@@ -600,7 +596,7 @@ func (m *Manager) spec(rec *Record, img image.Image) (bundle.Spec, []string, err
 	switch p := hc.RestartPolicy; p.Name {
 	case "", "no":
 	case "always", "unless-stopped", "on-failure":
-		s.Restart = bundle.RestartPolicy{Name: string(p.Name), Max: p.MaximumRetryCount}
+		s.Restart = specRestart(hc)
 		if hc.AutoRemove {
 			return s, nil, errdefs.NewInvalidArgument(errors.New("conflicting options: cannot specify both --restart and --rm"))
 		}

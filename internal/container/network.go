@@ -49,8 +49,18 @@ func portMappings(hc *mcontainer.HostConfig) ([]network.PortMapping, error) {
 // read it.
 func (m *Manager) attachNetwork(c Container) (bundle.Spec, error) {
 	spec, err := bundle.ReadSpec(c.Bundle)
-	if err != nil || spec.Network != "bridge" {
+	if err != nil {
 		return spec, err
+	}
+	if res, restart := specResources(c.HostConfig), specRestart(c.HostConfig); spec.Resources != res || spec.Restart != restart {
+		// An update the power cut short: the record is the truth.
+		spec.Resources, spec.Restart = res, restart
+		if err := bundle.WriteSpec(c.Bundle, spec, !spec.Ephemeral); err != nil {
+			return spec, err
+		}
+	}
+	if spec.Network != "bridge" {
+		return spec, nil
 	}
 	net, err := m.cfg.Network()
 	if err != nil {

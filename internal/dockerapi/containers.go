@@ -42,6 +42,7 @@ func (s *Server) containerRoutes() {
 	m.HandleFunc("POST /containers/{id}/resize", s.containerResize)
 	m.HandleFunc("DELETE /containers/{id}", s.containerDelete)
 	m.HandleFunc("POST /containers/{id}/rename", s.containerRename)
+	m.HandleFunc("POST /containers/{id}/update", s.containerUpdate)
 	// A reference with a slash (an image name: docker inspect tries a
 	// container first) is no container: 404, so the client looks further.
 	m.HandleFunc("GET /containers/", s.noSuchContainer)
@@ -576,6 +577,26 @@ func (s *Server) containerRename(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) containerUpdate(w http.ResponseWriter, r *http.Request) {
+	if !s.containers(w) {
+		return
+	}
+	var uc mcontainer.UpdateConfig
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&uc); err != nil {
+		writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("bad update request: %w", err)))
+		return
+	}
+	warnings, err := s.cfg.Containers.Update(r.Context(), r.PathValue("id"), uc)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if warnings == nil {
+		warnings = []string{}
+	}
+	writeJSON(w, 200, mcontainer.UpdateResponse{Warnings: warnings})
 }
 
 func (s *Server) noSuchContainer(w http.ResponseWriter, r *http.Request) {

@@ -294,6 +294,11 @@ func shouldRestart(bdir string, p bundle.RestartPolicy, code, count int) bool {
 	if stopped(bdir) {
 		return false
 	}
+	// The policy as it is now: docker update may have changed it while
+	// the app ran.
+	if spec, err := bundle.ReadSpec(bdir); err == nil {
+		p = spec.Restart
+	}
 	switch p.Name {
 	case "always", "unless-stopped":
 		return true

@@ -263,3 +263,54 @@ func TestPrivilegedSeesHostDevices(t *testing.T) {
 		t.Fatalf("%s in an unprivileged container: %s", node, r)
 	}
 }
+
+// TestDockerUpdate: docker update changes a running container's limits at
+// once and its restart policy for its next exit, and refuses what it
+// cannot apply.
+func TestDockerUpdate(t *testing.T) {
+	requireRoot(t)
+	d := startDaemon(t)
+	img := busyboxImage(t, d)
+	if r := d.docker(t, "run", "-d", "--name", "upd", "--memory", "64m", img, "sleep", "300"); r.Code != 0 {
+		t.Fatalf("run: %s", r)
+	}
+	if r := d.docker(t, "update", "--memory", "128m", "--memory-swap", "256m", "--pids-limit", "50", "upd"); r.Code != 0 {
+		t.Fatalf("update: %s", r)
+	}
+	limit := d.docker(t, "exec", "upd", "sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes").Stdout
+	if strings.TrimSpace(limit) != "134217728" {
+		t.Fatalf("the running container's memory limit after update: %q", limit)
+	}
+	pids := d.docker(t, "exec", "upd", "sh", "-c", "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max").Stdout
+	if strings.TrimSpace(pids) != "50" {
+		t.Fatalf("pids limit after update: %q", pids)
+	}
+	if r := d.docker(t, "inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}", "upd"); strings.TrimSpace(r.Stdout) != "134217728 50" {
+		t.Fatalf("inspect after update: %s", r)
+	}
+	// Kept across a restart.
+	d.docker(t, "restart", "-t", "1", "upd")
+	if limit := d.docker(t, "exec", "upd", "sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes").Stdout; strings.TrimSpace(limit) != "134217728" {
+		t.Fatalf("memory limit after a restart: %q", limit)
+	}
+
+	// A restart policy given while the app runs applies at its exit.
+	d.docker(t, "run", "-d", "--name", "crash", img, "sh", "-c", "sleep 1; exit 3")
+	if r := d.docker(t, "update", "--restart", "on-failure:2", "crash"); r.Code != 0 {
+		t.Fatalf("update --restart: %s", r)
+	}
+	waitFor(t, "two restarts", 20*time.Second, func() bool {
+		r := d.docker(t, "inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "crash")
+		return strings.TrimSpace(r.Stdout) == "2 exited"
+	})
+
+	// Refused: a policy on a --rm container, what Flick cannot apply, limits
+	// Docker refuses.
+	d.docker(t, "run", "-d", "--rm", "--name", "eph", img, "sleep", "300")
+	for _, bad := range [][]string{{"--restart", "always", "eph"}, {"--cpuset-cpus", "0", "upd"}, {"--memory", "1m", "upd"}} {
+		if r := d.docker(t, append([]string{"update"}, bad...)...); r.Code == 0 {
+			t.Fatalf("update %v was accepted: %s", bad, r)
+		}
+	}
+	d.docker(t, "rm", "-f", "upd", "crash", "eph")
+}

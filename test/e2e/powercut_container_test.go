@@ -17,7 +17,7 @@ import (
 // and an anonymous volume, whose directories must survive with it), an old
 // one removed and a third renamed. After the reboot every container listed
 // is whole and starts; one whose create had answered exists; one whose
-// removal had answered is gone; the renamed one is there under its new
+// removal had answered is gone; an answered update holds; the renamed one is there under its new
 // name if the rename had answered, under one of the two otherwise; and no
 // partial bundle (.new-*, .trash-*) is left after start-up.
 //
@@ -41,9 +41,10 @@ func TestPowerCutDuringContainerChange(t *testing.T) {
 		r.arm(n)
 		created := d.flick(t, "create", "--name", "new", "--network", "none", "--restart", "on-failure:3", "-v", "appdata:/data", "-v", "/cache", ref, "true").Code == 0
 		removed := d.flick(t, "rm", "old").Code == 0
+		updated := d.docker(t, "update", "--restart", "on-failure:2", "--memory", "64m", "keeper").Code == 0
 		renamed := d.docker(t, "rename", "keeper", "kept").Code == 0
-		if n == 0 && (!created || !removed || !renamed) {
-			t.Errorf("uncut workload failed: create %v, rm %v, rename %v\n%s", created, removed, renamed, tailString(d.Log(), 2000))
+		if n == 0 && (!created || !removed || !updated || !renamed) {
+			t.Errorf("uncut workload failed: create %v, rm %v, update %v, rename %v\n%s", created, removed, updated, renamed, tailString(d.Log(), 2000))
 		}
 		r.reboot()
 
@@ -71,6 +72,11 @@ func TestPowerCutDuringContainerChange(t *testing.T) {
 			t.Errorf("N=%d: 'rename keeper kept' had answered, but after the cut there is no 'kept' (have %v)", n, keys(names))
 		case keeper == kept:
 			t.Errorf("N=%d: after a cut during its rename, the container is under both names or neither (have %v)", n, keys(names))
+		case updated:
+			name := map[bool]string{true: "kept", false: "keeper"}[kept]
+			if r := d.docker(t, "inspect", "-f", "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.Memory}}", name); strings.TrimSpace(r.Stdout) != "on-failure 67108864" {
+				t.Errorf("N=%d: 'update keeper' had answered, but after the cut: %s", n, r)
+			}
 		}
 		if left := dirEntries(t, filepath.Join(d.DataRoot, "containers")); hasHidden(left) {
 			t.Errorf("N=%d: partial bundles left after start-up: %v", n, left)
