@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -149,7 +150,7 @@ func (f *runFlags) request(image string, cmd []string) (mcontainer.CreateRequest
 		}
 		hc.Memory = n
 	}
-	hc.NanoCPUs = int64(f.cpus * 1e9)
+	hc.NanoCPUs = int64(math.Round(f.cpus * 1e9))
 	if f.pids != 0 {
 		hc.PidsLimit = &f.pids
 	}
@@ -530,7 +531,7 @@ its app's next exit. Options not given keep their values.`,
 				}
 				*m.to = n
 			}
-			uc.NanoCPUs, uc.CPUShares = int64(cpus*1e9), shares
+			uc.NanoCPUs, uc.CPUShares = int64(math.Round(cpus*1e9)), shares
 			if cmd.Flags().Changed("pids-limit") {
 				uc.PidsLimit = &pids
 			}

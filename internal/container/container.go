@@ -593,6 +593,9 @@ func (m *Manager) spec(rec *Record, img image.Image) (bundle.Spec, []string, err
 			return s, nil, errdefs.NewInvalidArgument(fmt.Errorf("unknown log opt '%s' for json-file log driver", k))
 		}
 	}
+	if err := checkRestart(hc.RestartPolicy); err != nil {
+		return s, nil, err
+	}
 	switch p := hc.RestartPolicy; p.Name {
 	case "", "no":
 	case "always", "unless-stopped", "on-failure":
@@ -714,6 +717,8 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	// client waits for the removal.
 	failed := func(err error) error {
 		if c.HostConfig != nil && c.HostConfig.AutoRemove {
+			// Attached clients read the reason to its end first.
+			m.awaitFollowers(ctx, c.ID, 2*time.Second)
 			if rerr := m.removeSettled(c, true); rerr != nil {
 				m.log.Warn("remove a --rm container that failed to start", "id", c.ID, "err", rerr)
 			}
@@ -763,6 +768,9 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	switch {
 	case err == nil && st.Status != "":
 		if st.Error != "" {
+			if st.Status == "exited" && m.awaitMonitor(ctx, mo) {
+				return failed(startError(st))
+			}
 			return startError(st)
 		}
 		return nil
@@ -770,10 +778,26 @@ func (m *Manager) Start(ctx context.Context, ref string) error {
 	select {
 	case <-mo.gone:
 		log, _ := os.ReadFile(filepath.Join(c.Bundle, bundle.ShimLogFile))
-		return fmt.Errorf("container %s: %w: %s", c.Name, errMonitorGone, strings.TrimSpace(string(log)))
+		return failed(fmt.Errorf("container %s: %w: %s", c.Name, errMonitorGone, strings.TrimSpace(string(log))))
 	default:
 		return errdefs.NewUnavailable(fmt.Errorf("container %s did not start within %s", c.Name, m.startTimeout))
 	}
+}
+
+// awaitMonitor waits, briefly, for a monitor that reported a failed start
+// to settle (it reports the exit right after), so that the container can go.
+func (m *Manager) awaitMonitor(ctx context.Context, mo *monitorProc) bool {
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case <-mo.exited:
+		return true
+	case <-mo.gone:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 func startError(st bundle.State) error {
@@ -862,6 +886,7 @@ func (m *Manager) Stop(ctx context.Context, ref string, timeout time.Duration) e
 			return errdefs.NewUnavailable(fmt.Errorf("container %s did not stop", c.Name))
 		}
 	}
+	m.observeNow(c.ID)
 	m.emit(c, mevents.ActionStop, nil)
 	m.removeStopped(ctx, c)
 	return nil
@@ -893,6 +918,7 @@ func (m *Manager) Restart(ctx context.Context, ref string, timeout time.Duration
 	if err := m.Start(ctx, c.ID); err != nil {
 		return err
 	}
+	m.observeNow(c.ID)
 	m.emit(c, mevents.ActionRestart, nil)
 	return nil
 }
@@ -1190,18 +1216,36 @@ func (m *Manager) killMonitor(c Container) {
 // Wait blocks until the container is not running (condition "not-running",
 // the default) or has been removed ("removed"), and returns the exit code.
 func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) {
-	c, err := m.Get(ref)
+	wait, err := m.PrepareWait(ref, condition)
 	if err != nil {
 		return 0, err
 	}
+	return wait(ctx)
+}
+
+// PrepareWait looks at the container now, for a wait that begins now and
+// is done by the function it returns: the API answers the wait's header
+// before it waits, and a client (docker start -a) starts the container
+// once it has the header, so the look must come first.
+func (m *Manager) PrepareWait(ref, condition string) (func(context.Context) (int, error), error) {
+	c, err := m.Get(ref)
+	if err != nil {
+		return nil, err
+	}
+	// next-exit on a container that is down: the end of another run than
+	// the one seen now (told apart by its times, not by a comparison of
+	// clocks, which a gateway without a clock battery sets back at boot).
+	newRun := condition == "next-exit" && c.Status() == "exited" && m.settled(c)
+	base := c.State
+	return func(ctx context.Context) (int, error) { return m.wait(ctx, c, condition, newRun, base) }, nil
+}
+
+func (m *Manager) wait(ctx context.Context, c Container, condition string, newRun bool, base bundle.State) (int, error) {
 	// The monitor's exit report, once it is launched (a client waits
 	// before it starts the container).
 	var woke <-chan struct{}
 	stop := func() {}
 	defer func() { stop() }()
-	// next-exit on a container that is down (docker start -a waits, then
-	// starts it): the end of a run that starts after this one.
-	newRun, before := condition == "next-exit" && c.Status() == "exited", c.State.StartedAt
 	for {
 		// Subscribed before the look, so that a change in between wakes
 		// us: the monitor renames each new state.json in.
@@ -1217,7 +1261,8 @@ func (m *Manager) Wait(ctx context.Context, ref, condition string) (int, error) 
 			return 0, err
 		}
 		c = cur
-		if cur.Status() == "exited" && m.settled(cur) && !(newRun && !cur.State.StartedAt.After(before)) {
+		sameRun := newRun && cur.State.StartedAt.Equal(base.StartedAt) && cur.State.FinishedAt.Equal(base.FinishedAt)
+		if cur.Status() == "exited" && m.settled(cur) && !sameRun {
 			if again, err := m.Get(c.ID); err == nil {
 				cur = again // the final state, not the one read before the report
 			}

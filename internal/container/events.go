@@ -141,13 +141,18 @@ func (m *Manager) expectStart(id string) {
 
 // observeOne reports c's pending state changes now (before it is removed).
 func (m *Manager) observeOne(c Container) {
+	cur := [2]time.Time{c.State.StartedAt, c.State.FinishedAt}
+	// Compared and set at once: two observers of one change (the
+	// watcher, a stop) must not both report it.
 	m.events.mu.Lock()
 	prev, known := m.events.seen[c.ID]
+	if known {
+		m.events.seen[c.ID] = cur
+	}
 	m.events.mu.Unlock()
 	if !known {
 		return
 	}
-	cur := [2]time.Time{c.State.StartedAt, c.State.FinishedAt}
 	if !cur[0].IsZero() && !cur[0].Equal(prev[0]) {
 		m.emit(c, mevents.ActionStart, nil)
 	}
@@ -157,7 +162,13 @@ func (m *Manager) observeOne(c Container) {
 		}
 		m.emit(c, mevents.ActionDie, map[string]string{"exitCode": strconv.Itoa(c.State.ExitCode)})
 	}
-	m.events.mu.Lock()
-	m.events.seen[c.ID] = cur
-	m.events.mu.Unlock()
+}
+
+// observeNow reports the container's pending state changes (a die, a
+// start) before an event that follows them (stop, restart), as Docker
+// orders them.
+func (m *Manager) observeNow(id string) {
+	if c, err := m.load(id); err == nil {
+		m.observeOne(c)
+	}
 }

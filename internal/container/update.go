@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	mcontainer "github.com/moby/moby/api/types/container"
@@ -25,6 +26,22 @@ func specResources(hc *mcontainer.HostConfig) bundle.Resources {
 		r.PidsLimit = *hc.PidsLimit
 	}
 	return r
+}
+
+// checkRestart refuses what Docker refuses of a restart policy.
+func checkRestart(p mcontainer.RestartPolicy) error {
+	switch p.Name {
+	case "", "no", "always", "unless-stopped", "on-failure":
+	default:
+		return errdefs.NewInvalidArgument(fmt.Errorf("invalid restart policy '%s'", p.Name))
+	}
+	if p.MaximumRetryCount < 0 {
+		return errdefs.NewInvalidArgument(errors.New("invalid restart policy: maximum retry count cannot be negative"))
+	}
+	if p.MaximumRetryCount > 0 && p.Name != "on-failure" {
+		return errdefs.NewInvalidArgument(fmt.Errorf("invalid restart policy: maximum retry count can only be used with 'on-failure'"))
+	}
+	return nil
 }
 
 func specRestart(hc *mcontainer.HostConfig) bundle.RestartPolicy {
@@ -71,10 +88,8 @@ func (m *Manager) Update(ctx context.Context, ref string, uc mcontainer.UpdateCo
 		hc.PidsLimit = &n
 	}
 	if uc.RestartPolicy.Name != "" {
-		switch uc.RestartPolicy.Name {
-		case "no", "always", "unless-stopped", "on-failure":
-		default:
-			return nil, errdefs.NewInvalidArgument(fmt.Errorf("invalid restart policy '%s'", uc.RestartPolicy.Name))
+		if err := checkRestart(uc.RestartPolicy); err != nil {
+			return nil, err
 		}
 		if uc.RestartPolicy.Name != "no" && hc.AutoRemove {
 			return nil, errdefs.NewInvalidArgument(errors.New("restart policy cannot be updated because AutoRemove is enabled for the container"))
@@ -84,6 +99,26 @@ func (m *Manager) Update(ctx context.Context, ref string, uc mcontainer.UpdateCo
 	res := specResources(&hc)
 	if err := cgroup.Validate(cgroup.Resources(res)); err != nil {
 		return nil, err
+	}
+	// Live first: a limit the kernel refuses (memory under what the app
+	// uses, on cgroup v1) fails the update before anything is recorded,
+	// and what was applied of it is put back. The cgroup exists while a
+	// monitor runs the container, between two runs of a restart policy
+	// too.
+	var warnings []string
+	cg, err := cgroup.Open(c.ID)
+	switch {
+	case err == nil:
+		if err := cg.Update(cgroup.Resources(res)); err != nil {
+			if _, gone := os.Stat(cg.Dirs()[0]); !os.IsNotExist(gone) {
+				cg.Update(cgroup.Resources(specResources(c.HostConfig)))
+				return nil, fmt.Errorf("update the limits of container %s: %w (nothing was changed)", c.Name, err)
+			}
+			// The container ended meanwhile: recorded for its next start.
+		}
+		warnings = cg.Warnings()
+	case !errdefs.Is(err, errdefs.NotFound) && !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("update the limits of container %s: %w", c.Name, err)
 	}
 	rec := c.Record
 	rec.HostConfig = &hc
@@ -97,15 +132,6 @@ func (m *Manager) Update(ctx context.Context, ref string, uc mcontainer.UpdateCo
 	m.forget(c.ID)
 	if err := m.syncSpec(Container{Record: rec, Bundle: c.Bundle}); err != nil {
 		return nil, err
-	}
-	var warnings []string
-	if c.Running() {
-		if cg, err := cgroup.Open(c.ID); err == nil {
-			if err := cg.Update(cgroup.Resources(res)); err != nil {
-				return nil, fmt.Errorf("update the running container's limits (recorded for its next start): %w", err)
-			}
-			warnings = cg.Warnings()
-		}
 	}
 	m.emit(Container{Record: rec, Bundle: c.Bundle}, mevents.ActionUpdate, nil)
 	return warnings, nil

@@ -154,8 +154,8 @@ func (s *Server) containerWait(w http.ResponseWriter, r *http.Request) {
 	if !s.containers(w) {
 		return
 	}
-	id := r.PathValue("id")
-	if _, err := s.cfg.Containers.Get(id); err != nil {
+	wait, err := s.cfg.Containers.PrepareWait(r.PathValue("id"), r.URL.Query().Get("condition"))
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -165,7 +165,7 @@ func (s *Server) containerWait(w http.ResponseWriter, r *http.Request) {
 	if f, ok := w.(http.Flusher); ok {
 		f.Flush()
 	}
-	code, err := s.cfg.Containers.Wait(r.Context(), id, r.URL.Query().Get("condition"))
+	code, err := wait(r.Context())
 	resp := mcontainer.WaitResponse{StatusCode: int64(code)}
 	if err != nil {
 		resp.Error = &mcontainer.WaitExitError{Message: err.Error()}
@@ -355,18 +355,25 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	follow, stamps := boolParam(q.Get("follow")), boolParam(q.Get("timestamps"))
 	var since, until time.Time
 	if v := q.Get("since"); v != "" && v != "0" {
-		if sec, err := strconv.ParseFloat(v, 64); err == nil {
-			since = time.Unix(0, int64(sec*1e9))
+		if t, err := unixTime(v); err == nil {
+			since = t
 		}
 	}
+	ctx := r.Context()
 	if v := q.Get("until"); v != "" && v != "0" {
-		sec, err := strconv.ParseFloat(v, 64)
+		t, err := unixTime(v)
 		if err != nil {
 			writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("invalid until %q: want a Unix time", v)))
 			return
 		}
-		until = time.Unix(0, int64(sec*1e9))
-		follow = false // nothing after until is wanted, so nothing to wait for
+		until = t
+		if !until.After(time.Now()) {
+			follow = false // nothing after until is wanted, so nothing to wait for
+		} else if follow {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, until) // follows until then
+			defer cancel()
+		}
 	}
 	tail := -1
 	if v := q.Get("tail"); v != "" && v != "all" {
@@ -406,7 +413,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 	if tail >= 0 {
 		// Collect the existing entries, keep the last n, then follow.
 		var ring []logfile.Entry
-		s.cfg.Containers.Logs(r.Context(), c.ID, false, func(e logfile.Entry) error {
+		s.cfg.Containers.Logs(ctx, c.ID, false, func(e logfile.Entry) error {
 			ring = append(ring, e)
 			if len(ring) > tail {
 				ring = ring[1:]
@@ -424,7 +431,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 		if len(ring) > 0 {
 			last = ring[len(ring)-1].Time
 		}
-		s.cfg.Containers.Logs(r.Context(), c.ID, true, func(e logfile.Entry) error {
+		s.cfg.Containers.Logs(ctx, c.ID, true, func(e logfile.Entry) error {
 			if !e.Time.After(last) {
 				return nil
 			}
@@ -434,7 +441,7 @@ func (s *Server) containerLogs(w http.ResponseWriter, r *http.Request) {
 		})
 		return
 	}
-	s.cfg.Containers.Logs(r.Context(), c.ID, follow, func(e logfile.Entry) error {
+	s.cfg.Containers.Logs(ctx, c.ID, follow, func(e logfile.Entry) error {
 		err := emit(e)
 		if follow {
 			flush()
@@ -987,8 +994,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	var until time.Time
 	if u := r.URL.Query().Get("until"); u != "" {
-		if sec, err := strconv.ParseFloat(u, 64); err == nil {
-			until = time.Unix(0, int64(sec*1e9))
+		if t, err := unixTime(u); err == nil {
+			until = t
 		}
 	}
 	match := func(m mevents.Message) bool {
@@ -1005,12 +1012,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	}
 	var since time.Time
 	if v := r.URL.Query().Get("since"); v != "" {
-		sec, err := strconv.ParseFloat(v, 64)
+		t, err := unixTime(v)
 		if err != nil {
 			writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("invalid since %q: want a Unix time", v)))
 			return
 		}
-		since = time.Unix(0, int64(sec*1e9))
+		since = t
 	}
 	past, c, cancel := s.cfg.Containers.SubscribeSince(since)
 	defer cancel()
@@ -1040,6 +1047,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		case <-stop:
 			return
 		case m := <-c:
+			if !until.IsZero() && m.TimeNano > until.UnixNano() {
+				return
+			}
 			if !match(m) {
 				continue
 			}

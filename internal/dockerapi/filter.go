@@ -92,8 +92,8 @@ func untilTime(v string, now time.Time) (time.Time, error) {
 	if d, err := time.ParseDuration(v); err == nil {
 		return now.Add(-d), nil
 	}
-	if sec, err := strconv.ParseFloat(v, 64); err == nil {
-		return time.Unix(0, int64(sec*1e9)), nil
+	if t, err := unixTime(v); err == nil {
+		return t, nil
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02"} {
 		if t, err := time.ParseInLocation(layout, v, time.Local); err == nil {
@@ -189,4 +189,30 @@ func anyOf[T any](xs []T, ok func(T) bool) bool {
 // newestFirst sorts containers as docker ps lists them.
 func newestFirst(cs []container.Container) {
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].Created.After(cs[j].Created) })
+}
+
+// unixTime reads Docker's SECONDS[.NANOSECONDS] times exactly (a float
+// loses some 200 ns at today's times, and a client resuming from an
+// event's time would see it again, or miss the next).
+func unixTime(v string) (time.Time, error) {
+	secs, frac, _ := strings.Cut(v, ".")
+	sec, err := strconv.ParseInt(secs, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("invalid time %q", v)
+	}
+	var nsec int64
+	if frac != "" {
+		if len(frac) > 9 {
+			frac = frac[:9]
+		}
+		n, err := strconv.ParseUint(frac, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("invalid time %q", v)
+		}
+		nsec = int64(n)
+		for i := len(frac); i < 9; i++ {
+			nsec *= 10
+		}
+	}
+	return time.Unix(sec, nsec), nil
 }

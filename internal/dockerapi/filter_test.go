@@ -21,3 +21,21 @@ func TestUntilTime(t *testing.T) {
 		t.Error("untilTime accepted 'yesterday'")
 	}
 }
+
+func TestUnixTime(t *testing.T) {
+	for in, want := range map[string]time.Time{
+		"1795003200":            time.Unix(1795003200, 0),
+		"1795003200.5":          time.Unix(1795003200, 500000000),
+		"1795003200.000000001":  time.Unix(1795003200, 1),
+		"1795003200.1234567899": time.Unix(1795003200, 123456789),
+	} {
+		if got, err := unixTime(in); err != nil || !got.Equal(want) {
+			t.Errorf("unixTime(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "1.x", "-"} {
+		if _, err := unixTime(bad); err == nil {
+			t.Errorf("unixTime(%q) accepted", bad)
+		}
+	}
+}
