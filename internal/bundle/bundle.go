@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/flick-edge/flick/internal/durable"
@@ -279,4 +280,25 @@ func ReadState(bundle string) (State, error) {
 // container whose monitor is gone).
 func WriteState(bundle string, s State, sync bool) error {
 	return WriteJSON(filepath.Join(bundle, StateFile), s, sync)
+}
+
+// MergeEnv joins KEY=VALUE lists as Docker merges an image's environment
+// with a container's (and a container's with an exec's): a key given again
+// keeps its first place and takes the later value. A key must not appear
+// twice, or getenv finds the first value.
+func MergeEnv(lists ...[]string) []string {
+	var out []string
+	at := map[string]int{}
+	for _, l := range lists {
+		for _, kv := range l {
+			k, _, _ := strings.Cut(kv, "=")
+			if i, ok := at[k]; ok {
+				out[i] = kv
+				continue
+			}
+			at[k] = len(out)
+			out = append(out, kv)
+		}
+	}
+	return out
 }

@@ -465,7 +465,7 @@ func (m *Manager) spec(rec *Record, img image.Image) (bundle.Spec, []string, err
 		return s, nil, errdefs.NewInvalidArgument(errors.New("no command specified: the image has no CMD or ENTRYPOINT; give one after the image name"))
 	}
 	rec.Path, rec.Args = s.Args[0], s.Args[1:]
-	s.Env = mergeEnv(ic.Env, cfg.Env)
+	s.Env = bundle.MergeEnv(ic.Env, cfg.Env)
 	s.Cwd = ic.WorkingDir
 	if cfg.WorkingDir != "" {
 		s.Cwd = cfg.WorkingDir
@@ -1576,29 +1576,6 @@ func (m *Manager) removeBundle(c Container) error {
 		})
 	}
 	return durable.RemoveAll(c.Bundle)
-}
-
-// mergeEnv is the image's environment with the container's KEY=VALUE
-// entries replacing those of the same key (in place) or added after, as
-// Docker merges them: a variable must not appear twice, or getenv finds
-// the image's value first.
-func mergeEnv(image, given []string) []string {
-	out := append([]string{}, image...)
-	at := map[string]int{}
-	for i, kv := range out {
-		k, _, _ := strings.Cut(kv, "=")
-		at[k] = i
-	}
-	for _, kv := range given {
-		k, _, _ := strings.Cut(kv, "=")
-		if i, ok := at[k]; ok {
-			out[i] = kv
-			continue
-		}
-		at[k] = len(out)
-		out = append(out, kv)
-	}
-	return out
 }
 
 // withImageDefaults is the container's config as Docker records it: what

@@ -628,18 +628,15 @@ func pivot(root string) error {
 func defaultEnv(spec bundle.Spec, home string) []string {
 	// A key given twice (exec -e over the container's) keeps its first
 	// place and its last value: getenv finds the first.
-	var env []string
-	at := map[string]int{}
-	for _, kv := range spec.Env {
-		k, _, _ := strings.Cut(kv, "=")
-		if i, ok := at[k]; ok {
-			env[i] = kv
-			continue
+	env := bundle.MergeEnv(spec.Env)
+	has := func(k string) bool {
+		for _, kv := range env {
+			if name, _, _ := strings.Cut(kv, "="); name == k {
+				return true
+			}
 		}
-		at[k] = len(env)
-		env = append(env, kv)
+		return false
 	}
-	has := func(k string) bool { _, ok := at[k]; return ok }
 	add := func(k, v string) {
 		if !has(k) {
 			env = append(env, k+"="+v)
