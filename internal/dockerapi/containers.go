@@ -595,6 +595,12 @@ func (s *Server) containerUpdate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errdefs.NewInvalidArgument(fmt.Errorf("bad update request: %w", err)))
 		return
 	}
+	if clientBefore(r, "1.40") && uc.PidsLimit != nil && *uc.PidsLimit == 0 {
+		// Before API 1.40 clients always send PidsLimit 0 for "not
+		// given": it must not lift a limit set at create (Docker reads it
+		// so too).
+		uc.PidsLimit = nil
+	}
 	warnings, err := s.cfg.Containers.Update(r.Context(), r.PathValue("id"), uc)
 	if err != nil {
 		writeError(w, err)

@@ -1,6 +1,10 @@
 package dockerapi
 
 import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -37,5 +41,17 @@ func TestUnixTime(t *testing.T) {
 		if _, err := unixTime(bad); err == nil {
 			t.Errorf("unixTime(%q) accepted", bad)
 		}
+	}
+}
+
+func TestClientBefore(t *testing.T) {
+	var got []bool
+	s := &Server{mux: http.NewServeMux(), log: slog.New(slog.DiscardHandler)}
+	s.mux.HandleFunc("/x", func(w http.ResponseWriter, r *http.Request) { got = append(got, clientBefore(r, "1.40")) })
+	for _, p := range []string{"/v1.39/x", "/v1.40/x", "/v1.47/x", "/x"} {
+		s.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", p, nil))
+	}
+	if fmt.Sprint(got) != "[true false false false]" {
+		t.Fatalf("clientBefore(1.40) for 1.39, 1.40, 1.47, none: %v", got)
 	}
 }

@@ -9,6 +9,7 @@
 package dockerapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,6 +109,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r.URL.Path = m[2]
 		r.URL.RawPath = ""
+		r = r.WithContext(context.WithValue(r.Context(), apiVersionKey{}, m[1]))
 	}
 	w.Header().Set("Api-Version", APIVersion)
 	w.Header().Set("Server", "Flick/"+s.cfg.System.Version+" (linux)")
@@ -115,6 +117,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Ostype", "linux")
 	s.mux.ServeHTTP(w, r)
 	s.log.Debug("api", "method", r.Method, "path", r.URL.Path, "took", time.Since(start))
+}
+
+type apiVersionKey struct{}
+
+// clientBefore says whether the request named an API version older than v
+// (a request without a version speaks the newest).
+func clientBefore(r *http.Request, v string) bool {
+	got, ok := r.Context().Value(apiVersionKey{}).(string)
+	return ok && versionLess(got, v)
 }
 
 func versionLess(a, b string) bool {
