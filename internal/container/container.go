@@ -1057,14 +1057,9 @@ func (m *Manager) Rename(ctx context.Context, ref, name string) error {
 	}
 	old := c.Name
 	c.Record.Name = name
-	raw, err := json.Marshal(c.Record)
-	if err != nil {
-		return err
-	}
-	if err := durable.WriteFile(filepath.Join(c.Bundle, "container.json"), raw, 0o600); err != nil {
+	if err := m.writeRecord(c.Bundle, c.Record); err != nil {
 		return fmt.Errorf("rename container %s: %w", old, err)
 	}
-	m.forget(c.ID)
 	m.emit(c, mevents.ActionRename, map[string]string{"oldName": "/" + old})
 	return nil
 }

@@ -52,12 +52,8 @@ func (m *Manager) attachNetwork(c Container) (bundle.Spec, error) {
 	if err != nil {
 		return spec, err
 	}
-	if res, restart := specResources(c.HostConfig), specRestart(c.HostConfig); spec.Resources != res || spec.Restart != restart {
-		// An update the power cut short: the record is the truth.
-		spec.Resources, spec.Restart = res, restart
-		if err := bundle.WriteSpec(c.Bundle, spec, !spec.Ephemeral); err != nil {
-			return spec, err
-		}
+	if err := specFromRecord(c.Bundle, &spec, c.HostConfig); err != nil { // the record is the truth
+		return spec, err
 	}
 	if spec.Network != "bridge" {
 		return spec, nil

@@ -122,33 +122,45 @@ func (m *Manager) Update(ctx context.Context, ref string, uc mcontainer.UpdateCo
 	}
 	rec := c.Record
 	rec.HostConfig = &hc
-	raw, err := json.Marshal(rec)
+	if err := m.writeRecord(c.Bundle, rec); err != nil {
+		return nil, fmt.Errorf("update container %s: %w", c.Name, err)
+	}
+	spec, err := bundle.ReadSpec(c.Bundle)
 	if err != nil {
 		return nil, err
 	}
-	if err := durable.WriteFile(filepath.Join(c.Bundle, "container.json"), raw, 0o600); err != nil {
-		return nil, fmt.Errorf("update container %s: %w", c.Name, err)
-	}
-	m.forget(c.ID)
-	if err := m.syncSpec(Container{Record: rec, Bundle: c.Bundle}); err != nil {
+	if err := specFromRecord(c.Bundle, &spec, &hc); err != nil {
 		return nil, err
 	}
 	m.emit(Container{Record: rec, Bundle: c.Bundle}, mevents.ActionUpdate, nil)
 	return warnings, nil
 }
 
-// syncSpec makes the spec's limits and restart policy the record's.
-func (m *Manager) syncSpec(c Container) error {
-	spec, err := bundle.ReadSpec(c.Bundle)
-	if err != nil {
-		return err
-	}
-	res, restart := specResources(c.HostConfig), specRestart(c.HostConfig)
+// specFromRecord makes the bundle's spec carry the record's limits and
+// restart policy (hc), writing it only if they differ: after an update,
+// and at a start after a power cut that fell between an update's two
+// writes.
+func specFromRecord(dir string, spec *bundle.Spec, hc *mcontainer.HostConfig) error {
+	res, restart := specResources(hc), specRestart(hc)
 	if spec.Resources == res && spec.Restart == restart {
 		return nil
 	}
 	spec.Resources, spec.Restart = res, restart
-	return bundle.WriteSpec(c.Bundle, spec, !spec.Ephemeral)
+	return bundle.WriteSpec(dir, *spec, !spec.Ephemeral)
+}
+
+// writeRecord replaces the bundle's container.json with rec, durably
+// (rename and update change a record in place).
+func (m *Manager) writeRecord(dir string, rec Record) error {
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := durable.WriteFile(filepath.Join(dir, "container.json"), raw, 0o600); err != nil {
+		return err
+	}
+	m.forget(rec.ID)
+	return nil
 }
 
 // unsupportedUpdate refuses the update options Flick cannot apply, rather

@@ -514,8 +514,12 @@ func mountUser(bdir, root string, spec bundle.Spec) error {
 	// Volumes are filled from the image at the container's first start,
 	// as Docker fills them at its create; a volume the app emptied stays
 	// empty through its restarts.
-	_, err := os.Lstat(filepath.Join(bdir, bundle.CopiedUpFile))
-	copied := err == nil
+	copyUps := slices.ContainsFunc(spec.Mounts, func(mt bundle.Mount) bool { return mt.CopyUp })
+	copied := true
+	if copyUps { // not a look on every start: most containers have no volume
+		_, err := os.Lstat(filepath.Join(bdir, bundle.CopiedUpFile))
+		copied = err == nil
+	}
 	for _, mt := range spec.Mounts {
 		if mt.Tmpfs {
 			if err := mountTmpfs(root, mt); err != nil {
@@ -545,7 +549,7 @@ func mountUser(bdir, root string, spec bundle.Spec) error {
 			}
 		}
 	}
-	if !copied && slices.ContainsFunc(spec.Mounts, func(mt bundle.Mount) bool { return mt.CopyUp }) {
+	if !copied {
 		// Not synced: lost in a power cut, it costs a second look at
 		// volumes that are no longer empty.
 		if f, err := os.OpenFile(filepath.Join(bdir, bundle.CopiedUpFile), os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
