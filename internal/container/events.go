@@ -36,7 +36,8 @@ func (m *Manager) SubscribeSince(since time.Time) ([]mevents.Message, <-chan mev
 	m.events.mu.Lock()
 	var past []mevents.Message
 	if !since.IsZero() {
-		for _, e := range m.events.recent {
+		kept := m.events.recent[max(0, len(m.events.recent)-keptEvents):]
+		for _, e := range kept {
 			if e.TimeNano >= since.UnixNano() {
 				past = append(past, e)
 			}
@@ -69,8 +70,10 @@ func (m *Manager) emit(c Container, action mevents.Action, extra map[string]stri
 	msg := mevents.Message{Type: mevents.ContainerEventType, Action: action, Scope: "local",
 		Actor: mevents.Actor{ID: c.ID, Attributes: attrs}, Time: now.Unix(), TimeNano: now.UnixNano()}
 	m.events.mu.Lock()
-	if len(m.events.recent) == keptEvents {
-		m.events.recent = append(m.events.recent[:0], m.events.recent[1:]...)
+	if len(m.events.recent) == 2*keptEvents {
+		// Trimmed a half at a time, not one event (and a 1,023-event
+		// copy) per event.
+		m.events.recent = append(m.events.recent[:0], m.events.recent[keptEvents:]...)
 	}
 	m.events.recent = append(m.events.recent, msg)
 	for s := range m.events.subs {
